@@ -1,0 +1,308 @@
+"""Composable Gluon ``HybridBlock``\\ s of the ResNet v1.5 family.
+
+Every block takes and returns ``float32`` (or the AMP dtype) 4-D tensors in the layout given by its
+``layout`` argument: ``'NCHW'`` (the default, the only one MXNet's CPU kernels run) or ``'NHWC'`` (GPUs).
+All parameter shapes are known at construction (``in_channels`` is always given), so weights can be
+loaded and checked before the first forward pass.
+
+The v1.5 change (NVIDIA's ResNet-50 v1.5, torchvision's ResNet): a downsampling :class:`Bottleneck`
+puts ``strides=2`` on its 3x3 convolution, not on the first 1x1 as the original ResNet v1 does.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Type
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+__all__ = ["Stem", "BasicBlock", "Bottleneck", "Stage", "ResNet", "reference_initializer", "check_layout"]
+
+_LAYOUTS = ("NCHW", "NHWC")
+_NHWC_RUNS_ON_CPU: Optional[bool] = None
+
+
+def reference_initializer() -> mx.init.Initializer:
+    """The reference recipe's weight initializer: ``Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)``."""
+    return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+
+
+def _nhwc_runs_on_cpu() -> bool:
+    global _NHWC_RUNS_ON_CPU
+    if _NHWC_RUNS_ON_CPU is None:
+        try:
+            x = mx.nd.ones((1, 4, 4, 2))
+            w = mx.nd.ones((2, 1, 1, 2))
+            mx.nd.Convolution(x, w, kernel=(1, 1), num_filter=2, no_bias=True, layout="NHWC").wait_to_read()
+            _NHWC_RUNS_ON_CPU = True
+        except mx.MXNetError:
+            _NHWC_RUNS_ON_CPU = False
+    return _NHWC_RUNS_ON_CPU
+
+
+def check_layout(layout: str) -> str:
+    """Validate a tensor layout and make sure this machine can run it.
+
+    Raises
+    ------
+    ValueError
+        For a layout other than ``'NCHW'``/``'NHWC'``, or for ``'NHWC'`` on a machine without a GPU, whose
+        MXNet CPU convolutions support only ``'NCHW'``.
+    """
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    if layout == "NHWC" and mx.context.num_gpus() == 0 and not _nhwc_runs_on_cpu():
+        raise ValueError(
+            "layout='NHWC' needs a GPU: MXNet's CPU convolutions only run 'NCHW'. "
+            "Use layout='NCHW' on this machine (the default)."
+        )
+    return layout
+
+
+class _Layers:
+    """Builds the convolutions and BatchNorms of a network with options shared by all of them."""
+
+    def __init__(self, layout: str, bn_epsilon: float, bn_momentum: float,
+                 weight_initializer: Optional[mx.init.Initializer]):
+        self.layout = check_layout(layout)
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.weight_initializer = weight_initializer if weight_initializer is not None else reference_initializer()
+
+    def options(self) -> dict:
+        return dict(layout=self.layout, bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum,
+                    weight_initializer=self.weight_initializer)
+
+    def conv(self, channels: int, kernel_size: int, strides: int, in_channels: int) -> nn.Conv2D:
+        return nn.Conv2D(channels, kernel_size, strides=strides, padding=kernel_size // 2, use_bias=False,
+                         in_channels=in_channels, layout=self.layout,
+                         weight_initializer=self.weight_initializer)
+
+    def bn(self, in_channels: int, zero_gamma: bool = False) -> nn.BatchNorm:
+        return nn.BatchNorm(axis=self.layout.index("C"), epsilon=self.bn_epsilon, momentum=self.bn_momentum,
+                            in_channels=in_channels, gamma_initializer="zeros" if zero_gamma else "ones")
+
+
+_LAYER_DOC = """layout : {'NCHW', 'NHWC'}
+        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
+    bn_epsilon, bn_momentum : float
+        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
+    weight_initializer : mxnet.init.Initializer, optional
+        Initializer of convolution weights; default :func:`reference_initializer`.
+    prefix, params
+        Gluon's naming and parameter sharing arguments."""
+
+
+class Stem(HybridBlock):
+    __doc__ = f"""The ResNet input stem: 7x7 convolution with stride 2, BatchNorm, ReLU, 3x3 max-pool with stride 2.
+
+    Parameters
+    ----------
+    channels : int
+        Output channels (64 in every standard ResNet).
+    in_channels : int
+        Input channels (3 for RGB images).
+    {_LAYER_DOC}
+
+    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/4), ceil(W/4))``.
+    """
+
+    def __init__(self, channels: int = 64, *, in_channels: int = 3, layout: str = "NCHW",
+                 bn_epsilon: float = 1e-5, bn_momentum: float = 0.9,
+                 weight_initializer: Optional[mx.init.Initializer] = None, prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        layers = _Layers(layout, bn_epsilon, bn_momentum, weight_initializer)
+        with self.name_scope():
+            self.conv = layers.conv(channels, 7, 2, in_channels)
+            self.bn = layers.bn(channels)
+            self.pool = nn.MaxPool2D(pool_size=3, strides=2, padding=1, layout=layout)
+
+    def hybrid_forward(self, F, x):
+        return self.pool(F.Activation(self.bn(self.conv(x)), act_type="relu"))
+
+
+class _ResidualBlock(HybridBlock):
+    """The part the residual blocks share: building the shortcut, the addition and the final ReLU."""
+
+    expansion = 1
+
+    def __init__(self, channels: int, strides: int = 1, downsample: bool = False, *, in_channels: int = 0,
+                 last_gamma: bool = True, layout: str = "NCHW", bn_epsilon: float = 1e-5,
+                 bn_momentum: float = 0.9, weight_initializer: Optional[mx.init.Initializer] = None,
+                 prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        if channels % self.expansion:
+            raise ValueError(f"{type(self).__name__}: channels={channels} must be a multiple of {self.expansion}")
+        layers = _Layers(layout, bn_epsilon, bn_momentum, weight_initializer)
+        in_channels = in_channels or channels
+        with self.name_scope():
+            self._build(layers, channels, strides, in_channels, last_gamma)
+            if downsample:
+                self.downsample = nn.HybridSequential(prefix="down_")
+                with self.downsample.name_scope():
+                    self.downsample.add(layers.conv(channels, 1, strides, in_channels), layers.bn(channels))
+            else:
+                self.downsample = None
+
+    def _build(self, layers: _Layers, channels: int, strides: int, in_channels: int, last_gamma: bool):
+        raise NotImplementedError
+
+    def _body(self, F, x):
+        raise NotImplementedError
+
+    def hybrid_forward(self, F, x):
+        shortcut = self.downsample(x) if self.downsample is not None else x
+        return F.Activation(self._body(F, x) + shortcut, act_type="relu")
+
+
+_BLOCK_DOC = """
+    Parameters
+    ----------
+    channels : int
+        Output channels.
+    strides : int
+        Stride of the {stride_conv} (and of the shortcut when ``downsample``).
+    downsample : bool
+        Give the shortcut a 1x1 convolution + BatchNorm (needed when the shape changes).
+    in_channels : int
+        Input channels; 0 means ``channels``.
+    last_gamma : bool
+        Initialise the gamma of the last BatchNorm to zero, so the block starts as an identity (the reference's
+        default).
+    """ + _LAYER_DOC + """
+
+    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
+    """
+
+
+class BasicBlock(_ResidualBlock):
+    __doc__ = "Two 3x3 convolutions with a residual connection (ResNet-18/34).\n" + _BLOCK_DOC.replace(
+        "{stride_conv}", "first 3x3 convolution")
+
+    expansion = 1
+
+    def _build(self, layers, channels, strides, in_channels, last_gamma):
+        self.conv1 = layers.conv(channels, 3, strides, in_channels)
+        self.bn1 = layers.bn(channels)
+        self.conv2 = layers.conv(channels, 3, 1, channels)
+        self.bn2 = layers.bn(channels, zero_gamma=last_gamma)
+
+    def _body(self, F, x):
+        x = F.Activation(self.bn1(self.conv1(x)), act_type="relu")
+        return self.bn2(self.conv2(x))
+
+
+class Bottleneck(_ResidualBlock):
+    __doc__ = ("The ResNet v1.5 bottleneck: 1x1 reduce to ``channels // 4``, 3x3 carrying the stride (v1.5), "
+               "1x1 expand,\n    with a residual connection.\n" + _BLOCK_DOC.replace(
+                   "{stride_conv}", "3x3 convolution (v1.5; v1 strides the first 1x1)"))
+
+    expansion = 4
+
+    def _build(self, layers, channels, strides, in_channels, last_gamma):
+        width = channels // self.expansion
+        self.conv1 = layers.conv(width, 1, 1, in_channels)
+        self.bn1 = layers.bn(width)
+        self.conv2 = layers.conv(width, 3, strides, width)
+        self.bn2 = layers.bn(width)
+        self.conv3 = layers.conv(channels, 1, 1, width)
+        self.bn3 = layers.bn(channels, zero_gamma=last_gamma)
+
+    def _body(self, F, x):
+        x = F.Activation(self.bn1(self.conv1(x)), act_type="relu")
+        x = F.Activation(self.bn2(self.conv2(x)), act_type="relu")
+        return self.bn3(self.conv3(x))
+
+
+class Stage(nn.HybridSequential):
+    __doc__ = """A stage of ``blocks`` residual blocks of one type; the first one may downsample.
+
+    Parameters
+    ----------
+    block : type
+        :class:`BasicBlock`, :class:`Bottleneck` or another ``_ResidualBlock`` subclass.
+    blocks : int
+        Number of residual blocks.
+    channels : int
+        Output channels of every block.
+    strides : int
+        Stride of the first block.
+    in_channels : int
+        Input channels of the first block.
+    last_gamma : bool
+        As for :class:`Bottleneck`.
+    """ + _LAYER_DOC + """
+    """
+
+    def __init__(self, block: Type[_ResidualBlock], blocks: int, channels: int, strides: int = 1, *,
+                 in_channels: int = 0, last_gamma: bool = True, layout: str = "NCHW", bn_epsilon: float = 1e-5,
+                 bn_momentum: float = 0.9, weight_initializer: Optional[mx.init.Initializer] = None,
+                 prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        if blocks < 1:
+            raise ValueError(f"Stage needs at least one block, got blocks={blocks}")
+        options = dict(last_gamma=last_gamma, layout=layout, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
+                       weight_initializer=weight_initializer)
+        in_channels = in_channels or channels
+        with self.name_scope():
+            self.add(block(channels, strides, strides != 1 or in_channels != channels, in_channels=in_channels,
+                           **options))
+            for _ in range(blocks - 1):
+                self.add(block(channels, 1, False, in_channels=channels, **options))
+
+
+class ResNet(HybridBlock):
+    __doc__ = """A ResNet v1.5 classifier built from a residual block type and the number of blocks per stage.
+
+    Parameters
+    ----------
+    block : type
+        :class:`BasicBlock` (ResNet-18/34) or :class:`Bottleneck` (ResNet-50/101/152).
+    layers : sequence of int
+        Residual blocks in each stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50.
+    classes : int
+        Number of output classes.
+    in_channels : int
+        Image channels.
+    stem_channels : int
+        Channels of the stem and of the first stage's inner width.
+    last_gamma : bool
+        Zero-initialise the last BatchNorm gamma of every residual block (the reference's default).
+    """ + _LAYER_DOC + """
+
+    Attributes
+    ----------
+    features : HybridSequential
+        Everything before the classifier (stem, stages, global average pool, flatten): images
+        ``(N, in_channels, H, W)`` float32 -> features ``(N, num_features)``, for transfer learning.
+    output : Dense
+        The classifier, ``num_features`` -> ``classes``.
+
+    Input is ``(N, in_channels, H, W)`` in 'NCHW' (``(N, H, W, in_channels)`` in 'NHWC'), float32 or the AMP
+    dtype, normalised images of any size >= 32 px; output ``(N, classes)`` logits (no softmax).
+    """
+
+    def __init__(self, block: Type[_ResidualBlock], layers: Sequence[int], *, classes: int = 1000,
+                 in_channels: int = 3, stem_channels: int = 64, last_gamma: bool = True, layout: str = "NCHW",
+                 bn_epsilon: float = 1e-5, bn_momentum: float = 0.9,
+                 weight_initializer: Optional[mx.init.Initializer] = None, prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        if classes < 1:
+            raise ValueError(f"classes must be >= 1, got {classes}")
+        layer_options = _Layers(layout, bn_epsilon, bn_momentum, weight_initializer).options()
+        self.layout = layout
+        self.classes = classes
+        channels = stem_channels
+        with self.name_scope():
+            self.features = nn.HybridSequential(prefix="")
+            self.features.add(Stem(stem_channels, in_channels=in_channels, **layer_options))
+            for i, num_blocks in enumerate(layers):
+                out_channels = stem_channels * 2 ** i * block.expansion
+                self.features.add(Stage(block, num_blocks, out_channels, 1 if i == 0 else 2, in_channels=channels,
+                                        last_gamma=last_gamma, **layer_options))
+                channels = out_channels
+            self.features.add(nn.GlobalAvgPool2D(layout=layout), nn.Flatten())
+            self.num_features = channels
+            self.output = nn.Dense(classes, in_units=channels, weight_initializer=layer_options["weight_initializer"])
+
+    def hybrid_forward(self, F, x):
+        return self.output(self.features(x))

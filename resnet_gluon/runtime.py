@@ -1,0 +1,69 @@
+"""Process-level settings: CPU threading for MXNet, and choosing CPU or GPU at run time.
+
+MXNet reads its threading variables once, when it is first imported, so
+:func:`apply_cpu_thread_defaults` must run before ``import mxnet``; ``import resnet_gluon`` calls it when
+mxnet is not imported yet. It only fills variables that are unset: yours always win.
+
+The values were chosen by measurement on a 2-core machine (``benchmarks/threads.py`` reprints it): a
+ResNet-50 training step at batch 32 runs about twice as fast as with MXNet's defaults, which start more
+engine workers than there are cores and let OpenMP threads migrate.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Dict, Optional
+
+__all__ = ["cpu_thread_defaults", "apply_cpu_thread_defaults", "num_gpus"]
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_thread_defaults(local_size: Optional[int] = None) -> Dict[str, str]:
+    """The threading variables for MXNet on CPU.
+
+    Parameters
+    ----------
+    local_size : int, optional
+        Processes sharing this machine (Horovod's local size); default ``HOROVOD_LOCAL_SIZE`` or 1.
+        The cores are split between them, and threads are pinned only when one process owns all of them
+        (pinning several processes would put their threads on the same cores).
+    """
+    if local_size is None:
+        local_size = int(os.environ.get("HOROVOD_LOCAL_SIZE", os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", "1")))
+    threads = max(1, _usable_cores() // max(1, local_size))
+    settings = {
+        "OMP_NUM_THREADS": str(threads),
+        "MXNET_CPU_WORKER_NTHREADS": "1",
+    }
+    if local_size == 1:
+        settings.update(OMP_PROC_BIND="true", KMP_AFFINITY="granularity=fine,compact,1,0")
+    return settings
+
+
+def apply_cpu_thread_defaults(local_size: Optional[int] = None) -> Dict[str, str]:
+    """Set the unset variables of :func:`cpu_thread_defaults`; returns what was set.
+
+    Does nothing (and returns ``{}``) once mxnet is imported, since it would no longer take effect, or when
+    ``RESNET_GLUON_NO_THREAD_DEFAULTS=1``.
+    """
+    if "mxnet" in sys.modules or os.environ.get("RESNET_GLUON_NO_THREAD_DEFAULTS") == "1":
+        return {}
+    applied = {k: v for k, v in cpu_thread_defaults(local_size).items() if k not in os.environ}
+    os.environ.update(applied)
+    return applied
+
+
+def num_gpus() -> int:
+    """GPUs MXNet can use here (0 with the CPU build of mxnet)."""
+    import mxnet as mx
+
+    try:
+        return mx.context.num_gpus()
+    except mx.MXNetError:
+        return 0

@@ -1,0 +1,68 @@
+import mxnet as mx
+import numpy as np
+import pytest
+
+from resnet_gluon.blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem, reference_initializer
+
+
+def _run(block, shape):
+    block.initialize()
+    return block(mx.nd.random.normal(shape=shape))
+
+
+def test_stem_quarters_the_resolution():
+    assert _run(Stem(64), (2, 3, 64, 64)).shape == (2, 64, 16, 16)
+    assert _run(Stem(32, in_channels=1), (1, 1, 33, 33)).shape == (1, 32, 9, 9)
+
+
+@pytest.mark.parametrize("block,channels", [(BasicBlock, 32), (Bottleneck, 64)])
+def test_downsampling_block_halves_resolution(block, channels):
+    out = _run(block(channels, 2, True, in_channels=16), (2, 16, 16, 16))
+    assert out.shape == (2, channels, 8, 8)
+
+
+def test_identity_block_with_zero_gamma_is_relu_of_input():
+    x = mx.nd.random.normal(shape=(2, 64, 8, 8))
+    block = Bottleneck(64, in_channels=64, last_gamma=True)
+    block.initialize()
+    with mx.autograd.predict_mode():
+        np.testing.assert_allclose(block(x).asnumpy(), mx.nd.relu(x).asnumpy(), atol=1e-6)
+
+
+def test_bottleneck_channels_must_divide_by_expansion():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        Bottleneck(30)
+
+
+def test_stage_builds_blocks_and_downsamples_only_first():
+    stage = Stage(Bottleneck, 3, 512, 2, in_channels=256)
+    assert len(stage) == 3
+    assert stage[0].downsample is not None and stage[1].downsample is None and stage[2].downsample is None
+    assert _run(stage, (1, 256, 8, 8)).shape == (1, 512, 4, 4)
+    with pytest.raises(ValueError, match="at least one block"):
+        Stage(BasicBlock, 0, 64)
+
+
+def test_custom_depth_from_one_class():
+    net = ResNet(BasicBlock, (1, 1), classes=4, stem_channels=16)
+    net.initialize()
+    assert net.num_features == 32
+    assert net(mx.nd.zeros((2, 3, 32, 32))).shape == (2, 4)
+    with pytest.raises(ValueError, match="classes must be >= 1"):
+        ResNet(BasicBlock, (1,), classes=0)
+
+
+def test_reference_initializer_scale():
+    conv = mx.gluon.nn.Conv2D(256, 3, in_channels=128, weight_initializer=reference_initializer())
+    conv.initialize()
+    std = conv.weight.data().asnumpy().std()
+    assert abs(std - np.sqrt(2.0 / (128 * 9))) < 0.05 * np.sqrt(2.0 / (128 * 9))
+
+
+def test_blocks_hybridize_to_the_same_output():
+    block = Bottleneck(64, 2, True, in_channels=32, last_gamma=False)
+    block.initialize()
+    x = mx.nd.random.normal(shape=(2, 32, 8, 8))
+    eager = block(x).asnumpy()
+    block.hybridize()
+    np.testing.assert_allclose(block(x).asnumpy(), eager, atol=1e-5)
