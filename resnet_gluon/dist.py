@@ -1,0 +1,91 @@
+"""Horovod, when present: rank, size and the rank-zero mechanism.
+
+Single process is the default: without ``horovodrun`` (or without horovod installed) the size is 1 and
+the rank 0. Horovod is initialised on first use, never at import.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable, TypeVar
+
+__all__ = ["horovod", "init", "rank", "size", "local_rank", "local_size", "is_rank_zero", "rank_zero_only",
+           "under_horovodrun"]
+
+F = TypeVar("F", bound=Callable)
+
+
+def under_horovodrun() -> bool:
+    """Whether this process was started by ``horovodrun`` (or mpirun) with more than one process."""
+    for var in ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        if int(os.environ.get(var, "1")) > 1:
+            return True
+    return False
+
+
+def horovod():
+    """The initialised ``horovod.mxnet`` module.
+
+    Raises
+    ------
+    ImportError
+        When horovod is not installed with MXNet support, naming the install step.
+    """
+    try:
+        import horovod.mxnet as hvd
+    except ImportError as err:
+        raise ImportError(
+            f"horovod with MXNet support is needed ({err}). Install it after mxnet with: HOROVOD_WITH_MXNET=1 "
+            "HOROVOD_WITH_GLOO=1 pip install --no-build-isolation horovod==0.28.1 (or run tools/setup_env.sh)"
+        ) from err
+    if not hvd.is_initialized():
+        hvd.init()
+    return hvd
+
+
+def _maybe_horovod():
+    # Without horovodrun there is nothing to ask horovod; avoid importing it at all then.
+    if not under_horovodrun():
+        return None
+    return horovod()
+
+
+def init() -> None:
+    """Initialise Horovod if this process runs under ``horovodrun``; a no-op otherwise and when done."""
+    _maybe_horovod()
+
+
+def rank() -> int:
+    hvd = _maybe_horovod()
+    return hvd.rank() if hvd else 0
+
+
+def size() -> int:
+    hvd = _maybe_horovod()
+    return hvd.size() if hvd else 1
+
+
+def local_rank() -> int:
+    hvd = _maybe_horovod()
+    return hvd.local_rank() if hvd else 0
+
+
+def local_size() -> int:
+    hvd = _maybe_horovod()
+    return hvd.local_size() if hvd else 1
+
+
+def is_rank_zero() -> bool:
+    return rank() == 0
+
+
+def rank_zero_only(fn: F) -> F:
+    """Run ``fn`` on rank 0 only; elsewhere the call does nothing and returns None."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if is_rank_zero():
+            return fn(*args, **kwargs)
+        return None
+
+    return wrapper  # type: ignore[return-value]
