@@ -1,12 +1,17 @@
 """ResNet v1.5 for Apache MXNet Gluon, modelled on NVIDIA's ResNet-50 v1.5 recipe for MXNet.
 
-``import resnet_gluon`` needs only mxnet; Horovod and DALI are imported where they are used.
+``import resnet_gluon`` and the models need only mxnet. ``fit``, ``evaluate``, ``Trainer`` and the callbacks
+import Horovod, and the DALI pipelines import DALI, when you first use them (``resnet_gluon.fit`` etc. are
+loaded on first access).
 """
+import importlib
+
 from .runtime import apply_cpu_thread_defaults as _apply_cpu_thread_defaults
 
 _apply_cpu_thread_defaults()
 
 from .blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem  # noqa: E402
+from .data import Preprocessing  # noqa: E402
 from .models import (  # noqa: E402
     count_parameters,
     export_checkpoint,
@@ -22,8 +27,25 @@ from .models import (  # noqa: E402
 )
 
 __version__ = "0.1.0"
+
+# Public names whose modules import Horovod (or DALI, in pipelines) — loaded on first access.
+_LAZY = {
+    "fit": "fit", "evaluate": "fit", "History": "fit",
+    "Trainer": "trainer",
+    "Callback": "callbacks", "Checkpoint": "callbacks", "ProgressBar": "callbacks", "Report": "callbacks",
+}
+
 __all__ = [
-    "BasicBlock", "Bottleneck", "ResNet", "Stage", "Stem",
+    "BasicBlock", "Bottleneck", "ResNet", "Stage", "Stem", "Preprocessing",
     "count_parameters", "export_checkpoint", "get_model", "list_models", "load_parameters", "register_model",
     "resnet18_v1_5", "resnet34_v1_5", "resnet50_v1_5", "resnet101_v1_5", "resnet152_v1_5",
+    *_LAZY,
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

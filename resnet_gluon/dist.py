@@ -9,7 +9,7 @@ import functools
 import os
 from typing import Callable, TypeVar
 
-__all__ = ["horovod", "init", "rank", "size", "local_rank", "local_size", "is_rank_zero", "rank_zero_only",
+__all__ = ["import_horovod", "horovod", "init", "rank", "size", "local_rank", "local_size", "is_rank_zero", "rank_zero_only",
            "under_horovodrun"]
 
 F = TypeVar("F", bound=Callable)
@@ -23,8 +23,8 @@ def under_horovodrun() -> bool:
     return False
 
 
-def horovod():
-    """The initialised ``horovod.mxnet`` module.
+def import_horovod():
+    """The ``horovod.mxnet`` module, not initialised.
 
     Raises
     ------
@@ -32,12 +32,24 @@ def horovod():
         When horovod is not installed with MXNet support, naming the install step.
     """
     try:
+        # DALI must be loaded before Horovod's library: the other way round, DALI's first batch crashes
+        # the process ("free(): invalid size"; DALI 1.35 + horovod 0.28.1, seen on CPU).
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        pass
+    try:
         import horovod.mxnet as hvd
     except ImportError as err:
         raise ImportError(
             f"horovod with MXNet support is needed ({err}). Install it after mxnet with: HOROVOD_WITH_MXNET=1 "
             "HOROVOD_WITH_GLOO=1 pip install --no-build-isolation horovod==0.28.1 (or run tools/setup_env.sh)"
         ) from err
+    return hvd
+
+
+def horovod():
+    """The initialised ``horovod.mxnet`` module (see :func:`import_horovod`)."""
+    hvd = import_horovod()
     if not hvd.is_initialized():
         hvd.init()
     return hvd

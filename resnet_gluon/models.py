@@ -12,6 +12,7 @@ architecture with other names), and the reference's checkpoint pair ``<prefix>-s
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Callable, Dict, List, Optional, Union
@@ -30,11 +31,20 @@ _REGISTRY: Dict[str, Callable[..., ResNet]] = {}
 
 
 def register_model(fn: Callable[..., ResNet]) -> Callable[..., ResNet]:
-    """Register a model constructor under its function name (a decorator)."""
-    if fn.__name__ in _REGISTRY:
-        raise ValueError(f"a model named {fn.__name__!r} is already registered")
-    _REGISTRY[fn.__name__] = fn
-    return fn
+    """Register a model constructor under its function name (a decorator); the net it builds records that
+    name as ``net.model_name`` (checkpoints and reports use it)."""
+    name = fn.__name__
+    if name in _REGISTRY:
+        raise ValueError(f"a model named {name!r} is already registered")
+
+    @functools.wraps(fn)
+    def build(**kwargs) -> ResNet:
+        net = fn(**kwargs)
+        net.model_name = name
+        return net
+
+    _REGISTRY[name] = build
+    return build
 
 
 def list_models() -> List[str]:
