@@ -1,8 +1,8 @@
 """ResNet v1.5 for Apache MXNet Gluon, modelled on NVIDIA's ResNet-50 v1.5 recipe for MXNet.
 
 ``import resnet_gluon`` and the models need only mxnet. ``fit``, ``evaluate``, ``Trainer`` and the callbacks
-import Horovod, and the DALI pipelines import DALI, when you first use them (``resnet_gluon.fit`` etc. are
-loaded on first access).
+(modules ``training``, ``trainer``, ``callbacks``) import Horovod, and the DALI pipelines import DALI; they are
+loaded on first access.
 """
 import importlib
 
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 # Public names whose modules import Horovod (or DALI, in pipelines) — loaded on first access.
 _LAZY = {
-    "fit": "fit", "evaluate": "fit", "History": "fit",
+    "fit": "training", "evaluate": "training", "History": "training", "FitState": "training",
     "Trainer": "trainer",
     "Callback": "callbacks", "Checkpoint": "callbacks", "ProgressBar": "callbacks", "Report": "callbacks",
 }
@@ -45,7 +45,7 @@ __all__ = [
 
 def __getattr__(name):
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        globals().update({n: getattr(module, n) for n, m in _LAZY.items() if m == _LAZY[name]})
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,35 +8,75 @@
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from typing import Optional
 
 import mxnet as mx
 from mxnet.contrib import amp as _amp
 from mxnet.contrib.amp.loss_scaler import LossScaler
 
-__all__ = ["DTYPES", "resolve_dtype", "init", "initialized_dtype", "enable_loss_scaling", "scale_loss",
+__all__ = ["DTYPES", "bfloat16_supported", "resolve_dtype", "init", "initialized_dtype", "enable_loss_scaling", "scale_loss",
            "loss_scale", "convert", "check_not_run"]
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 _initialized: Optional[str] = None
+_BF16_SUPPORTED: Optional[bool] = None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C++ log lines written to fd 2 (oneDNN's failure message while probing)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def bfloat16_supported() -> bool:
+    """Whether this CPU runs MXNet's oneDNN bfloat16 convolutions (they need AVX-512; AVX2-only CPUs fail)."""
+    global _BF16_SUPPORTED
+    if _BF16_SUPPORTED is None:
+        try:
+            with _quiet_stderr():
+                x = mx.nd.amp_cast(mx.nd.ones((1, 4, 4, 4)), dtype=_amp.amp.bfloat16)
+                w = mx.nd.amp_cast(mx.nd.ones((4, 4, 1, 1)), dtype=_amp.amp.bfloat16)
+                mx.nd.Convolution(x, w, kernel=(1, 1), num_filter=4, no_bias=True).wait_to_read()
+            _BF16_SUPPORTED = True
+        except mx.MXNetError:
+            _BF16_SUPPORTED = False
+    return _BF16_SUPPORTED
 
 
 def resolve_dtype(dtype: str, ctx: Optional[mx.Context] = None) -> str:
-    """Turn ``'auto'`` into ``'float16'`` on a GPU context and ``'bfloat16'`` on CPU; check the others.
+    """Turn ``'auto'`` into the fastest precision here and check the others.
+
+    'auto' is float16 on a GPU context; on CPU it is bfloat16 where the CPU supports it
+    (:func:`bfloat16_supported`) and float32 otherwise.
 
     Raises
     ------
     ValueError
-        For an unknown dtype, or float16 on a CPU context (MXNet cannot run float16 GEMMs on CPU).
+        For an unknown dtype, float16 on a CPU context (MXNet cannot run float16 GEMMs on CPU), or bfloat16 on
+        a CPU without oneDNN bfloat16 support.
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     on_gpu = (ctx.device_type == "gpu") if ctx is not None else mx.context.num_gpus() > 0
     if dtype == "auto":
-        return "float16" if on_gpu else "bfloat16"
+        return "float16" if on_gpu else ("bfloat16" if bfloat16_supported() else "float32")
     if dtype == "float16" and not on_gpu:
         raise ValueError("float16 needs a GPU: MXNet has no float16 GEMM on CPU ('FP16 gemm on cpu not "
                          "implemented'); use dtype='bfloat16' (the CPU's mixed precision) or 'auto'")
+    if dtype == "bfloat16" and not on_gpu and not bfloat16_supported():
+        raise ValueError("bfloat16 is not supported on this CPU: MXNet's oneDNN bfloat16 kernels need AVX-512 "
+                         "(ideally AVX512_BF16); use dtype='float32', or 'auto' to pick the best available")
     return dtype
 
 

@@ -29,7 +29,7 @@ REPORT_METRICS = ("top1", "top5", "loss", "total_ips", "latency_avg", "latency_5
 
 
 class Callback:
-    """Base class. ``self.state`` is the running fit's :class:`~resnet_gluon.fit.FitState` (net, trainer,
+    """Base class. ``self.state`` is the running fit's :class:`~resnet_gluon.training.FitState` (net, trainer,
     epoch, ...), set before ``on_train_begin``."""
 
     state = None

@@ -117,11 +117,17 @@ class DALIPipeline(_Pipeline):
     prefetch : int
         Prefetch queue depth.
     seed : int
-        Random seed of shuffling and augmentation (-1: random).
+        Random seed of shuffling and augmentation (-1: random). Training epoch ``e`` uses ``seed + e``, so a
+        resumed run (``set_epoch``) sees exactly the images and augmentations of an uninterrupted one.
     ctx : Context, optional
-        Where batches are delivered; default ``mx.gpu(device_id)`` for 'gpu' and ``mx.cpu()`` for 'cpu'.
+        Where batches are delivered; default where DALI puts them (``cpu(0)``, or the GPU for 'gpu').
     device_id : int, optional
         GPU to use with ``device='gpu'``; default Horovod's local rank.
+
+    Notes
+    -----
+    A training pipeline is rebuilt at the start of each epoch, with that epoch's seed and the next shard
+    (shards rotate over the workers across epochs, as DALI's readers do by default).
     """
 
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
@@ -139,23 +145,30 @@ class DALIPipeline(_Pipeline):
         self.shard_id, self.device = shard_id, device
         if device == "gpu":
             device_id = dist.local_rank() if device_id is None else device_id
-        self._pipe = self._build(num_threads, prefetch, seed, None if device == "cpu" else device_id)
+        self._options = dict(num_threads=num_threads, prefetch_queue_depth=prefetch,
+                             device_id=None if device == "cpu" else device_id)
+        self.seed = seed if seed >= 0 else int(np.random.randint(0, 2 ** 31 - 1 - 10 ** 6))
+        self.epoch = 0
         self._iter = None
+        self._iter_epoch = None
         self.ctx = ctx
 
-    def _build(self, num_threads, prefetch, seed, device_id):
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch`` (0-based); ``fit`` calls it, so resumed runs line up."""
+        self.epoch = epoch
+
+    def _build(self, epoch: int):
         dali, fn, types, _ = _import_dali()
         p, files, train = self.preprocessing, self.files, self.train
+        shard_id = (self.shard_id + epoch) % self.num_shards if train else self.shard_id
         decoder = "cpu" if self.device == "cpu" else "mixed"
         ops = "cpu" if self.device == "cpu" else "gpu"
 
-        @dali.pipeline_def(batch_size=self.batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
-                           prefetch_queue_depth=prefetch)
+        @dali.pipeline_def(batch_size=self.batch_size, seed=self.seed + (epoch if train else 0), **self._options)
         def pipeline():
-            jpegs, labels = fn.readers.mxnet(path=[files.rec], index_path=[files.idx], shard_id=self.shard_id,
+            jpegs, labels = fn.readers.mxnet(path=[files.rec], index_path=[files.idx], shard_id=shard_id,
                                              num_shards=self.num_shards, random_shuffle=train,
-                                             # validation keeps its shard; training moves to the next each epoch
-                                             stick_to_shard=not train, pad_last_batch=True, name="Reader")
+                                             stick_to_shard=True, pad_last_batch=True, name="Reader")
             if train:
                 images = fn.decoders.image_random_crop(jpegs, device=decoder, output_type=types.RGB,
                                                        random_area=list(p.area), random_aspect_ratio=list(p.aspect),
@@ -174,19 +187,24 @@ class DALIPipeline(_Pipeline):
 
         return pipeline()
 
-    def _iterator(self):
+    def _iterator(self, epoch: int):
         _, _, _, dali_mxnet = _import_dali()
         return dali_mxnet.DALIClassificationIterator(
-            [self._pipe], reader_name="Reader", data_layout=self.preprocessing.layout,
+            [self._build(epoch)], reader_name="Reader", data_layout=self.preprocessing.layout,
             last_batch_policy=dali_mxnet.LastBatchPolicy.PARTIAL, auto_reset=True)
 
     def __iter__(self) -> Iterator[Tuple[mx.nd.NDArray, mx.nd.NDArray]]:
+        epoch = self.epoch if self.train else 0
         try:
-            if self._iter is None:
-                self._iter = self._iterator()
+            if self._iter is None or self._iter_epoch != epoch:
+                self._iter = None  # release the previous epoch's pipeline first
+                self._iter = self._iterator(epoch)
+                self._iter_epoch = epoch
             yield from self._batches((b[0].data[0], b[0].label[0], b[0].pad) for b in self._iter)
         except RuntimeError as err:
             raise RuntimeError(self._explain(str(err))) from None
+        if self.train:
+            self.epoch = epoch + 1
 
     def _explain(self, message: str) -> str:
         """A short message naming the record DALI failed on (DALI reports its byte offset)."""
@@ -237,6 +255,10 @@ class RecordIterPipeline(_Pipeline):
             common.update(shuffle=False, resize=p.resize, rand_crop=False, inter_method=1)
         self._kwargs = common
         self._epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch`` (0-based; its shuffle seed is ``seed + epoch``)."""
+        self._epoch = epoch
 
     def __iter__(self) -> Iterator[Tuple[mx.nd.NDArray, mx.nd.NDArray]]:
         # A new iterator each epoch: with round_batch, ImageRecordIter fills the last batch with the next

@@ -18,12 +18,17 @@ def _has_gpu() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    if _has_gpu():
-        return
-    skip = pytest.mark.skip(reason="needs a GPU (none found by mxnet)")
+    from resnet_gluon.amp import bfloat16_supported
+
+    skips = {}
+    if not _has_gpu():
+        skips["gpu"] = pytest.mark.skip(reason="needs a GPU (none found by mxnet)")
+    if not bfloat16_supported():
+        skips["bf16"] = pytest.mark.skip(reason="this CPU has no oneDNN bfloat16 support (needs AVX-512)")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -39,3 +39,38 @@ def make_image_folder(root, counts=(3, 2), size=(24, 30), seed=0):
             cv2.imwrite(path, cv2.cvtColor(smooth_image(rng, *size), cv2.COLOR_RGB2BGR))
             paths.append((c, path))
     return paths
+
+
+class ArrayBatches:
+    """In-memory data with the pipelines' interface: the same order every epoch, sharded like DALI's reader
+    (each global batch of ``batch_size * num_shards`` images is split between the shards in order)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, shard_id: int = 0, num_shards: int = 1):
+        self.x, self.y = x.astype(np.float32), y.astype(np.float32)
+        self.batch_size, self.shard_id, self.num_shards = batch_size, shard_id, num_shards
+
+    def __len__(self):
+        global_batch = self.batch_size * self.num_shards
+        return -(-len(self.x) // global_batch)
+
+    def __iter__(self):
+        import mxnet as mx
+
+        global_batch = self.batch_size * self.num_shards
+        for start in range(0, len(self.x) + global_batch - 1, global_batch)[: len(self)]:
+            lo = start + self.shard_id * self.batch_size
+            hi = min(lo + self.batch_size, start + global_batch, len(self.x))
+            lo = min(lo, hi)
+            yield mx.nd.array(self.x[lo:hi].reshape((-1,) + self.x.shape[1:])), mx.nd.array(self.y[lo:hi])
+
+
+def quadrant_problem(n: int, size: int = 16, classes: int = 4, seed: int = 0):
+    """A small learnable problem: the label is the brightest quadrant of a noisy image (NCHW float32)."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, classes, n)
+    x = rng.normal(0, 1, (n, 3, size, size)).astype(np.float32)
+    h = size // 2
+    for i, label in enumerate(y):
+        r, c = divmod(int(label), 2)
+        x[i, :, r * h:(r + 1) * h, c * h:(c + 1) * h] += 1.5
+    return x, y

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from PIL import Image
+import cv2
 
 from resnet_gluon import data, pipelines
 from helpers import jpeg, make_records, smooth_image
@@ -15,16 +15,16 @@ def _denormalise(batch):
 
 
 def _reference_val(jpg_bytes, resize, crop):
-    """Independent validation preprocessing with PIL: resize shorter side, centre crop, normalise."""
-    import io
-
-    image = Image.open(io.BytesIO(jpg_bytes)).convert("RGB")
-    w, h = image.size
+    """Independent validation preprocessing with OpenCV: resize the shorter side (area filter, i.e. with
+    antialiasing, as DALI does), centre crop. (OpenCV rather than PIL: once DALI/Horovod are loaded in a
+    process, PIL's JPEG decoder can fail there with "broken data stream".)"""
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpg_bytes, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = image.shape[:2]
     scale = resize / min(w, h)
-    image = image.resize((round(w * scale), round(h * scale)), Image.BILINEAR)
-    w, h = image.size
-    left, top = (w - crop) // 2, (h - crop) // 2
-    return np.asarray(image.crop((left, top, left + crop, top + crop)), np.float32)
+    image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    h, w = image.shape[:2]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return image[top:top + crop, left:left + crop].astype(np.float32)
 
 
 @pytest.mark.parametrize("backend", ["dali-cpu", "mxnet"])
@@ -40,9 +40,10 @@ def test_validation_matches_independent_reference(tmp_path, backend):
     got = np.concatenate(got)
     want = np.stack([_reference_val(b, 72, 64) for _, b, _ in items])
     assert labels == [float(lab) for lab, _, _ in items]
-    # Resampling filters differ slightly between libraries; on smooth images they agree to a few levels.
+    # Resampling filters differ slightly between libraries: on smooth images they agree within a few levels
+    # of 255 (measured: mean 0.25-0.35, max 2).
     diff = np.abs(got - want)
-    assert diff.mean() < 1.5 and np.percentile(diff, 99) < 6, (diff.mean(), np.percentile(diff, 99))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) < 3 and diff.max() <= 8, (diff.mean(), diff.max())
 
 
 def _coordinate_image(size=200):
@@ -135,3 +136,20 @@ def test_corrupt_record_error_says_how_to_find_it(tmp_path):
         list(pipelines.DALIPipeline(files.rec, batch_size=2, train=False,
                                     preprocessing=data.Preprocessing(image_size=16, resize=16)))
     assert "frame 0" not in str(err.value)  # no C++ stack trace in the message
+
+
+def test_training_epochs_are_reproducible_for_resume(tmp_path):
+    files, _ = make_records(tmp_path / "d", 12, size=(24, 24), label_is_index=True)
+    prep = data.Preprocessing(image_size=16, resize=16, area=(0.3, 1.0))
+
+    def epoch_batches(pipe):
+        return [(x.asnumpy(), y.asnumpy()) for x, y in pipe]
+
+    full = pipelines.DALIPipeline(files.rec, batch_size=4, train=True, preprocessing=prep, seed=11)
+    first, second = epoch_batches(full), epoch_batches(full)
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(first, second))  # reshuffled each epoch
+    resumed = pipelines.DALIPipeline(files.rec, batch_size=4, train=True, preprocessing=prep, seed=11)
+    resumed.set_epoch(1)
+    for (x1, y1), (x2, y2) in zip(second, epoch_batches(resumed)):
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(x1, x2)

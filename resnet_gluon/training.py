@@ -202,8 +202,9 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     ctx = ctx or default_context()
     dtype = _amp.init(dtype, net=net, ctx=ctx)
-    batch_size = batch_size or getattr(train_data, "batch_size", None)
-    if not batch_size or batch_size < 1:
+    if batch_size is None:
+        batch_size = getattr(train_data, "batch_size", None)
+    if batch_size is None or batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size!r} (pass batch_size= for data without a "
                          ".batch_size attribute)")
     _ensure_initialized(net, ctx)
@@ -226,6 +227,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         state.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
+        if hasattr(train_data, "set_epoch"):
+            train_data.set_epoch(epoch)
         logs = _train_epoch(state, train_data, loss_fn, label_smoothing, mixup, callbacks)
         if val_data is not None:
             logs.update(evaluate(net, val_data, ctx=ctx))

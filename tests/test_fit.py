@@ -1,0 +1,162 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import REPO, horovodrun
+from helpers import ArrayBatches, make_records, quadrant_problem
+from resnet_gluon import Checkpoint, Report, evaluate, fit, resnet18_v1_5
+from resnet_gluon.amp import bfloat16_supported
+from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon.callbacks import REPORT_METRICS, latest_checkpoint
+
+
+def _result(stdout):
+    line = [l for l in stdout.splitlines() if "RESULT " in l]  # horovodrun prefixes lines with [rank]<stdout>:
+    assert line, stdout
+    return json.loads(line[-1].split("RESULT ", 1)[1])
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("n_images", [24, 18])  # 18: the second worker's last batch is empty
+def test_two_workers_match_one_worker_with_double_batch(tmp_path, n_images):
+    script = os.path.join(REPO, "tests", "scripts", "train_equivalence.py")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    single = subprocess.run([sys.executable, script, str(tmp_path / "one"), "8", str(n_images)],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = horovodrun(2, script, str(tmp_path / "two"), "4", str(n_images), timeout=300)
+    one = mx.nd.load(str(tmp_path / "one" / "params-rank0.params"))
+    two = [mx.nd.load(str(tmp_path / "two" / f"params-rank{r}.params")) for r in range(2)]
+    assert sorted(one) == sorted(two[0])
+    for name in one:
+        np.testing.assert_array_equal(two[0][name].asnumpy(), two[1][name].asnumpy())  # ranks identical
+        np.testing.assert_allclose(two[0][name].asnumpy(), one[name].asnumpy(), atol=1e-5, rtol=0)
+    r1, r2 = _result(single.stdout), _result(double.stdout)
+    assert r1["num_images"] == r2["num_images"] == [n_images] * 2
+    assert r1["val_num_images"] == r2["val_num_images"] == [13, 13]  # every validation image once
+    assert r1["val_top1"] == pytest.approx(r2["val_top1"], abs=1e-6)
+    assert r1["val_loss"] == pytest.approx(r2["val_loss"], abs=1e-4)
+    assert r1["loss"] == pytest.approx(r2["loss"], abs=1e-4)
+
+
+@pytest.mark.bf16
+def test_bfloat16_amp_lowers_loss():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "scripts", "amp_bf16.py")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = _result(proc.stdout)
+    assert result["dtype"] == "bfloat16" and result["amp_cast_in_graph"]
+    assert result["loss"][-1] < 0.7 * result["loss"][0], result["loss"]
+    assert "cannot change to float32" in proc.stdout
+
+
+def test_fit_learns_and_evaluate_matches(tmp_path):
+    x, y = quadrant_problem(128, size=16)
+    vx, vy = quadrant_problem(40, size=16, seed=3)
+    net = ResNet(BasicBlock, (1, 1), classes=4, stem_channels=8)
+    history = fit(net, ArrayBatches(x, y, 16), ArrayBatches(vx, vy, 16), epochs=3, lr=0.1, warmup_epochs=0,
+                  progress=False)
+    assert history.epochs == [0, 1, 2]
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["val_num_images"] == [40] * 3
+    again = evaluate(net, ArrayBatches(vx, vy, 16), ctx=mx.cpu())
+    assert again["val_top1"] == pytest.approx(history.history["val_top1"][-1])
+    assert 0 < history.history["total_ips"][-1] and history.history["latency_50"][-1] > 0
+
+
+def _data(tmp_path):
+    make_records(tmp_path / "data" / "train", 48, classes=3, size=(40, 40))
+    make_records(tmp_path / "data" / "val", 12, classes=3, size=(40, 40), seed=1)
+    return str(tmp_path / "data")
+
+
+def _run_resume_script(data_root, prefix, epochs, delay=0.0):
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "scripts", "train_resume.py"), data_root,
+                             prefix, str(epochs), str(delay)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    data_root = _data(tmp_path)
+    ref = _run_resume_script(data_root, str(tmp_path / "ref" / "model"), 3)
+    out, err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, err[-3000:]
+
+    prefix = str(tmp_path / "run" / "model")
+    victim = _run_resume_script(data_root, prefix, 3, delay=0.3)
+    deadline = time.time() + 300
+    while latest_checkpoint(prefix) != 1:  # wait for epoch 1's checkpoint, then into epoch 2
+        assert time.time() < deadline and victim.poll() is None, victim.communicate()[1][-3000:]
+        time.sleep(0.1)
+    time.sleep(0.7)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert latest_checkpoint(prefix) == 1
+    assert json.load(open(prefix + "-report.json"))["metrics"]["train.top1"].__len__() == 1  # valid JSON
+    leftovers = [f for f in os.listdir(tmp_path / "run") if ".tmp" in f]
+    assert not leftovers
+
+    resumed = _run_resume_script(data_root, prefix, 3)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "resumed from" in err and "epoch 0 batch" not in out
+    final_ref = mx.nd.load(str(tmp_path / "ref" / "model-0003.params"))
+    final = mx.nd.load(prefix + "-0003.params")
+    for name in final_ref:
+        np.testing.assert_allclose(final[name].asnumpy(), final_ref[name].asnumpy(), rtol=1e-5, atol=1e-6)
+    report = json.load(open(prefix + "-report.json"))
+    for part in ("train", "val"):
+        for metric in REPORT_METRICS:
+            assert len(report["metrics"][f"{part}.{metric}"]) == 3, (part, metric)
+    assert set(report) >= {"model", "ngpus", "total_duration", "cmd", "metrics"}
+    assert report["model"] == "resnet18_v1_5"
+    assert os.path.isfile(prefix + "-report.png")
+
+
+def test_resume_with_other_class_count_is_refused(tmp_path):
+    x, y = quadrant_problem(32, size=16)
+    prefix = str(tmp_path / "m")
+    fit(resnet18_v1_5(classes=4), ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(prefix)], progress=False)
+    with pytest.raises(ValueError, match=r"trained as classes=4 but this run has classes=5"):
+        fit(resnet18_v1_5(classes=5), ArrayBatches(x, y % 5, 16), epochs=2, callbacks=[Checkpoint(prefix)],
+            progress=False)
+
+
+def test_clear_errors(tmp_path):
+    x, y = quadrant_problem(32, size=16)
+    net = ResNet(BasicBlock, (1,), classes=4, stem_channels=8)
+    with pytest.raises(ValueError, match="batch size must be >= 1"):
+        fit(net, ArrayBatches(x, y, 16), epochs=1, batch_size=0, progress=False)
+    if os.geteuid() != 0:  # root can write anywhere
+        (tmp_path / "ro").mkdir(mode=0o500)
+        with pytest.raises(PermissionError, match="not writable"):
+            fit(net, ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(str(tmp_path / "ro" / "m"))],
+                progress=False)
+    with pytest.raises(PermissionError, match="cannot create the checkpoint folder"):
+        (tmp_path / "file").write_text("x")
+        fit(net, ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(str(tmp_path / "file" / "sub" / "m"))],
+            progress=False)
+    with pytest.raises(ValueError, match=r"label 7.0 at epoch 1, step 1 is outside \[0, 4\)"):
+        fit(net, ArrayBatches(x, y + 7, 16), epochs=1, progress=False)
+    prefix = str(tmp_path / "nan" / "m")
+    diverging = mx.gluon.nn.HybridSequential()
+    diverging.add(mx.gluon.nn.Dense(4, in_units=3 * 16 * 16), mx.gluon.nn.HybridLambda(lambda F, v: v * np.inf))
+    with pytest.raises(FloatingPointError, match="non-finite loss at epoch 1, step 1"):
+        fit(diverging, ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(prefix)], progress=False)
+    assert latest_checkpoint(prefix) is None
+    with pytest.raises(ValueError, match="float16 needs a GPU"):
+        fit(net, ArrayBatches(x, y, 16), epochs=1, dtype="float16", progress=False)
+    if not bfloat16_supported():
+        with pytest.raises(ValueError, match="bfloat16 is not supported on this CPU.*AVX-512"):
+            fit(net, ArrayBatches(x, y, 16), epochs=1, dtype="bfloat16", progress=False)
+    with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
+        fit(net, ArrayBatches(x, y, 16), epochs=1, dtype="fp8", progress=False)
