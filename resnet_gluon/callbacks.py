@@ -226,13 +226,11 @@ class Report(Callback):
             self._plot()
 
     def _plot(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # not pyplot: leaves the user's backend alone
 
         metrics = self.report["metrics"]
-        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+        fig = Figure(figsize=(10, 4))
+        ax_loss, ax_acc = fig.subplots(1, 2)
         for part in ("train", "val"):
             for ax, name in ((ax_loss, "loss"), (ax_acc, "top1")):
                 values = metrics[f"{part}.{name}"]
@@ -249,5 +247,4 @@ class Report(Callback):
         png = os.path.splitext(self.path)[0] + ".png"
         tmp = f"{png}.tmp{os.getpid()}.png"
         fig.savefig(tmp, dpi=80)
-        plt.close(fig)
         os.replace(tmp, png)

@@ -297,27 +297,30 @@ def _fashion_mnist_split(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]
 
 
 def fashion_mnist_to_recordio(out_dir: PathLike, *, image_size: int = 32, root: PathLike = FASHION_MNIST_DIR,
-                              limit: Optional[int] = None, quality: int = 95, overwrite: bool = False,
+                              train_limit: Optional[int] = None, val_limit: Optional[int] = None,
+                              quality: int = 95, overwrite: bool = False,
                               num_threads: int = 2) -> Tuple[RecordFiles, RecordFiles]:
     """Convert the embedded Fashion-MNIST (Debian ``dataset-fashion-mnist``) to ``train`` and ``val`` RecordIO.
 
     Each 28x28 grayscale image becomes an RGB JPEG of ``image_size`` x ``image_size`` (bilinear resize);
     the 60,000 training images go to ``out_dir/train.rec`` and the 10,000 test images to ``out_dir/val.rec``,
-    with ``classes.json``. ``limit`` keeps the first ``limit`` images of each split (for tests). Existing,
-    complete files are reused unless ``overwrite``.
+    with ``classes.json``. ``train_limit``/``val_limit`` keep only the first images of a split. Existing files
+    are reused when they hold the requested number of images; otherwise (or with ``overwrite``) rewritten.
     """
     import cv2
 
     out_dir = os.fspath(out_dir)
     result = []
-    for split in ("train", "val"):
+    for split, limit in (("train", train_limit), ("val", val_limit)):
         prefix = os.path.join(out_dir, split)
-        if not overwrite and os.path.exists(prefix + ".rec") and os.path.exists(prefix + ".idx"):
-            result.append(record_files(prefix))
-            continue
         images, labels = _fashion_mnist_split(os.fspath(root), split)
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
+        if not overwrite and os.path.exists(prefix + ".rec") and os.path.exists(prefix + ".idx"):
+            existing = record_files(prefix)
+            if len(existing) == len(labels):
+                result.append(existing)
+                continue
 
         def encode(i: int) -> bytes:
             image = cv2.resize(images[i], (image_size, image_size), interpolation=cv2.INTER_LINEAR)

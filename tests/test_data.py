@@ -90,7 +90,7 @@ def test_check_records_names_bad_label_and_corrupt_record(tmp_path):
 def test_fashion_mnist_conversion(tmp_path):
     if not os.path.isdir(data.FASHION_MNIST_DIR):
         pytest.fail(f"{data.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
-    train, val = data.fashion_mnist_to_recordio(tmp_path, image_size=32, limit=50)
+    train, val = data.fashion_mnist_to_recordio(tmp_path, image_size=32, train_limit=50, val_limit=50)
     assert len(train) == 50 and len(val) == 50
     assert json.load(open(tmp_path / "classes.json"))[9] == "Ankle boot"
     import cv2

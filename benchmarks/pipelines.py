@@ -1,0 +1,100 @@
+"""Input pipeline throughput: DALI CPU vs mx.io.ImageRecordIter vs gluon DataLoader, same augmentation and
+thread count, on realistic JPEGs (about 500x375, ~100 KB), in one run.
+
+    .venv/bin/python benchmarks/pipelines.py [--images 512] [--batch-size 64] [--threads 2] [--epochs 2]
+
+Prints img/s (and per thread) for the training augmentation and the validation preprocessing at 224 px,
+and each backend's ratio to the fastest other one.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def make_jpegs(folder: str, n: int, seed: int = 0):
+    import cv2
+
+    from resnet_gluon import data
+
+    rng = np.random.RandomState(seed)
+    items = []
+    for i in range(n):
+        base = cv2.resize(rng.randint(0, 256, (12, 16, 3)).astype(np.uint8), (500, 375), interpolation=cv2.INTER_CUBIC)
+        noise = rng.normal(0, 18, base.shape)
+        image = np.clip(base + noise, 0, 255).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        items.append((i % 10, buf.tobytes(), f"{i}.jpg"))
+    files = data.write_records(os.path.join(folder, "bench"), items, overwrite=True)
+    return files, sum(len(b) for _, b, _ in items) / n
+
+
+def gluon_loader(rec: str, batch_size: int, train: bool, threads: int, prep):
+    import mxnet as mx
+    from mxnet.gluon.data import DataLoader
+    from mxnet.gluon.data.vision import ImageRecordDataset, transforms
+
+    mean = [m / 255 for m in prep.mean]
+    std = [s / 255 for s in prep.std]
+    if train:
+        chain = [transforms.RandomResizedCrop(prep.image_size, scale=prep.area, ratio=prep.aspect),
+                 transforms.RandomFlipLeftRight()]
+    else:
+        chain = [transforms.Resize(prep.resize, keep_ratio=True), transforms.CenterCrop(prep.image_size)]
+    transform = transforms.Compose(chain + [transforms.ToTensor(), transforms.Normalize(mean, std)])
+    dataset = ImageRecordDataset(rec).transform_first(transform)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, num_workers=threads, thread_pool=True)
+
+
+def timed(make, epochs: int) -> float:
+    source = make()
+    for _ in source:  # warm-up epoch
+        pass
+    n, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        for batch in source:
+            data = batch[0]
+            data.wait_to_read()
+            n += data.shape[0]
+    return n / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    from resnet_gluon import pipelines
+    from resnet_gluon.data import Preprocessing
+
+    prep = Preprocessing()
+    with tempfile.TemporaryDirectory() as tmp:
+        files, size = make_jpegs(tmp, args.images)
+        print(f"{args.images} JPEGs of 500x375, {size / 1024:.0f} KB on average; batch {args.batch_size}, "
+              f"{args.threads} threads, 224 px")
+        for train in (True, False):
+            kind = "train" if train else "val"
+            backends = {
+                "dali-cpu": lambda: pipelines.DALIPipeline(files.rec, batch_size=args.batch_size, train=train,
+                                                           preprocessing=prep, num_threads=args.threads, seed=1),
+                "mxnet ImageRecordIter": lambda: pipelines.RecordIterPipeline(
+                    files.rec, batch_size=args.batch_size, train=train, preprocessing=prep,
+                    num_threads=args.threads),
+                "gluon DataLoader": lambda: gluon_loader(files.rec, args.batch_size, train, args.threads, prep),
+            }
+            results = {name: timed(make, args.epochs) for name, make in backends.items()}
+            for name, ips in results.items():
+                best_other = max(v for k, v in results.items() if k != name)
+                print(f"{kind:5} {name:22} {ips:8.1f} img/s {ips / args.threads:7.1f} per thread  "
+                      f"ratio to best other {ips / best_other:5.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The command line: ``python -m resnet_gluon`` / ``resnet-gluon`` with ``prepare``, ``train``, ``benchmark``,
+``predict`` and ``demo``. A thin layer over the public API; argparse lives here only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints a one-line error (and the usage) with exit status 2."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like '1,2' or '64 128', got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------- prepare
+def _add_prepare(sub):
+    p = sub.add_parser("prepare", help="write .rec/.idx/.lst (+ classes.json) from an image folder or Fashion-MNIST",
+                       description="Pack images into RecordIO: an image-folder tree (one sub-folder per class) "
+                                   "with --images, or the embedded Fashion-MNIST with --fashion-mnist.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="image folder: <images>/<class>/<file>")
+    source.add_argument("--fashion-mnist", action="store_true",
+                        help="the embedded Fashion-MNIST (Debian package dataset-fashion-mnist)")
+    source.add_argument("--rebuild-index", metavar="REC", help="rebuild the .idx of an existing .rec")
+    p.add_argument("-o", "--output", default="data", help="output: a prefix for --images (e.g. data/train), a "
+                                                           "folder for --fashion-mnist (default: %(default)s)")
+    p.add_argument("--image-size", type=_positive, default=32, help="Fashion-MNIST image size (default: %(default)s)")
+    p.add_argument("--fashion-mnist-root", default=None, help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--num-threads", type=_positive, default=2, help="encoding threads (default: %(default)s)")
+    p.add_argument("--limit", type=_positive, default=None, help="Fashion-MNIST: keep the first N images of each split")
+    p.add_argument("--shuffle", action="store_true", help="shuffle the image order (--images)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.set_defaults(run=_prepare)
+
+
+def _prepare(args) -> int:
+    from . import data
+
+    if args.rebuild_index:
+        print(data.rebuild_index(args.rebuild_index))
+    elif args.fashion_mnist:
+        root = args.fashion_mnist_root or data.FASHION_MNIST_DIR
+        train, val = data.fashion_mnist_to_recordio(args.output, image_size=args.image_size, root=root,
+                                                    train_limit=args.limit, val_limit=args.limit,
+                                                    overwrite=args.overwrite, num_threads=args.num_threads)
+        print(f"{train.rec}: {len(train)} images\n{val.rec}: {len(val)} images")
+    else:
+        files = data.images_to_recordio(args.images, args.output, num_threads=args.num_threads,
+                                        shuffle=args.shuffle, overwrite=args.overwrite)
+        print(f"{files.rec}: {len(files)} images")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ train
+def _add_common_training(p, *, defaults):
+    p.add_argument("-n", "--num-workers", type=_positive, default=1,
+                   help="worker processes on this host (launches horovodrun -np N; under horovodrun already, "
+                        "ignored) (default: %(default)s)")
+    p.add_argument("-b", "--batch-size", type=_positive, default=defaults["batch_size"],
+                   help="images per worker per step (default: %(default)s)")
+    p.add_argument("--arch", default="resnet50_v1_5", help="model name (default: %(default)s)")
+    p.add_argument("--dtype", default=defaults["dtype"], choices=["float32", "float16", "bfloat16", "auto"],
+                   help="precision; auto = float16 on GPUs, bfloat16 on CPUs that support it, else float32 "
+                        "(default: %(default)s)")
+    p.add_argument("--data-backend", default="dali-cpu", choices=["dali-cpu", "dali-gpu", "mxnet", "synthetic"],
+                   help="input pipeline (default: %(default)s)")
+    p.add_argument("--image-size", type=_positive, default=defaults["image_size"],
+                   help="training/validation crop (default: %(default)s)")
+    p.add_argument("--num-classes", type=_positive, default=None,
+                   help="classes (default: from classes.json in --data-root, else 1000)")
+    p.add_argument("--data-threads", type=_positive, default=2, help="pipeline threads (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train (and validate) a model; resumes from --model-prefix",
+                       description="Train with validation and a checkpoint after every epoch (the reference's "
+                                   "workflow). Re-running the same command resumes from the newest checkpoint.")
+    _add_common_training(p, defaults=dict(batch_size=256, dtype="auto", image_size=224))
+    p.add_argument("--data-root", default=None, help="folder with train.rec/.idx and val.rec/.idx")
+    p.add_argument("--mode", default="train_val", choices=["train_val", "train", "val"],
+                   help="train and validate, train only, or validate a checkpoint (default: %(default)s)")
+    p.add_argument("--num-epochs", type=_positive, default=90, help="epochs (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=None, help="peak lr (default: 0.1 per 256 images of global batch)")
+    p.add_argument("--lr-schedule", default="step", choices=["step", "cosine"], help="(default: %(default)s)")
+    p.add_argument("--warmup-epochs", type=float, default=5, help="(default: %(default)s)")
+    p.add_argument("--wd", type=float, default=1e-4, help="weight decay (default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="(default: %(default)s)")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (default: %(default)s)")
+    p.add_argument("--model-prefix", default="model", help="checkpoint prefix (default: %(default)s)")
+    p.add_argument("--load-epoch", type=int, default=None, help="with --mode val: checkpoint epoch (default: newest)")
+    p.add_argument("--report", default=None, help="JSON report path (default: <model-prefix>-report.json)")
+    p.add_argument("--min-area", type=float, default=0.05, help="random-resized-crop min area (default: %(default)s)")
+    p.add_argument("--synthetic-batches", type=_positive, default=20, help="batches per epoch for synthetic data")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+
+def _relaunch_under_horovodrun(args, argv: List[str]) -> Optional[int]:
+    """Re-run this command under ``horovodrun -np N`` when asked for N > 1 workers outside horovodrun."""
+    from .dist import under_horovodrun
+
+    if args.num_workers == 1 or under_horovodrun():
+        return None
+    exe = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or shutil.which("horovodrun")
+    if exe is None:
+        raise SystemExit("resnet-gluon: error: -n > 1 needs horovodrun (pip install horovod, built with MXNet)")
+    n = args.num_workers
+    cmd = [exe, "-np", str(n), "-H", f"localhost:{n}", "--gloo", sys.executable, "-m", "resnet_gluon", *argv]
+    return subprocess.call(cmd)
+
+
+def _classes(args) -> int:
+    from .data import load_classes
+
+    if args.num_classes:
+        return args.num_classes
+    names = load_classes(args.data_root) if getattr(args, "data_root", None) else None
+    return len(names) if names else 1000
+
+
+def _pipelines(args, preprocessing):
+    from . import pipelines
+
+    if args.data_backend == "synthetic":
+        make = lambda train: pipelines.SyntheticData(batch_size=args.batch_size, classes=_classes(args),
+                                                     num_batches=args.synthetic_batches, preprocessing=preprocessing)
+        return make(True), make(False)
+    if not args.data_root:
+        raise SystemExit(f"resnet-gluon: error: --data-root is required with --data-backend {args.data_backend}")
+    options = dict(num_threads=args.data_threads, seed=args.seed)
+    return pipelines.imagenet(args.data_root, batch_size=args.batch_size, backend=args.data_backend,
+                              preprocessing=preprocessing, **options)
+
+
+def _train(args) -> int:
+    from . import models
+    from .callbacks import Checkpoint, Report, latest_checkpoint
+    from .data import Preprocessing
+    from .training import evaluate, fit
+
+    import mxnet as mx
+
+    mx.random.seed(args.seed)
+    if args.mode == "val":
+        epoch = args.load_epoch if args.load_epoch is not None else latest_checkpoint(args.model_prefix)
+        params = models.checkpoint_files(args.model_prefix, epoch or 0)[1]
+        if epoch is None or not os.path.isfile(params):
+            raise SystemExit(f"resnet-gluon: error: no checkpoint {params!r}; train first or pass --load-epoch")
+    preprocessing = Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0))
+    train_data, val_data = _pipelines(args, preprocessing)
+    net = models.get_model(args.arch, classes=_classes(args))
+    if args.mode == "val":
+        models.load_parameters(net, params)
+        net.hybridize(static_alloc=True)
+        logs = evaluate(net, val_data)
+        print(json.dumps({k: v for k, v in logs.items()}, indent=1))
+        return 0
+    report = args.report or f"{args.model_prefix}-report.json"
+    history = fit(net, train_data, val_data if args.mode == "train_val" else None, epochs=args.num_epochs,
+                  dtype=args.dtype, lr=args.lr, schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
+                  wd=args.wd, label_smoothing=args.label_smoothing, mixup=args.mixup,
+                  callbacks=[Checkpoint(args.model_prefix), Report(report, cmd=sys.argv)],
+                  progress=not args.no_progress)
+    from .dist import is_rank_zero
+
+    if is_rank_zero() and history.epochs:
+        last = {k: v[-1] for k, v in history.history.items() if k in ("loss", "top1", "val_loss", "val_top1",
+                                                                        "val_top5", "total_ips")}
+        print(json.dumps({"epochs": history.epochs[-1] + 1, **last}))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------- demo
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the embedded demo: ResNet-50 v1.5 on Fashion-MNIST, end to end",
+                       description="Prepares Fashion-MNIST as RecordIO, trains resnet50_v1_5 through the DALI "
+                                   "pipeline, the Horovod Trainer and AMP where the CPU supports bfloat16, "
+                                   "evaluates on the 10,000 test images, and leaves checkpoints, the JSON report "
+                                   "and a PNG of the curves in --output. Re-running resumes.")
+    p.add_argument("-o", "--output", default="runs/demo", help="output folder (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive, default=2, help="(default: %(default)s)")
+    p.add_argument("--train-images", type=int, default=30000,
+                   help="training images used, of 60,000 (default: %(default)s; 0 = all)")
+    p.add_argument("--image-size", type=_positive, default=32, help="(default: %(default)s)")
+    p.add_argument("-b", "--batch-size", type=_positive, default=64, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.05, help="peak lr (default: %(default)s)")
+    p.add_argument("--min-area", type=float, default=0.75,
+                   help="random-resized-crop min area; Fashion-MNIST items fill the frame (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--full", action="store_true", help="all 60,000 images for 6 epochs (about 1 h on 2 cores)")
+    p.add_argument("--num-threads", type=_positive, default=2, help="DALI threads (default: %(default)s)")
+    p.add_argument("-n", "--num-workers", type=_positive, default=1, help="worker processes (horovodrun)")
+    p.set_defaults(run=_demo)
+
+
+def _demo(args) -> int:
+    from . import data, pipelines
+    from .callbacks import Checkpoint, Report
+    from .dist import is_rank_zero
+    from .models import resnet50_v1_5
+    from .training import fit
+
+    if args.full:
+        args.train_images, args.epochs = 0, 6
+    data_dir = os.path.join(args.output, "data")
+    if is_rank_zero():
+        data.fashion_mnist_to_recordio(data_dir, image_size=args.image_size, train_limit=args.train_images or None)
+    if args.num_workers > 1:
+        from .dist import horovod
+
+        horovod().allreduce(__import__("mxnet").nd.zeros(1), name="demo_data_ready")
+    preprocessing = data.Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0))
+    train, val = pipelines.imagenet(data_dir, batch_size=args.batch_size, preprocessing=preprocessing, seed=0,
+                                    num_threads=args.num_threads)
+    net = resnet50_v1_5(classes=10)
+    start = time.time()
+    history = fit(net, train, val, epochs=args.epochs, dtype=args.dtype, lr=args.lr, schedule="cosine",
+                  warmup_epochs=0.2, callbacks=[Checkpoint(os.path.join(args.output, "model")),
+                                                Report(os.path.join(args.output, "report.json"), cmd=sys.argv)])
+    if is_rank_zero():
+        h = history.history
+        if history.epochs:
+            print(f"demo: {history.epochs[-1] + 1} epochs, test top-1 {h['val_top1'][-1]:.4f}, top-5 "
+                  f"{h['val_top5'][-1]:.4f}, {time.time() - start:.0f} s; files in {args.output}/")
+        else:
+            print(f"demo: already complete; see {args.output}/report.json")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------- main
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="resnet-gluon", description="ResNet-50 v1.5 with MXNet Gluon: NVIDIA's recipe.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_prepare(sub)
+    _add_train(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if hasattr(args, "num_workers"):
+        code = _relaunch_under_horovodrun(args, argv)
+        if code is not None:
+            return code
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError) as err:
+        print(f"resnet-gluon {args.command}: error: {err}", file=sys.stderr)
+        return 1

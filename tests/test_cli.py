@@ -1,0 +1,101 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from helpers import make_image_folder
+
+CLI = [sys.executable, "-m", "resnet_gluon"]
+
+
+def run(*args, check=True, timeout=600):
+    proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _one_line_error(proc, code, pattern):
+    assert proc.returncode == code, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and pattern in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    make_image_folder(root / "imgs_train", counts=(12, 12, 12), size=(40, 44))
+    make_image_folder(root / "imgs_val", counts=(5, 5, 6), size=(40, 44), seed=1)
+    run("prepare", "--images", root / "imgs_train", "-o", root / "data" / "train")
+    run("prepare", "--images", root / "imgs_val", "-o", root / "data" / "val")
+    return root
+
+
+def test_help_lists_every_subcommand():
+    out = run("--help").stdout
+    for name in ("prepare", "train", "demo"):
+        assert name in out
+    assert "--data-backend" in run("train", "--help").stdout
+
+
+def test_prepare_writes_recordio_and_classes(tiny_data):
+    data = tiny_data / "data"
+    assert sorted(os.listdir(data)) == ["classes.json", "train.idx", "train.lst", "train.rec", "val.idx",
+                                        "val.lst", "val.rec"]
+    assert json.load(open(data / "classes.json")) == ["class0", "class1", "class2"]
+
+
+def test_prepare_fashion_mnist_limit(tmp_path):
+    out = run("prepare", "--fashion-mnist", "--limit", 20, "--image-size", 28, "-o", tmp_path).stdout
+    assert "train.rec: 20 images" in out and "val.rec: 20 images" in out
+
+
+@pytest.mark.slow
+def test_train_then_val_on_checkpoint_gives_same_accuracy(tiny_data, tmp_path):
+    prefix = tmp_path / "m"
+    common = ["--data-root", tiny_data / "data", "--arch", "resnet18_v1_5", "--image-size", 32, "-b", 8,
+              "--model-prefix", prefix, "--dtype", "float32", "--data-threads", 1]
+    out = run("train", *common, "--num-epochs", 2, "--lr", 0.05, "--warmup-epochs", 0, "--no-progress").stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["epochs"] == 2
+    report = json.load(open(f"{prefix}-report.json"))
+    assert len(report["metrics"]["val.top1"]) == 2
+    assert os.path.isfile(f"{prefix}-0002.params") and os.path.isfile(f"{prefix}-symbol.json")
+    val = json.loads(run("train", *common, "--mode", "val").stdout)
+    assert val["val_top1"] == pytest.approx(report["metrics"]["val.top1"][-1], abs=1e-9)
+    assert val["val_num_images"] == 16
+    # the same command again resumes: nothing left to train
+    again = run("train", *common, "--num-epochs", 2, "--no-progress")
+    assert "resumed from" in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_train_two_workers_through_horovodrun(tiny_data, tmp_path):
+    prefix = tmp_path / "m2"
+    out = run("train", "-n", 2, "--data-root", tiny_data / "data", "--arch", "resnet18_v1_5", "--image-size", 32,
+              "-b", 4, "--model-prefix", prefix, "--dtype", "float32", "--num-epochs", 1, "--data-threads", 1,
+              "--no-progress").stdout
+    assert '"epochs": 1' in out
+    report = json.load(open(f"{prefix}-report.json"))
+    assert report["workers"] == 2
+    # validation counted every image exactly once across both workers
+    assert json.load(open(f"{prefix}-0001.json"))["metrics"]["val_num_images"] == 16
+
+
+def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
+    _one_line_error(run("train", "--data-root", tmp_path / "missing", "--model-prefix", tmp_path / "m", check=False),
+                    1, "data root")
+    _one_line_error(run("train", "--dtype", "fp8", check=False), 2, "invalid choice: 'fp8'")
+    _one_line_error(run("train", "--data-backend", "tfrecord", check=False), 2, "invalid choice: 'tfrecord'")
+    _one_line_error(run("train", "-b", 0, check=False), 2, "must be >= 1")
+    _one_line_error(run("train", "--data-root", tiny_data / "data", "--mode", "val", "--model-prefix",
+                        tmp_path / "none", "--load-epoch", 3, check=False), 1, "no checkpoint")
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "a" / "x.jpg").write_text("not an image")
+    _one_line_error(run("prepare", "--images", tmp_path / "imgs", "-o", tmp_path / "o", check=False), 1,
+                    "is not a readable image")
