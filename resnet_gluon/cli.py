@@ -199,6 +199,100 @@ def _train(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------------- benchmark
+def _add_benchmark(sub):
+    p = sub.add_parser("benchmark", help="training or inference img/s and latency over worker counts x batch sizes",
+                       description="Runs short training (or inference) jobs for every workers x batch size pair and "
+                                   "writes one JSON entry per pair: images/s with data loading included and "
+                                   "latency percentiles (seconds per batch), warm-up epochs excluded.")
+    p.add_argument("-n", "--num-workers", type=_int_list, default=[1], help="worker counts, e.g. 1,2 (default: 1)")
+    p.add_argument("-b", "--batch-size", type=_int_list, default=[32], help="batch sizes, e.g. 32,64 (default: 32)")
+    p.add_argument("-i", "--iterations", type=_positive, default=20, help="iterations per epoch (synthetic data)")
+    p.add_argument("-e", "--epochs", type=_positive, default=3, help="epochs per run, warm-up included")
+    p.add_argument("-w", "--warmup", type=int, default=1, help="warm-up epochs left out of the figures")
+    p.add_argument("--only-inference", action="store_true", help="time inference instead of training")
+    p.add_argument("--arch", default="resnet50_v1_5")
+    p.add_argument("--dtype", default="auto", choices=["float32", "float16", "bfloat16", "auto"])
+    p.add_argument("--image-size", type=_positive, default=224)
+    p.add_argument("--data-backend", default="synthetic", choices=["synthetic", "dali-cpu", "dali-gpu", "mxnet"])
+    p.add_argument("--data-root", default=None, help="with a real data backend: folder with train.rec and val.rec")
+    p.add_argument("--num-classes", type=_positive, default=None)
+    p.add_argument("--data-threads", type=_positive, default=2)
+    p.add_argument("-o", "--output", default="benchmark.json", help="JSON report (default: %(default)s)")
+    p.set_defaults(run=_benchmark)
+    w = sub.add_parser("bench-worker", help=argparse.SUPPRESS)
+    for action in p._actions:  # the same flags, one value each
+        if action.dest not in ("help", "num_workers", "batch_size"):
+            w._add_action(action)
+    w.add_argument("-n", "--num-workers", type=_positive, default=1)
+    w.add_argument("-b", "--batch-size", type=_positive, default=32)
+    w.set_defaults(run=_bench_worker, seed=0, synthetic_batches=None)
+
+
+def _benchmark(args) -> int:
+    import tempfile
+
+    if args.warmup >= args.epochs:
+        raise SystemExit("resnet-gluon: error: --warmup must be smaller than --epochs")
+    results = []
+    passthrough = ["--iterations", args.iterations, "--epochs", args.epochs, "--warmup", args.warmup,
+                   "--arch", args.arch, "--dtype", args.dtype, "--image-size", args.image_size,
+                   "--data-backend", args.data_backend, "--data-threads", args.data_threads]
+    passthrough += ["--only-inference"] if args.only_inference else []
+    passthrough += ["--data-root", args.data_root] if args.data_root else []
+    passthrough += ["--num-classes", args.num_classes] if args.num_classes else []
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in args.num_workers:
+            for batch in args.batch_size:
+                out = os.path.join(tmp, f"{workers}x{batch}.json")
+                argv = ["bench-worker", "-n", workers, "-b", batch, *passthrough, "-o", out]
+                code = main([str(a) for a in argv])
+                if code:
+                    return code
+                with open(out) as f:
+                    results.append(json.load(f))
+                print(json.dumps(results[-1]), flush=True)
+    report = dict(model=args.arch, mode="inference" if args.only_inference else "training", dtype=args.dtype,
+                  image_size=args.image_size, data_backend=args.data_backend, results=results)
+    with open(args.output, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _bench_worker(args) -> int:
+    from . import amp, models
+    from .data import Preprocessing
+    from .dist import is_rank_zero, size
+    from .training import default_context, evaluate, fit
+
+    args.synthetic_batches = args.iterations
+    preprocessing = Preprocessing.for_size(args.image_size)
+    train_data, val_data = _pipelines(args, preprocessing)
+    net = models.get_model(args.arch, classes=_classes(args))
+    ctx = default_context()
+    if args.only_inference:
+        net.initialize(ctx=ctx)
+        net.hybridize(static_alloc=True, static_shape=True)
+        dtype = amp.resolve_dtype(args.dtype, ctx)
+        if dtype != "float32":
+            net = amp.convert(net, dtype, input_shape=preprocessing.data_shape(args.batch_size), ctx=ctx)
+            net.hybridize(static_alloc=True, static_shape=True)
+        epochs = [evaluate(net, val_data, ctx=ctx, prefix="") for _ in range(args.epochs)]
+    else:
+        history = fit(net, train_data, epochs=args.epochs, dtype=args.dtype, warmup_epochs=0, progress=False)
+        epochs = [{k: v[i] for k, v in history.history.items()} for i in range(len(history.epochs))]
+        dtype = amp.initialized_dtype() or "float32"
+    measured = epochs[args.warmup:]
+    keys = ["total_ips", "latency_avg", "latency_50", "latency_90", "latency_95", "latency_99", "latency_100"]
+    result = dict(workers=size(), batch_size=args.batch_size, dtype=dtype, epochs=len(measured),
+                  **{k: sum(e[k] for e in measured) / len(measured) for k in keys})
+    if is_rank_zero():
+        with open(args.output, "w") as f:
+            json.dump(result, f)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------- demo
 def _add_demo(sub):
     p = sub.add_parser("demo", help="the embedded demo: ResNet-50 v1.5 on Fashion-MNIST, end to end",
@@ -259,9 +353,11 @@ def _demo(args) -> int:
 # -------------------------------------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="resnet-gluon", description="ResNet-50 v1.5 with MXNet Gluon: NVIDIA's recipe.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{prepare,train,benchmark,demo}")
     _add_prepare(sub)
     _add_train(sub)
+    _add_benchmark(sub)
     _add_demo(sub)
     return parser
 
@@ -269,7 +365,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if hasattr(args, "num_workers"):
+    if isinstance(getattr(args, "num_workers", None), int):
         code = _relaunch_under_horovodrun(args, argv)
         if code is not None:
             return code

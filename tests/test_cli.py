@@ -37,7 +37,7 @@ def tiny_data(tmp_path_factory):
 
 def test_help_lists_every_subcommand():
     out = run("--help").stdout
-    for name in ("prepare", "train", "demo"):
+    for name in ("prepare", "train", "benchmark", "demo"):
         assert name in out
     assert "--data-backend" in run("train", "--help").stdout
 
@@ -99,3 +99,20 @@ def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
     (tmp_path / "imgs" / "a" / "x.jpg").write_text("not an image")
     _one_line_error(run("prepare", "--images", tmp_path / "imgs", "-o", tmp_path / "o", check=False), 1,
                     "is not a readable image")
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path):
+    out = tmp_path / "bench.json"
+    run("benchmark", "-n", "1,2", "-b", "4,8", "-i", 2, "-e", 2, "-w", 1, "--arch", "resnet18_v1_5",
+        "--image-size", 32, "--dtype", "float32", "--num-classes", 10, "-o", out)
+    report = json.load(open(out))
+    assert report["mode"] == "training"
+    assert [(r["workers"], r["batch_size"]) for r in report["results"]] == [(1, 4), (1, 8), (2, 4), (2, 8)]
+    for r in report["results"]:
+        assert r["total_ips"] > 0 and r["latency_50"] > 0 and r["epochs"] == 1
+    run("benchmark", "--only-inference", "-b", 8, "-i", 2, "-e", 2, "--arch", "resnet18_v1_5", "--image-size", 32,
+        "--dtype", "float32", "--num-classes", 10, "-o", out)
+    report = json.load(open(out))
+    assert report["mode"] == "inference" and report["results"][0]["total_ips"] > 0
