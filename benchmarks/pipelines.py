@@ -48,7 +48,7 @@ def gluon_loader(rec: str, batch_size: int, train: bool, threads: int, prep):
         chain = [transforms.Resize(prep.resize, keep_ratio=True), transforms.CenterCrop(prep.image_size)]
     transform = transforms.Compose(chain + [transforms.ToTensor(), transforms.Normalize(mean, std)])
     dataset = ImageRecordDataset(rec).transform_first(transform)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, num_workers=threads, thread_pool=True)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, num_workers=threads)  # processes: a recordio reader is not thread-safe
 
 
 def timed(make, epochs: int) -> float:
