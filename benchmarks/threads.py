@@ -10,25 +10,8 @@ import os
 import subprocess
 import sys
 
-WORKER = r"""
-import json, sys, time
-import resnet_gluon as rg
-import mxnet as mx
-from mxnet import autograd, gluon
-bs, size, steps = map(int, sys.argv[1:4])
-net = rg.resnet50_v1_5(classes=1000); net.initialize(); net.hybridize(static_alloc=True, static_shape=True)
-trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9})
-loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-x = mx.nd.random.normal(shape=(bs, 3, size, size)); y = mx.nd.zeros(bs)
-def step():
-    with autograd.record():
-        loss = loss_fn(net(x), y)
-    loss.backward(); trainer.step(bs); loss.wait_to_read()
-for _ in range(3): step()
-t = time.perf_counter()
-for _ in range(steps): step()
-print(json.dumps({"img_s": steps * bs / (time.perf_counter() - t)}))
-"""
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model import WORKER  # noqa: E402  (benchmarks/model.py: one timed training step, in its own process)
 
 SETTINGS = {
     "mxnet defaults": {"RESNET_GLUON_NO_THREAD_DEFAULTS": "1"},
@@ -48,8 +31,9 @@ def main():
     base = {k: v for k, v in os.environ.items() if k not in cpu_thread_defaults()}
     results = {}
     for name, extra in SETTINGS.items():
-        proc = subprocess.run([sys.executable, "-c", WORKER, str(args.batch_size), str(args.image_size),
-                               str(args.steps)], capture_output=True, text=True, env={**base, **extra})
+        proc = subprocess.run([sys.executable, "-c", WORKER, "ours", "train", "float32", str(args.batch_size),
+                               str(args.image_size), str(args.steps)], capture_output=True, text=True,
+                              env={**base, **extra})
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])["img_s"]
         print(f"{name:22} {results[name]:8.2f} img/s", flush=True)
     print(f"ratio resnet_gluon / mxnet defaults: {results['resnet_gluon defaults'] / results['mxnet defaults']:.2f}")

@@ -328,10 +328,12 @@ def _demo(args) -> int:
     data_dir = os.path.join(args.output, "data")
     if is_rank_zero():
         data.fashion_mnist_to_recordio(data_dir, image_size=args.image_size, train_limit=args.train_images or None)
-    if args.num_workers > 1:
+    if args.num_workers > 1:  # the other ranks wait until rank 0 has written the data
+        import mxnet as mx
+
         from .dist import horovod
 
-        horovod().allreduce(__import__("mxnet").nd.zeros(1), name="demo_data_ready")
+        horovod().allreduce(mx.nd.zeros(1), name="demo_data_ready")
     preprocessing = data.Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0))
     train, val = pipelines.imagenet(data_dir, batch_size=args.batch_size, preprocessing=preprocessing, seed=0,
                                     num_threads=args.num_threads)

@@ -78,6 +78,15 @@ class _Pipeline:
     def __len__(self) -> int:
         return math.ceil(math.ceil(self.num_samples / self.num_shards) / self.batch_size)
 
+    def _open_shard(self, path: PathLike, batch_size: int, shard_id: Optional[int], num_shards: Optional[int]):
+        """Check the ``.rec``/``.idx`` pair and the shard, and set the epoch bookkeeping; returns (files, shard_id)."""
+        files = record_files(path)
+        shard_id, num_shards = _shard(shard_id, num_shards)
+        total = len(files)
+        _check_batch(batch_size, total // num_shards, files.rec, num_shards)
+        _Pipeline.__init__(self, total, batch_size, num_shards)
+        return files, shard_id
+
     def _batches(self, batches):
         """Yield ``(data, label)`` from ``(data, label, pad)``, trimmed, then empty ones up to ``len(self)``."""
         n = 0
@@ -136,11 +145,7 @@ class DALIPipeline(_Pipeline):
                  seed: int = -1, ctx: Optional[mx.Context] = None, device_id: Optional[int] = None):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
-        files = record_files(path)
-        shard_id, num_shards = _shard(shard_id, num_shards)
-        total = len(files)
-        _check_batch(batch_size, total // num_shards, files.rec, num_shards)
-        super().__init__(total, batch_size, num_shards)
+        files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         self.files, self.train, self.preprocessing = files, train, preprocessing
         self.shard_id, self.device = shard_id, device
         if device == "gpu":
@@ -236,14 +241,10 @@ class RecordIterPipeline(_Pipeline):
         p = preprocessing
         if p.layout != "NCHW" or p.dtype != "float32":
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
-        files = record_files(path)
-        shard_id, num_shards = _shard(shard_id, num_shards)
-        total = len(files)
-        _check_batch(batch_size, total // num_shards, files.rec, num_shards)
-        super().__init__(total, batch_size, num_shards)
+        files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         self.files, self.ctx = files, ctx
         common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, p.image_size, p.image_size),
-                      batch_size=batch_size, part_index=shard_id, num_parts=num_shards,
+                      batch_size=batch_size, part_index=shard_id, num_parts=self.num_shards,
                       preprocess_threads=num_threads, prefetch_buffer=prefetch, seed=seed, round_batch=True,
                       mean_r=p.mean[0], mean_g=p.mean[1], mean_b=p.mean[2],
                       std_r=p.std[0], std_g=p.std[1], std_b=p.std[2])
