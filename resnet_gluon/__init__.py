@@ -2,7 +2,7 @@
 
 ``import resnet_gluon`` and the models need only mxnet. ``fit``, ``evaluate``, ``Trainer`` and the callbacks
 (modules ``training``, ``trainer``, ``callbacks``) import Horovod, and the DALI pipelines import DALI; they are
-loaded on first access.
+loaded on first access, as is ``Predictor`` (module ``inference``: OpenCV, and onnx/onnxruntime for ONNX).
 """
 import importlib
 
@@ -28,11 +28,12 @@ from .models import (  # noqa: E402
 
 __version__ = "0.1.0"
 
-# Public names whose modules import Horovod (or DALI, in pipelines) — loaded on first access.
+# Public names whose modules import Horovod (or DALI, OpenCV) — loaded on first access.
 _LAZY = {
     "fit": "training", "evaluate": "training", "History": "training", "FitState": "training",
     "Trainer": "trainer",
     "Callback": "callbacks", "Checkpoint": "callbacks", "ProgressBar": "callbacks", "Report": "callbacks",
+    "Predictor": "inference",
 }
 
 __all__ = [

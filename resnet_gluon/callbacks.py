@@ -12,11 +12,12 @@ import os
 import re
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import mxnet as mx
 
 from . import dist
+from .data import Preprocessing
 from .dist import rank_zero_only
 from .models import checkpoint_files, export_checkpoint, load_parameters
 
@@ -90,12 +91,20 @@ class Checkpoint(Callback):
         Save every ``period`` epochs (and after the last).
     resume : bool
         Continue from the newest complete checkpoint under ``prefix``, if any.
+    class_names : sequence of str, optional
+        Class names in label order, recorded for :class:`~resnet_gluon.inference.Predictor` (e.g.
+        ``resnet_gluon.data.load_classes(data_root)``).
+    preprocessing : Preprocessing, optional
+        The pipelines' settings; the validation part (crop, resize, mean/std) is recorded for the predictor.
     """
 
-    def __init__(self, prefix: str, *, period: int = 1, resume: bool = True):
+    def __init__(self, prefix: str, *, period: int = 1, resume: bool = True,
+                 class_names: Optional[Sequence[str]] = None, preprocessing: Optional[Preprocessing] = None):
         self.prefix = os.fspath(prefix)
         self.period = period
         self.resume = resume
+        self.class_names = list(class_names) if class_names is not None else None
+        self.preprocessing = preprocessing
         self.resumed_from: Optional[int] = None
 
     def on_train_begin(self, logs):
@@ -150,6 +159,10 @@ class Checkpoint(Callback):
                       classes=getattr(net, "classes", None), num_update=trainer.num_update,
                       loss_scale=trainer.loss_scale, dtype=self.state.dtype, time=time.time(),
                       metrics={k: v for k, v in logs.items() if isinstance(v, (int, float))})
+        if self.class_names is not None:
+            record["class_names"] = self.class_names
+        if self.preprocessing is not None:
+            record["preprocessing"] = self.preprocessing.validation_settings()
         _atomic_write_text(f"{self.prefix}-{done:04d}.json", json.dumps(record, indent=1))
 
 

@@ -139,12 +139,16 @@ def _relaunch_under_horovodrun(args, argv: List[str]) -> Optional[int]:
 
 
 def _classes(args) -> int:
-    from .data import load_classes
-
     if args.num_classes:
         return args.num_classes
-    names = load_classes(args.data_root) if getattr(args, "data_root", None) else None
+    names = _class_names(args)
     return len(names) if names else 1000
+
+
+def _class_names(args) -> Optional[List[str]]:
+    from .data import load_classes
+
+    return load_classes(args.data_root) if getattr(args, "data_root", None) else None
 
 
 def _pipelines(args, preprocessing):
@@ -188,7 +192,8 @@ def _train(args) -> int:
     history = fit(net, train_data, val_data if args.mode == "train_val" else None, epochs=args.num_epochs,
                   dtype=args.dtype, lr=args.lr, schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
                   wd=args.wd, label_smoothing=args.label_smoothing, mixup=args.mixup,
-                  callbacks=[Checkpoint(args.model_prefix), Report(report, cmd=sys.argv)],
+                  callbacks=[Checkpoint(args.model_prefix, class_names=_class_names(args), preprocessing=preprocessing),
+                             Report(report, cmd=sys.argv)],
                   progress=not args.no_progress)
     from .dist import is_rank_zero
 
@@ -212,7 +217,8 @@ def _add_benchmark(sub):
     p.add_argument("-w", "--warmup", type=int, default=1, help="warm-up epochs left out of the figures")
     p.add_argument("--only-inference", action="store_true", help="time inference instead of training")
     p.add_argument("--arch", default="resnet50_v1_5")
-    p.add_argument("--dtype", default="auto", choices=["float32", "float16", "bfloat16", "auto"])
+    p.add_argument("--dtype", default="auto", choices=["float32", "float16", "bfloat16", "int8", "auto"],
+                   help="precision; int8 (oneDNN quantization, CPU) only with --only-inference (default: auto)")
     p.add_argument("--image-size", type=_positive, default=224)
     p.add_argument("--data-backend", default="synthetic", choices=["synthetic", "dali-cpu", "dali-gpu", "mxnet"])
     p.add_argument("--data-root", default=None, help="with a real data backend: folder with train.rec and val.rec")
@@ -234,6 +240,8 @@ def _benchmark(args) -> int:
 
     if args.warmup >= args.epochs:
         raise SystemExit("resnet-gluon: error: --warmup must be smaller than --epochs")
+    if args.dtype == "int8" and not args.only_inference:
+        raise SystemExit("resnet-gluon: error: --dtype int8 is for inference: add --only-inference")
     results = []
     passthrough = ["--iterations", args.iterations, "--epochs", args.epochs, "--warmup", args.warmup,
                    "--arch", args.arch, "--dtype", args.dtype, "--image-size", args.image_size,
@@ -261,6 +269,8 @@ def _benchmark(args) -> int:
 
 
 def _bench_worker(args) -> int:
+    import mxnet as mx
+
     from . import amp, models
     from .data import Preprocessing
     from .dist import is_rank_zero, size
@@ -272,13 +282,18 @@ def _bench_worker(args) -> int:
     net = models.get_model(args.arch, classes=_classes(args))
     ctx = default_context()
     if args.only_inference:
+        from .inference import Predictor
+
         net.initialize(ctx=ctx)
-        net.hybridize(static_alloc=True, static_shape=True)
-        dtype = amp.resolve_dtype(args.dtype, ctx)
-        if dtype != "float32":
-            net = amp.convert(net, dtype, input_shape=preprocessing.data_shape(args.batch_size), ctx=ctx)
-            net.hybridize(static_alloc=True, static_shape=True)
-        epochs = [evaluate(net, val_data, ctx=ctx, prefix="") for _ in range(args.epochs)]
+        dtype = "int8" if args.dtype == "int8" else amp.resolve_dtype(args.dtype, ctx)
+        calibration = None
+        if dtype == "int8":  # calibrate on validation images (synthetic: the repeated random batch)
+            calibration = (os.path.join(args.data_root, "val.rec") if args.data_root else
+                           mx.io.NDArrayIter(next(iter(val_data))[0], batch_size=args.batch_size, data_name="data"))
+        predictor = Predictor(net, preprocessing=preprocessing, precision=dtype, calibration=calibration,
+                              calibration_options=dict(batch_size=min(args.batch_size, 32)), ctx=ctx,
+                              batch_size=args.batch_size)
+        epochs = [evaluate(predictor.net, val_data, ctx=ctx, prefix="") for _ in range(args.epochs)]
     else:
         history = fit(net, train_data, epochs=args.epochs, dtype=args.dtype, warmup_epochs=0, progress=False)
         epochs = [{k: v[i] for k, v in history.history.items()} for i in range(len(history.epochs))]
@@ -291,6 +306,96 @@ def _bench_worker(args) -> int:
         with open(args.output, "w") as f:
             json.dump(result, f)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------- predict
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="inference from a checkpoint: accuracy on a .rec, or top-k of image files",
+                       description="Loads <model-prefix>-symbol.json + <model-prefix>-NNNN.params into a predictor "
+                                   "(float32, bfloat16 or INT8). With --data-root or --rec: top-1/top-5, img/s and "
+                                   "latency percentiles on that validation set. With image files: the top-k "
+                                   "classes and their names for each. --save-prefix / --onnx write the converted "
+                                   "model / an ONNX export.")
+    p.add_argument("images", nargs="*", help="image files (JPEG, PNG, ...) to classify")
+    p.add_argument("--model-prefix", default="model", help="checkpoint prefix (default: %(default)s)")
+    p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch NNNN (default: the newest)")
+    p.add_argument("--precision", default=None, choices=["float32", "bfloat16", "int8"],
+                   help="inference precision (default: as saved, float32 for training checkpoints)")
+    p.add_argument("--data-root", default=None, help="folder with val.rec/.idx to evaluate on (and train.rec "
+                                                     "for INT8 calibration)")
+    p.add_argument("--rec", default=None, help="a .rec file to evaluate on (instead of <data-root>/val.rec)")
+    p.add_argument("--calibration", default=None,
+                   help="INT8: .rec file of calibration images (default: <data-root>/train.rec)")
+    p.add_argument("--num-calib-images", type=_positive, default=256, help="INT8 calibration images "
+                                                                          "(default: %(default)s)")
+    p.add_argument("--calib-batch-size", type=_positive, default=32, help="(default: %(default)s)")
+    p.add_argument("--calib-mode", default="naive", choices=["naive", "entropy"], help="(default: %(default)s)")
+    p.add_argument("-b", "--batch-size", type=_positive, default=64, help="(default: %(default)s)")
+    p.add_argument("-k", "--top-k", type=_positive, default=5, help="classes shown per image (default: %(default)s)")
+    p.add_argument("--image-size", type=_positive, default=None, help="override the recorded crop size")
+    p.add_argument("--data-backend", default="dali-cpu", choices=["dali-cpu", "dali-gpu", "mxnet"],
+                   help="pipeline for --data-root/--rec (default: %(default)s)")
+    p.add_argument("--data-threads", type=_positive, default=2)
+    p.add_argument("--save-prefix", default=None, help="write the (converted) model here, reloadable with "
+                                                        "--model-prefix")
+    p.add_argument("--onnx", default=None, help="write an ONNX export of the float32 model to this file")
+    p.add_argument("--json", action="store_true", help="print results as JSON lines")
+    p.set_defaults(run=_predict)
+
+
+def _predict(args) -> int:
+    from .inference import Predictor
+
+    rec = args.rec or (os.path.join(args.data_root, "val.rec") if args.data_root else None)
+    if not rec and not args.images and not args.save_prefix and not args.onnx:
+        raise SystemExit("resnet-gluon predict: error: give image files, --data-root or --rec (or --save-prefix/--onnx)")
+    if args.onnx and args.precision not in (None, "float32"):
+        raise SystemExit("resnet-gluon predict: error: --onnx exports the float32 model; run it without --precision")
+    if args.data_root and not os.path.isdir(args.data_root):
+        raise FileNotFoundError(f"data root {args.data_root!r} does not exist")
+    calibration = args.calibration or (os.path.join(args.data_root, "train.rec") if args.data_root else None)
+    predictor = Predictor.from_checkpoint(
+        args.model_prefix, args.epoch, precision=args.precision, image_size=args.image_size,
+        batch_size=args.batch_size, calibration=calibration,
+        calibration_options=dict(num_images=args.num_calib_images, batch_size=args.calib_batch_size,
+                                 calib_mode=args.calib_mode))
+    if args.save_prefix:
+        files = predictor.save(args.save_prefix)
+        print(f"wrote {predictor.precision} model: {', '.join(files)}", file=sys.stderr)
+    if args.onnx:
+        print(f"wrote {predictor.export_onnx(args.onnx)}", file=sys.stderr)
+    for image, prediction in zip(args.images, predictor.predict(args.images, top_k=args.top_k) if args.images else []):
+        if args.json:
+            print(json.dumps(dict(image=image, classes=prediction.classes, names=prediction.names,
+                                  probabilities=[round(p, 6) for p in prediction.probabilities])))
+        else:
+            ranked = ", ".join(f"{n} ({c}) {p:.4f}" for c, n, p in zip(prediction.classes, prediction.names,
+                                                                       prediction.probabilities))
+            print(f"{image}: {ranked}")
+    if rec:
+        from . import pipelines
+        from .training import evaluate
+
+        data = pipelines.make_pipeline(args.data_backend, rec, batch_size=min(args.batch_size, _records(rec)),
+                                       train=False, preprocessing=predictor.preprocessing, num_shards=1,
+                                       shard_id=0, num_threads=args.data_threads)
+        logs = evaluate(predictor.net, data, ctx=predictor.ctx, prefix="")
+        keys = ("top1", "top5", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_99", "num_images")
+        result = dict(precision=predictor.precision, rec=rec, **{k: logs[k] for k in keys})
+        if args.json:
+            print(json.dumps(result))
+        else:
+            top5 = f"{result['top5']:.4f}" if result["top5"] is not None else "n/a"
+            print(f"{rec}: {result['num_images']} images, {predictor.precision}: top-1 {result['top1']:.4f}, "
+                  f"top-5 {top5}, {result['total_ips']:.1f} img/s, latency per batch of {data.batch_size} "
+                  f"p50 {1e3 * result['latency_50']:.1f} ms, p99 {1e3 * result['latency_99']:.1f} ms")
+    return 0
+
+
+def _records(rec: str) -> int:
+    from .data import record_files
+
+    return len(record_files(rec))
 
 
 # ------------------------------------------------------------------------------------------------------- demo
@@ -340,7 +445,9 @@ def _demo(args) -> int:
     net = resnet50_v1_5(classes=10)
     start = time.time()
     history = fit(net, train, val, epochs=args.epochs, dtype=args.dtype, lr=args.lr, schedule="cosine",
-                  warmup_epochs=0.2, callbacks=[Checkpoint(os.path.join(args.output, "model")),
+                  warmup_epochs=0.2, callbacks=[Checkpoint(os.path.join(args.output, "model"),
+                                                           class_names=data.FASHION_MNIST_CLASSES,
+                                                           preprocessing=preprocessing),
                                                 Report(os.path.join(args.output, "report.json"), cmd=sys.argv)])
     if is_rank_zero():
         h = history.history
@@ -356,10 +463,11 @@ def _demo(args) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="resnet-gluon", description="ResNet-50 v1.5 with MXNet Gluon: NVIDIA's recipe.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                metavar="{prepare,train,benchmark,demo}")
+                                metavar="{prepare,train,benchmark,predict,demo}")
     _add_prepare(sub)
     _add_train(sub)
     _add_benchmark(sub)
+    _add_predict(sub)
     _add_demo(sub)
     return parser
 

@@ -71,6 +71,16 @@ class Preprocessing:
         """Settings for another image size, keeping the reference's resize ratio (256/224)."""
         return cls(image_size=image_size, resize=kwargs.pop("resize", round(image_size * 256 / 224)), **kwargs)
 
+    def validation_settings(self) -> dict:
+        """The validation part (``image_size``, ``resize``, ``mean``, ``std``) as JSON-ready values (checkpoint records)."""
+        return dict(image_size=self.image_size, resize=self.resize, mean=list(self.mean), std=list(self.std))
+
+    @classmethod
+    def from_validation_settings(cls, settings: dict) -> "Preprocessing":
+        """The inverse of :meth:`validation_settings` (other fields at their defaults)."""
+        return cls(image_size=int(settings["image_size"]), resize=int(settings["resize"]),
+                   mean=tuple(settings["mean"]), std=tuple(settings["std"]))
+
     def data_shape(self, batch_size: int) -> Tuple[int, int, int, int]:
         """Shape of a batch of ``batch_size`` images in this layout."""
         s = self.image_size

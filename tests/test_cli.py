@@ -37,9 +37,10 @@ def tiny_data(tmp_path_factory):
 
 def test_help_lists_every_subcommand():
     out = run("--help").stdout
-    for name in ("prepare", "train", "benchmark", "demo"):
+    for name in ("prepare", "train", "benchmark", "predict", "demo"):
         assert name in out
     assert "--data-backend" in run("train", "--help").stdout
+    assert "--calibration" in run("predict", "--help").stdout
 
 
 def test_prepare_writes_recordio_and_classes(tiny_data):
@@ -116,3 +117,59 @@ def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path):
         "--dtype", "float32", "--num-classes", 10, "-o", out)
     report = json.load(open(out))
     assert report["mode"] == "inference" and report["results"][0]["total_ips"] > 0
+    run("benchmark", "--only-inference", "-b", 8, "-i", 2, "-e", 2, "--arch", "resnet18_v1_5", "--image-size", 32,
+        "--dtype", "int8", "--num-classes", 10, "-o", out)
+    report = json.load(open(out))
+    assert report["results"][0]["dtype"] == "int8" and report["results"][0]["total_ips"] > 0
+    _one_line_error(run("benchmark", "--dtype", "int8", check=False), 1, "add --only-inference")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_data):
+    prefix = tiny_data / "ckpt" / "m"
+    run("train", "--data-root", tiny_data / "data", "--arch", "resnet18_v1_5", "--image-size", 32, "-b", 8,
+        "--model-prefix", prefix, "--dtype", "float32", "--data-threads", 1, "--num-epochs", 1, "--lr", 0.05,
+        "--warmup-epochs", 0, "--no-progress")
+    return prefix
+
+
+@pytest.mark.slow
+def test_predict_on_a_validation_set_and_on_image_files(tiny_data, checkpoint, tmp_path):
+    record = json.load(open(f"{checkpoint}-0001.json"))
+    assert record["class_names"] == ["class0", "class1", "class2"] and record["preprocessing"]["image_size"] == 32
+    out = json.loads(run("predict", "--model-prefix", checkpoint, "--data-root", tiny_data / "data", "-b", 8,
+                         "--json", "--onnx", tmp_path / "m.onnx").stdout.strip().splitlines()[-1])
+    assert os.path.isfile(tmp_path / "m.onnx")
+    assert out["num_images"] == 16 and out["precision"] == "float32"
+    assert out["top1"] == pytest.approx(record["metrics"]["val_top1"], abs=1e-6)
+    assert out["total_ips"] > 0 and out["latency_99"] >= out["latency_50"] > 0
+    text = run("predict", "--model-prefix", checkpoint, "--data-root", tiny_data / "data", "-b", 8).stdout
+    assert "top-1" in text and "img/s" in text and "p99" in text
+
+    images = sorted(str(p) for p in (tiny_data / "imgs_val").rglob("*.jpg"))[:3]
+    lines = run("predict", "--model-prefix", checkpoint, "--epoch", 1, "-k", 2, *images).stdout.strip().splitlines()
+    assert len(lines) == 3
+    for image, line in zip(images, lines):
+        assert line.startswith(image + ": ") and line[len(image):].count("class") == 2
+
+    # INT8: calibrated on train.rec, saved, and loaded back by prefix.
+    run("predict", "--model-prefix", checkpoint, "--precision", "int8", "--data-root", tiny_data / "data",
+        "--num-calib-images", 32, "--calib-batch-size", 8, "--save-prefix", tmp_path / "q", "-b", 8)
+    q = json.loads(run("predict", "--model-prefix", tmp_path / "q", "--rec", tiny_data / "data" / "val.rec", "-b", 8,
+                       "--json").stdout.strip().splitlines()[-1])
+    assert q["precision"] == "int8" and q["num_images"] == 16
+
+
+def test_predict_bad_inputs_give_one_line_errors(tiny_data, checkpoint, tmp_path):
+    bad = tmp_path / "photo.jpg"
+    bad.write_text("not an image")
+    _one_line_error(run("predict", "--model-prefix", checkpoint, bad, check=False), 1, "is not an image")
+    _one_line_error(run("predict", "--model-prefix", checkpoint, "--epoch", 9, "--data-root", tiny_data / "data",
+                        check=False), 1, "no checkpoint")
+    _one_line_error(run("predict", "--model-prefix", checkpoint, "--precision", "int4", bad, check=False), 2,
+                    "invalid choice: 'int4'")
+    _one_line_error(run("predict", "--model-prefix", checkpoint, "--precision", "int8", "--calibration",
+                        tiny_data / "data" / "val.rec", bad, check=False), 1, "fewer than one batch of 32")
+    _one_line_error(run("predict", "--model-prefix", checkpoint, check=False), 1, "give image files")
+    _one_line_error(run("predict", "--model-prefix", checkpoint, "--precision", "int8", "--onnx", tmp_path / "x.onnx",
+                        check=False), 1, "--onnx exports the float32 model")

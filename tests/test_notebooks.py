@@ -36,3 +36,4 @@ def test_notebooks_run_top_to_bottom(tmp_path, monkeypatch):
             assert "validation top-1 after 1 epochs" in text
         if name == "03_inference.ipynb":
             assert "SymbolBlock agrees with the resnet_gluon model on 100% of a batch" in text
+            assert "int8 top-1" in text and "largest logit difference from MXNet" in text

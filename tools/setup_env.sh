@@ -73,6 +73,14 @@ else
   pip_or_die -r "$venv/requirements-gpu.txt" -c "$venv/constraints-gpu.txt" "$mxnet_dist==1.9.1"
 fi
 
+onnxruntime_version=1.17.3
+if ! "$venv/bin/python" -c "import onnxruntime" >/dev/null 2>&1; then
+  # --no-deps: its wheels declare numpy>=1.24.2, which mxnet 1.9.1 cannot use; it runs on numpy 1.23.5
+  # (checked below), and its other dependencies are in requirements.txt.
+  say "installing onnxruntime $onnxruntime_version (without its numpy pin)"
+  pip_or_die --no-deps "onnxruntime==$onnxruntime_version"
+fi
+
 if ! "$venv/bin/python" -c "import horovod.mxnet" >/dev/null 2>&1; then
   say "building horovod $horovod_version against mxnet (about 2 minutes on 2 cores)"
   HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
@@ -87,6 +95,8 @@ echo "$check" | grep -q '\[X\] MXNet' || die "horovod was built without MXNet su
 echo "$check" | grep -q '\[X\] Gloo' || die "horovod was built without Gloo; remove $venv and run again"
 "$venv/bin/python" -c "import nvidia.dali.plugin.mxnet" ||
   die "nvidia.dali.plugin.mxnet does not import; the DALI wheel must be nvidia-dali-cuda120==1.35.0"
+"$venv/bin/python" -c "import numpy, onnxruntime, onnx.mapping; assert numpy.__version__ == '1.23.5', numpy.__version__" ||
+  die "numpy must stay 1.23.5 with onnx/onnxruntime beside it; remove $venv and run again"
 "$venv/bin/python" -W error::UserWarning -c "import resnet_gluon" || die "import resnet_gluon failed"
 
 rm -f "$venv"/.resnet_gluon-*

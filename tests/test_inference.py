@@ -1,0 +1,208 @@
+"""The inference API: predictor from a checkpoint, validation preprocessing, INT8/bfloat16, ONNX export.
+
+A briefly trained resnet50_v1_5 on the embedded Fashion-MNIST (3,000 training images, 1 epoch, 32 px) is made
+once per session; the low-precision models are compared with it on 1,000 test images.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from helpers import jpeg, make_records, smooth_image
+from resnet_gluon import data, resnet50_v1_5
+from resnet_gluon.inference import Predictor, load_image, onnx_logits, preprocess
+
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(checkpoint prefix, data folder, float32 test top-1 from the DALI validation pipeline)."""
+    from resnet_gluon import pipelines
+    from resnet_gluon.callbacks import Checkpoint
+    from resnet_gluon.training import fit
+
+    if not os.path.isdir(data.FASHION_MNIST_DIR):
+        pytest.fail(f"{data.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
+    root = tmp_path_factory.mktemp("fmnist")
+    data.fashion_mnist_to_recordio(root, image_size=IMAGE_SIZE, train_limit=3000, val_limit=1000)
+    pre = data.Preprocessing.for_size(IMAGE_SIZE, area=(0.75, 1.0))
+    train, val = pipelines.imagenet(root, batch_size=32, preprocessing=pre, seed=0, num_shards=1, shard_id=0)
+    net = resnet50_v1_5(classes=10)
+    prefix = os.path.join(root, "model")
+    history = fit(net, train, val, epochs=1, lr=0.05, schedule="cosine", warmup_epochs=0.2, progress=False,
+                  callbacks=[Checkpoint(prefix, class_names=data.FASHION_MNIST_CLASSES, preprocessing=pre)])
+    top1 = history.history["val_top1"][-1]
+    assert top1 > 0.3, f"the briefly trained model should learn something (chance: 0.1), got top-1 {top1}"
+    return prefix, root, top1
+
+
+def _val_images(root, n=None):
+    items = list(data.read_records(os.path.join(root, "val.rec")))[:n]
+    return [bytes(b) for _, b in items], np.array([label for label, _ in items])
+
+
+def _top1(predictor, images, labels):
+    logits = predictor.logits(preprocess(images, predictor.preprocessing))
+    return float((logits.argmax(1) == labels).mean())
+
+
+# ------------------------------------------------------------------------------------------ preprocessing
+@pytest.mark.parametrize("size,pre", [((40, 48), data.Preprocessing.for_size(32)),
+                                      ((37, 45), data.Preprocessing(image_size=32, resize=37)),
+                                      ((90, 61), data.Preprocessing(image_size=33, resize=40))])
+def test_preprocess_matches_dali_validation(tmp_path, size, pre):
+    from resnet_gluon.pipelines import DALIPipeline
+
+    _, items = make_records(tmp_path / "r", 8, size=size, seed=1)
+    x, _ = next(iter(DALIPipeline(tmp_path / "r.rec", batch_size=8, train=False, preprocessing=pre,
+                                  num_shards=1, shard_id=0)))
+    mine = preprocess([encoded for _, encoded, _ in items], pre)
+    assert mine.shape == (8, 3, pre.image_size, pre.image_size) and mine.dtype == np.float32
+    diff = np.abs(mine - x.asnumpy())
+    # Same decoder output and crop; the resize differs by interpolation rounding only (1/58 = one grey level).
+    assert diff.mean() < 0.02 and diff.max() < 0.15, (diff.mean(), diff.max())
+
+
+def test_load_image_grayscale_rgba_and_arrays(tmp_path):
+    rgb = smooth_image(np.random.RandomState(0), 30, 20)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)])
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    g = load_image(tmp_path / "gray.png")
+    assert g.shape == (30, 20, 3) and g.dtype == np.uint8 and (g == gray[:, :, None]).all()
+    assert (load_image(tmp_path / "rgba.png") == rgb).all()  # alpha dropped, colours kept (PNG is lossless)
+    assert (load_image(rgba) == rgb).all() and (load_image(gray) == g).all()
+    assert (load_image(rgb.astype(np.float32)) == rgb).all()
+    with pytest.raises(ValueError, match=r"shape \(3, 30, 20\)"):
+        load_image(rgb.transpose(2, 0, 1))
+
+
+def test_not_an_image_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    with pytest.raises(ValueError, match="notes.jpg.*not an image"):
+        load_image(bad)
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(jpeg(smooth_image(np.random.RandomState(0), 40, 40))[:20])
+    with pytest.raises(ValueError, match="cut.jpg"):
+        preprocess([truncated])
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        load_image(tmp_path / "missing.png")
+
+
+# ------------------------------------------------------------------------------------------ predictor
+def test_predictor_from_checkpoint_matches_validation(trained):
+    prefix, root, dali_top1 = trained
+    predictor = Predictor.from_checkpoint(prefix)
+    assert predictor.preprocessing.image_size == IMAGE_SIZE and predictor.class_names[0] == "T-shirt/top"
+    images, labels = _val_images(root)
+    top1 = _top1(predictor, images, labels)
+    assert abs(top1 - dali_top1) <= 0.01, (top1, dali_top1)
+    # Top-k predictions: names, sorted probabilities that sum to at most 1, one result per input.
+    results = predictor.predict(images[:3], top_k=3)
+    assert len(results) == 3 and all(len(r.classes) == 3 for r in results)
+    for r in results:
+        assert list(r.probabilities) == sorted(r.probabilities, reverse=True) and sum(r.probabilities) <= 1 + 1e-5
+        assert r.name == data.FASHION_MNIST_CLASSES[r.label]
+    single = predictor.predict(images[0], top_k=20)
+    assert single.classes == results[0].classes[:1] + single.classes[1:] and len(single.classes) == 10
+
+
+def test_predictor_errors(trained, tmp_path):
+    prefix, root, _ = trained
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        Predictor.from_checkpoint(prefix, precision="int4")
+    with pytest.raises(FileNotFoundError, match="model-0007.params.*epochs saved.*: 1"):
+        Predictor.from_checkpoint(prefix, 7)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Predictor.from_checkpoint(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="needs calibration data"):
+        Predictor.from_checkpoint(prefix, precision="int8")
+    predictor = Predictor.from_checkpoint(prefix)
+    with pytest.raises(ValueError, match=r"expected a preprocessed batch of shape \(N, 3, 32, 32\)"):
+        predictor.logits(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="3 class names for a network with 10 outputs"):
+        Predictor(predictor.net, preprocessing=predictor.preprocessing, class_names=["a", "b", "c"])
+
+
+def test_calibration_set_smaller_than_a_batch(trained, tmp_path):
+    prefix, _, _ = trained
+    make_records(tmp_path / "tiny", 5, size=(32, 32))
+    with pytest.raises(ValueError, match="holds 5 images, fewer than one batch of 32"):
+        Predictor.from_checkpoint(prefix, precision="int8", calibration=tmp_path / "tiny.rec")
+    with pytest.raises(FileNotFoundError, match="absent.rec"):
+        Predictor.from_checkpoint(prefix, precision="int8", calibration=tmp_path / "absent.rec")
+
+
+def test_int8_accuracy_and_reload_in_a_fresh_process(trained, tmp_path):
+    prefix, root, _ = trained
+    images, labels = _val_images(root)
+    f32 = Predictor.from_checkpoint(prefix)
+    int8 = Predictor.from_checkpoint(prefix, precision="int8", calibration=os.path.join(root, "train.rec"))
+    symbol = json.load(open(int8.save(tmp_path / "int8")[0]))
+    assert sum(n.get("attrs", {}).get("quantized") == "true" for n in symbol["nodes"]) >= 50
+    top1_f32, top1_int8 = _top1(f32, images, labels), _top1(int8, images, labels)
+    print(f"top-1 on {len(labels)} test images: float32 {top1_f32:.4f}, int8 {top1_int8:.4f}")
+    assert top1_int8 >= top1_f32 - 0.01, (top1_f32, top1_int8)
+
+    batch = preprocess(images[:16], f32.preprocessing)
+    np.save(tmp_path / "batch.npy", batch)
+    np.save(tmp_path / "int8.npy", int8.logits(batch))
+    onnx_file = f32.export_onnx(tmp_path / "model.onnx")
+    mx_logits = f32.logits(batch)
+    ort_logits = onnx_logits(onnx_file, batch)
+    # Same float32 graph in another runtime: agreement within 1e-4 relative to the logits' scale.
+    assert np.abs(ort_logits - mx_logits).max() <= 1e-4 * max(1.0, np.abs(mx_logits).max())
+    np.save(tmp_path / "onnx.npy", ort_logits)
+    script = f"""
+import numpy as np
+from resnet_gluon.inference import Predictor, onnx_logits
+batch = np.load({str(tmp_path / 'batch.npy')!r})
+p = Predictor.from_checkpoint({str(tmp_path / 'int8')!r})
+assert p.precision == 'int8' and p.class_names[9] == 'Ankle boot', p
+np.testing.assert_allclose(p.logits(batch), np.load({str(tmp_path / 'int8.npy')!r}), rtol=0, atol=1e-5)
+np.testing.assert_allclose(onnx_logits({str(onnx_file)!r}, batch), np.load({str(tmp_path / 'onnx.npy')!r}),
+                           rtol=0, atol=1e-5)
+print('same outputs')
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "same outputs" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.bf16
+def test_bfloat16_accuracy(trained):
+    prefix, root, _ = trained
+    images, labels = _val_images(root)
+    top1_f32 = _top1(Predictor.from_checkpoint(prefix), images, labels)
+    top1_bf16 = _top1(Predictor.from_checkpoint(prefix, precision="bfloat16"), images, labels)
+    print(f"top-1 on {len(labels)} test images: float32 {top1_f32:.4f}, bfloat16 {top1_bf16:.4f}")
+    assert top1_bf16 >= top1_f32 - 0.01, (top1_f32, top1_bf16)
+
+
+def test_bfloat16_unsupported_is_a_clear_error(trained):
+    from resnet_gluon.amp import bfloat16_supported
+
+    if bfloat16_supported():
+        pytest.skip("this CPU supports bfloat16; test_bfloat16_accuracy covers it")
+    with pytest.raises(ValueError, match="bfloat16 is not supported on this CPU"):
+        Predictor.from_checkpoint(trained[0], precision="bfloat16")
+
+
+def test_predictor_on_an_untrained_network_with_arrays():
+    net = resnet50_v1_5(classes=4)
+    net.initialize(mx.init.Xavier())
+    pre = data.Preprocessing.for_size(32)
+    predictor = Predictor(net, preprocessing=pre, class_names=list("abcd"), batch_size=3)
+    rng = np.random.RandomState(0)
+    images = [smooth_image(rng, 40 + i, 50) for i in range(7)]  # 7 images in batches of 3
+    results = predictor.predict(images, top_k=2)
+    assert len(results) == 7 and all(r.names[0] in "abcd" for r in results)
+    np.testing.assert_allclose(predictor.logits(preprocess(images, pre))[:1],
+                               predictor.logits(preprocess(images[:1], pre)), rtol=1e-4, atol=1e-5)
