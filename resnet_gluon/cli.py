@@ -96,7 +96,8 @@ def _add_common_training(p, *, defaults):
                    help="training/validation crop (default: %(default)s)")
     p.add_argument("--num-classes", type=_positive, default=None,
                    help="classes (default: from classes.json in --data-root, else 1000)")
-    p.add_argument("--data-threads", type=_positive, default=2, help="pipeline threads (default: %(default)s)")
+    p.add_argument("--data-threads", type=_positive, default=None,
+                   help="pipeline threads (default: 3, the reference's, at most the cores of a worker)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 
@@ -223,7 +224,7 @@ def _add_benchmark(sub):
     p.add_argument("--data-backend", default="synthetic", choices=["synthetic", "dali-cpu", "dali-gpu", "mxnet"])
     p.add_argument("--data-root", default=None, help="with a real data backend: folder with train.rec and val.rec")
     p.add_argument("--num-classes", type=_positive, default=None)
-    p.add_argument("--data-threads", type=_positive, default=2)
+    p.add_argument("--data-threads", type=_positive, default=None, help="(default: 3, at most the cores of a worker)")
     p.add_argument("-o", "--output", default="benchmark.json", help="JSON report (default: %(default)s)")
     p.set_defaults(run=_benchmark)
     w = sub.add_parser("bench-worker", help=argparse.SUPPRESS)
@@ -245,7 +246,8 @@ def _benchmark(args) -> int:
     results = []
     passthrough = ["--iterations", args.iterations, "--epochs", args.epochs, "--warmup", args.warmup,
                    "--arch", args.arch, "--dtype", args.dtype, "--image-size", args.image_size,
-                   "--data-backend", args.data_backend, "--data-threads", args.data_threads]
+                   "--data-backend", args.data_backend]
+    passthrough += ["--data-threads", args.data_threads] if args.data_threads else []
     passthrough += ["--only-inference"] if args.only_inference else []
     passthrough += ["--data-root", args.data_root] if args.data_root else []
     passthrough += ["--num-classes", args.num_classes] if args.num_classes else []
@@ -335,7 +337,7 @@ def _add_predict(sub):
     p.add_argument("--image-size", type=_positive, default=None, help="override the recorded crop size")
     p.add_argument("--data-backend", default="dali-cpu", choices=["dali-cpu", "dali-gpu", "mxnet"],
                    help="pipeline for --data-root/--rec (default: %(default)s)")
-    p.add_argument("--data-threads", type=_positive, default=2)
+    p.add_argument("--data-threads", type=_positive, default=None, help="(default: 3, at most the cores)")
     p.add_argument("--save-prefix", default=None, help="write the (converted) model here, reloadable with "
                                                         "--model-prefix")
     p.add_argument("--onnx", default=None, help="write an ONNX export of the float32 model to this file")
@@ -407,16 +409,18 @@ def _add_demo(sub):
                                    "and a PNG of the curves in --output. Re-running resumes.")
     p.add_argument("-o", "--output", default="runs/demo", help="output folder (default: %(default)s)")
     p.add_argument("--epochs", type=_positive, default=2, help="(default: %(default)s)")
-    p.add_argument("--train-images", type=int, default=30000,
+    p.add_argument("--train-images", type=int, default=36000,
                    help="training images used, of 60,000 (default: %(default)s; 0 = all)")
-    p.add_argument("--image-size", type=_positive, default=32, help="(default: %(default)s)")
+    p.add_argument("--image-size", type=_positive, default=28, help="(default: %(default)s, Fashion-MNIST's own)")
     p.add_argument("-b", "--batch-size", type=_positive, default=64, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=0.05, help="peak lr (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak lr (default: the reference's 0.1 per 256 images: 0.025 for one worker at batch 64)")
     p.add_argument("--min-area", type=float, default=0.75,
                    help="random-resized-crop min area; Fashion-MNIST items fill the frame (default: %(default)s)")
     p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"])
     p.add_argument("--full", action="store_true", help="all 60,000 images for 6 epochs (about 1 h on 2 cores)")
-    p.add_argument("--num-threads", type=_positive, default=2, help="DALI threads (default: %(default)s)")
+    p.add_argument("--num-threads", type=_positive, default=None,
+                   help="DALI threads (default: 3, at most the cores of a worker)")
     p.add_argument("-n", "--num-workers", type=_positive, default=1, help="worker processes (horovodrun)")
     p.set_defaults(run=_demo)
 

@@ -345,12 +345,14 @@ def fashion_mnist_to_recordio(out_dir: PathLike, *, image_size: int = 32, root: 
     return result[0], result[1]
 
 
-def read_records(path: PathLike) -> Iterator[Tuple[float, bytes]]:
-    """Yield ``(label, image_bytes)`` for every record, in index order."""
+def read_records(path: PathLike, positions: Optional[Sequence[int]] = None) -> Iterator[Tuple[float, bytes]]:
+    """Yield ``(label, image_bytes)`` for every record in index order, or for the records at ``positions``
+    (0-based places in the index, read directly)."""
     files = record_files(path)
     reader = recordio.MXIndexedRecordIO(files.idx, files.rec, "r")
     try:
-        for key in reader.keys:
+        keys = reader.keys if positions is None else [reader.keys[i] for i in positions]
+        for key in keys:
             header, data = recordio.unpack(reader.read_idx(key))
             label = header.label if np.isscalar(header.label) else header.label[0]
             yield float(label), data

@@ -29,7 +29,7 @@ import numpy as np
 from mxnet import gluon
 
 from . import amp as _amp
-from .data import PathLike, Preprocessing, read_records
+from .data import PathLike, Preprocessing, read_records, record_files
 from .models import checkpoint_files, get_model, list_models, load_parameters
 
 __all__ = ["PRECISIONS", "Prediction", "Predictor", "load_image", "preprocess", "calibration_batches",
@@ -166,7 +166,10 @@ class Prediction:
 # ------------------------------------------------------------------------------------------------ INT8
 def calibration_batches(path: PathLike, *, preprocessing: Preprocessing = Preprocessing(), num_images: int = 256,
                         batch_size: int = 32) -> mx.io.NDArrayIter:
-    """The first ``num_images`` images of a ``.rec`` file, preprocessed for validation, as a calibration iterator.
+    """``num_images`` images spread evenly over a ``.rec`` file (so a class-sorted file gives every class),
+    preprocessed for validation, as a calibration iterator of float32 ``(batch_size, 3, H, W)`` batches.
+
+    A file with fewer images gives all of them, in whole batches.
 
     Raises
     ------
@@ -176,16 +179,14 @@ def calibration_batches(path: PathLike, *, preprocessing: Preprocessing = Prepro
     if num_images < batch_size:
         raise ValueError(f"num_images={num_images} is smaller than one calibration batch ({batch_size}); ask for "
                          f"at least {batch_size} images or a smaller batch size")
-    images = []
-    for _, encoded in read_records(path):
-        if len(images) == num_images:
-            break
-        images.append(encoded)
-    if len(images) < batch_size:
-        raise ValueError(f"the calibration set {os.fspath(path)!r} holds {len(images)} images, fewer than one "
+    total = len(record_files(path))
+    if total < batch_size:
+        raise ValueError(f"the calibration set {os.fspath(path)!r} holds {total} images, fewer than one "
                          f"batch of {batch_size}; use a larger .rec (a few hundred images) or a smaller "
                          "calibration batch size")
-    data = preprocess([bytes(e) for e in images[: len(images) // batch_size * batch_size]], preprocessing)
+    count = min(num_images, total) // batch_size * batch_size
+    positions = np.linspace(0, total - 1, count).round().astype(int)
+    data = preprocess([bytes(encoded) for _, encoded in read_records(path, positions)], preprocessing)
     return mx.io.NDArrayIter(data, batch_size=batch_size, data_name="data", last_batch_handle="discard")
 
 
@@ -203,7 +204,7 @@ def quantize(net: gluon.HybridBlock, calibration: Union[PathLike, mx.io.DataIter
     net : HybridBlock
         Trained float32 network on the CPU.
     calibration : str, PathLike or mx.io.DataIter
-        A ``.rec`` file (its first ``num_images`` images are used, preprocessed for validation) or an iterator
+        A ``.rec`` file (``num_images`` of its images, spread over it, preprocessed for validation) or an iterator
         of float32 ``(N, 3, H, W)`` batches named ``'data'``.
     preprocessing : Preprocessing
         Validation preprocessing of the calibration images.

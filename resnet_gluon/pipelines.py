@@ -27,6 +27,7 @@ import numpy as np
 
 from . import dist
 from .data import PathLike, Preprocessing, record_files
+from .runtime import default_data_threads
 
 __all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "BACKENDS"]
 
@@ -121,8 +122,9 @@ class DALIPipeline(_Pipeline):
         This worker's part of the data; default Horovod's rank and size (0 and 1 without horovodrun).
     device : {'cpu', 'gpu'}
         Decode and augment on the CPU (works without a GPU) or decode with nvJPEG ('mixed') on the GPU.
-    num_threads : int
-        DALI CPU threads.
+    num_threads : int, optional
+        DALI CPU threads; default the reference's 3, at most this worker's share of the cores
+        (:func:`~resnet_gluon.runtime.default_data_threads`: they compete with MXNet's threads).
     prefetch : int
         Prefetch queue depth.
     seed : int
@@ -141,7 +143,8 @@ class DALIPipeline(_Pipeline):
 
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
                  preprocessing: Preprocessing = Preprocessing(), shard_id: Optional[int] = None,
-                 num_shards: Optional[int] = None, device: str = "cpu", num_threads: int = 2, prefetch: int = 2,
+                 num_shards: Optional[int] = None, device: str = "cpu", num_threads: Optional[int] = None,
+                 prefetch: int = 2,
                  seed: int = -1, ctx: Optional[mx.Context] = None, device_id: Optional[int] = None):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
@@ -150,6 +153,7 @@ class DALIPipeline(_Pipeline):
         self.shard_id, self.device = shard_id, device
         if device == "gpu":
             device_id = dist.local_rank() if device_id is None else device_id
+        num_threads = num_threads or default_data_threads()
         self._options = dict(num_threads=num_threads, prefetch_queue_depth=prefetch,
                              device_id=None if device == "cpu" else device_id)
         self.seed = seed if seed >= 0 else int(np.random.randint(0, 2 ** 31 - 1 - 10 ** 6))
@@ -236,8 +240,8 @@ class RecordIterPipeline(_Pipeline):
 
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
                  preprocessing: Preprocessing = Preprocessing(), shard_id: Optional[int] = None,
-                 num_shards: Optional[int] = None, num_threads: int = 2, prefetch: int = 4, seed: int = 0,
-                 ctx: Optional[mx.Context] = None):
+                 num_shards: Optional[int] = None, num_threads: Optional[int] = None, prefetch: int = 4,
+                 seed: int = 0, ctx: Optional[mx.Context] = None):
         p = preprocessing
         if p.layout != "NCHW" or p.dtype != "float32":
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
@@ -245,7 +249,8 @@ class RecordIterPipeline(_Pipeline):
         self.files, self.ctx = files, ctx
         common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, p.image_size, p.image_size),
                       batch_size=batch_size, part_index=shard_id, num_parts=self.num_shards,
-                      preprocess_threads=num_threads, prefetch_buffer=prefetch, seed=seed, round_batch=True,
+                      preprocess_threads=num_threads or default_data_threads(), prefetch_buffer=prefetch,
+                      seed=seed, round_batch=True,
                       mean_r=p.mean[0], mean_g=p.mean[1], mean_b=p.mean[2],
                       std_r=p.std[0], std_g=p.std[1], std_b=p.std[2])
         if train:

@@ -88,6 +88,22 @@ def test_train_two_workers_through_horovodrun(tiny_data, tmp_path):
     assert json.load(open(f"{prefix}-0001.json"))["metrics"]["val_num_images"] == 16
 
 
+@pytest.mark.slow
+def test_demo_end_to_end_on_few_images_then_resumes(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "-o", out, "--epochs", 1, "--train-images", 256, "-b", 32]
+    line = run(*args).stdout.strip().splitlines()[-1]
+    assert line.startswith("demo: 1 epochs, test top-1 "), line
+    record = json.load(open(out / "model-0001.json"))
+    assert record["metrics"]["val_num_images"] == 10000           # the whole Fashion-MNIST test set
+    assert record["class_names"][0] == "T-shirt/top" and len(record["class_names"]) == 10
+    report = json.load(open(out / "report.json"))
+    assert report["metrics"]["val.top1"] == [pytest.approx(float(line.split("top-1 ")[1].split(",")[0]), abs=1e-4)]
+    for name in ("model-symbol.json", "model-0001.params", "report.png", "data/train.rec", "data/val.idx"):
+        assert os.path.isfile(out / name), name
+    assert "already complete" in run(*args).stdout
+
+
 def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
     _one_line_error(run("train", "--data-root", tmp_path / "missing", "--model-prefix", tmp_path / "m", check=False),
                     1, "data root")

@@ -153,3 +153,15 @@ def test_training_epochs_are_reproducible_for_resume(tmp_path):
     for (x1, y1), (x2, y2) in zip(second, epoch_batches(resumed)):
         np.testing.assert_array_equal(y1, y2)
         np.testing.assert_array_equal(x1, x2)
+
+
+def test_default_threads_split_the_cores_between_workers_and_mxnet(monkeypatch):
+    from resnet_gluon import runtime
+
+    monkeypatch.setattr(runtime, "_usable_cores", lambda: 16)
+    assert runtime.default_data_threads(1) == 3                    # the reference's --dali-threads
+    assert runtime.default_data_threads(8) == 2
+    assert runtime.cpu_thread_defaults(4)["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setattr(runtime, "_usable_cores", lambda: 2)
+    assert runtime.default_data_threads(1) == 2
+    assert runtime.default_data_threads(2) == 1
