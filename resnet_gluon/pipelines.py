@@ -144,8 +144,8 @@ class DALIPipeline(_Pipeline):
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
                  preprocessing: Preprocessing = Preprocessing(), shard_id: Optional[int] = None,
                  num_shards: Optional[int] = None, device: str = "cpu", num_threads: Optional[int] = None,
-                 prefetch: int = 2,
-                 seed: int = -1, ctx: Optional[mx.Context] = None, device_id: Optional[int] = None):
+                 prefetch: int = 2, seed: int = -1, ctx: Optional[mx.Context] = None,
+                 device_id: Optional[int] = None):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)

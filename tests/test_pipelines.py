@@ -155,7 +155,7 @@ def test_training_epochs_are_reproducible_for_resume(tmp_path):
         np.testing.assert_array_equal(x1, x2)
 
 
-def test_default_threads_split_the_cores_between_workers_and_mxnet(monkeypatch):
+def test_default_data_threads_are_the_reference_3_capped_at_a_workers_cores(monkeypatch):
     from resnet_gluon import runtime
 
     monkeypatch.setattr(runtime, "_usable_cores", lambda: 16)
