@@ -35,6 +35,7 @@ _LAZY = {
     "fit": "training", "History": "training", "FitState": "training", "evaluate": "evaluation",
     "Trainer": "trainer",
     "Callback": "callbacks", "Checkpoint": "callbacks", "ProgressBar": "callbacks", "Report": "callbacks",
+    "TensorBoard": "callbacks",
     "Predictor": "inference",
 }
 

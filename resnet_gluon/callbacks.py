@@ -19,7 +19,7 @@ from .models import load_parameters
 from .data import Preprocessing
 from .recipe import Recipe
 
-__all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "rank_zero_only", "latest_checkpoint",
+__all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "TensorBoard", "rank_zero_only", "latest_checkpoint",
            "REPORT_METRICS"]
 
 #: The metrics of the reference's JSON report, each prefixed by 'train.' and 'val.'.
@@ -264,3 +264,63 @@ class Report(Callback):
         fig.tight_layout()
         with atomic_path(os.path.splitext(self.path)[0] + ".png") as tmp:
             fig.savefig(tmp, dpi=80)
+
+
+class TensorBoard(Callback):
+    """TensorBoard event files on rank 0 (``tensorboardX``): per step and per epoch.
+
+    Per step (x axis: updates so far): ``step/loss`` and ``step/top1`` (as last read from the device, see
+    ``fit(read_every=...)``), ``step/lr`` and ``step/images_per_sec`` (this worker's images / host time since the
+    previous step, times the workers). Per epoch (x axis: epochs completed): every numeric value of the epoch's
+    logs as ``epoch/<key>`` (``loss``, ``top1``, ``val_top1``, ``total_ips``, ``lr``, ...).
+
+    Parameters
+    ----------
+    logdir : str
+        Folder of the event files (``tensorboard --logdir <logdir>``).
+    every : int
+        Steps between per-step records.
+    """
+
+    def __init__(self, logdir: str, *, every: int = 1):
+        self.logdir = os.fspath(logdir)
+        self.every = max(1, every)
+        self._writer = None
+        self._last = 0.0
+
+    @rank_zero_only
+    def on_train_begin(self, logs):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as err:
+            raise ImportError(f"the TensorBoard callback needs tensorboardX ({err}): pip install tensorboardX") from err
+        self._writer = SummaryWriter(self.logdir)
+        self._last = time.perf_counter()
+
+    @rank_zero_only
+    def on_epoch_begin(self, epoch, logs):
+        self._last = time.perf_counter()
+
+    @rank_zero_only
+    def on_batch_end(self, batch, logs):
+        now, state = time.perf_counter(), self.state
+        step = state.epoch * state.steps_per_epoch + batch + 1
+        if step % self.every == 0:
+            ips = state.batch_size * state.trainer.workers / max(now - self._last, 1e-9)
+            values = dict(loss=logs.get("loss"), top1=logs.get("top1"), lr=state.trainer.learning_rate,
+                          images_per_sec=ips)
+            for key, value in values.items():
+                if value is not None:
+                    self._writer.add_scalar(f"step/{key}", value, step)
+        self._last = now
+
+    @rank_zero_only
+    def on_epoch_end(self, epoch, logs):
+        for key, value in logs.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._writer.add_scalar(f"epoch/{key}", value, epoch + 1)
+        self._writer.flush()
+
+    @rank_zero_only
+    def on_train_end(self, logs):
+        self._writer.close()

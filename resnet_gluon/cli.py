@@ -163,7 +163,7 @@ def _relaunch_under_horovodrun(args, argv: List[str]) -> Optional[int]:
         return None
     exe = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or shutil.which("horovodrun")
     if exe is None:
-        raise SystemExit("resnet-gluon: error: -n > 1 needs horovodrun (pip install horovod, built with MXNet)")
+        raise FileNotFoundError("-n > 1 needs horovodrun (pip install horovod, built with MXNet)")
     n = args.num_workers
     cmd = [exe, "-np", str(n), "-H", f"localhost:{n}", "--gloo", sys.executable, "-m", "resnet_gluon", *argv]
     return subprocess.call(cmd)
@@ -186,11 +186,14 @@ def _pipelines(args, preprocessing):
     from . import pipelines
 
     if args.data_backend == "synthetic":
+        from .runtime import default_context
+
         make = lambda train: pipelines.SyntheticData(batch_size=args.batch_size, classes=_classes(args),
-                                                     num_batches=args.synthetic_batches, preprocessing=preprocessing)
+                                                     num_batches=args.synthetic_batches, preprocessing=preprocessing,
+                                                     ctx=default_context())  # on the device: no copy per step
         return make(True), make(False)
     if not args.data_root:
-        raise SystemExit(f"resnet-gluon: error: --data-root is required with --data-backend {args.data_backend}")
+        raise ValueError(f"--data-root is required with --data-backend {args.data_backend}")
     options = dict(num_threads=args.data_threads, seed=args.seed)
     return pipelines.imagenet(args.data_root, batch_size=args.batch_size, backend=args.data_backend,
                               preprocessing=preprocessing, **options)
@@ -237,16 +240,17 @@ def _train(args) -> int:
 # -------------------------------------------------------------------------------------------------- benchmark
 def _add_benchmark(sub):
     p = sub.add_parser("benchmark", help="training or inference img/s and latency over worker counts x batch sizes",
-                       description="Runs short training (or inference) jobs for every workers x batch size pair and "
-                                   "writes one JSON entry per pair: images/s with data loading included and "
-                                   "latency percentiles (seconds per batch), warm-up epochs excluded.")
+                       description="Runs short training (or inference) jobs for every workers x batch size pair, each "
+                                   "in a fresh process (resnet_gluon.benchmark.sweep), and writes one JSON entry per "
+                                   "pair: images/s with data loading included and latency percentiles (seconds per "
+                                   "batch), warm-up epochs excluded.")
     p.add_argument("-n", "--num-workers", type=_int_list, default=[1], help="worker counts, e.g. 1,2 (default: 1)")
     p.add_argument("-b", "--batch-size", type=_int_list, default=[32], help="batch sizes, e.g. 32,64 (default: 32)")
     p.add_argument("-i", "--iterations", type=_positive, default=20, help="iterations per epoch (synthetic data)")
     p.add_argument("-e", "--epochs", type=_positive, default=3, help="epochs per run, warm-up included")
     p.add_argument("-w", "--warmup", type=int, default=1, help="warm-up epochs left out of the figures")
     p.add_argument("--only-inference", action="store_true", help="time inference instead of training")
-    p.add_argument("--arch", default="resnet50_v1_5")
+    p.add_argument("--arch", default="resnet50_v1_5", choices=_models(), metavar="ARCH")
     p.add_argument("--dtype", default="auto", choices=_inference_dtypes(),
                    help="precision; int8 (oneDNN quantization, CPU) only with --only-inference (default: auto)")
     p.add_argument("--image-size", type=_positive, default=224)
@@ -256,88 +260,25 @@ def _add_benchmark(sub):
     p.add_argument("--data-threads", type=_positive, default=None, help="(default: 3, at most the cores of a worker)")
     p.add_argument("-o", "--output", default="benchmark.json", help="JSON report (default: %(default)s)")
     p.set_defaults(run=_benchmark)
-    w = sub.add_parser("bench-worker", help=argparse.SUPPRESS)
-    for action in p._actions:  # the same flags, one value each
-        if action.dest not in ("help", "num_workers", "batch_size"):
-            w._add_action(action)
-    w.add_argument("-n", "--num-workers", type=_positive, default=1)
-    w.add_argument("-b", "--batch-size", type=_positive, default=32)
-    w.set_defaults(run=_bench_worker, seed=0, synthetic_batches=None)
 
 
 def _benchmark(args) -> int:
-    import tempfile
+    from .benchmark import sweep
+    from .files import atomic_write_json
 
     if args.warmup >= args.epochs:
-        raise SystemExit("resnet-gluon: error: --warmup must be smaller than --epochs")
+        raise ValueError("--warmup must be smaller than --epochs")
     if args.dtype == "int8" and not args.only_inference:
-        raise SystemExit("resnet-gluon: error: --dtype int8 is for inference: add --only-inference")
-    results = []
-    passthrough = ["--iterations", args.iterations, "--epochs", args.epochs, "--warmup", args.warmup,
-                   "--arch", args.arch, "--dtype", args.dtype, "--image-size", args.image_size,
-                   "--data-backend", args.data_backend]
-    passthrough += ["--data-threads", args.data_threads] if args.data_threads else []
-    passthrough += ["--only-inference"] if args.only_inference else []
-    passthrough += ["--data-root", args.data_root] if args.data_root else []
-    passthrough += ["--num-classes", args.num_classes] if args.num_classes else []
-    with tempfile.TemporaryDirectory() as tmp:
-        for workers in args.num_workers:
-            for batch in args.batch_size:
-                out = os.path.join(tmp, f"{workers}x{batch}.json")
-                argv = ["bench-worker", "-n", workers, "-b", batch, *passthrough, "-o", out]
-                code = main([str(a) for a in argv])
-                if code:
-                    return code
-                with open(out) as f:
-                    results.append(json.load(f))
-                print(json.dumps(results[-1]), flush=True)
-    report = dict(model=args.arch, mode="inference" if args.only_inference else "training", dtype=args.dtype,
-                  image_size=args.image_size, data_backend=args.data_backend, results=results)
-    with open(args.output, "w") as f:
-        json.dump(report, f, indent=1)
+        raise ValueError("--dtype int8 is for inference: add --only-inference")
+    options = dict(arch=args.arch, dtype=args.dtype, image_size=args.image_size, data_backend=args.data_backend,
+                   data_root=args.data_root, iterations=args.iterations, epochs=args.epochs, warmup=args.warmup,
+                   only_inference=args.only_inference, classes=args.num_classes, data_threads=args.data_threads)
+    results = sweep(num_workers=args.num_workers, batch_sizes=args.batch_size,
+                    on_result=lambda r: print(json.dumps(r), flush=True), **options)
+    atomic_write_json(args.output, dict(model=args.arch, mode="inference" if args.only_inference else "training",
+                                        dtype=args.dtype, image_size=args.image_size, data_backend=args.data_backend,
+                                        results=results))
     print(f"wrote {args.output}")
-    return 0
-
-
-def _bench_worker(args) -> int:
-    import mxnet as mx
-
-    from . import amp, models
-    from .data import Preprocessing
-    from .dist import is_rank_zero, size
-    from .evaluation import evaluate
-    from .runtime import default_context
-    from .training import fit
-
-    args.synthetic_batches = args.iterations
-    preprocessing = Preprocessing.for_size(args.image_size)
-    train_data, val_data = _pipelines(args, preprocessing)
-    net = models.get_model(args.arch, classes=_classes(args))
-    ctx = default_context()
-    if args.only_inference:
-        from .inference import Predictor
-
-        net.initialize(ctx=ctx)
-        dtype = "int8" if args.dtype == "int8" else amp.resolve_dtype(args.dtype, ctx)
-        calibration = None
-        if dtype == "int8":  # calibrate on validation images (synthetic: the repeated random batch)
-            calibration = (os.path.join(args.data_root, "val.rec") if args.data_root else
-                           mx.io.NDArrayIter(next(iter(val_data))[0], batch_size=args.batch_size, data_name="data"))
-        predictor = Predictor(net, preprocessing=preprocessing, dtype=dtype, calibration=calibration,
-                              calibration_options=dict(batch_size=min(args.batch_size, 32)), ctx=ctx,
-                              batch_size=args.batch_size)
-        epochs = [evaluate(predictor.net, val_data, ctx=ctx, prefix="") for _ in range(args.epochs)]
-    else:
-        history = fit(net, train_data, epochs=args.epochs, dtype=args.dtype, warmup_epochs=0, progress=False)
-        epochs = [{k: v[i] for k, v in history.history.items()} for i in range(len(history.epochs))]
-        dtype = amp.initialized_dtype() or "float32"
-    measured = epochs[args.warmup:]
-    keys = ["total_ips", "latency_avg", "latency_50", "latency_90", "latency_95", "latency_99", "latency_100"]
-    result = dict(workers=size(), batch_size=args.batch_size, dtype=dtype, epochs=len(measured),
-                  **{k: sum(e[k] for e in measured) / len(measured) for k in keys})
-    if is_rank_zero():
-        with open(args.output, "w") as f:
-            json.dump(result, f)
     return 0
 
 
@@ -382,9 +323,9 @@ def _predict(args) -> int:
 
     rec = args.rec or (os.path.join(args.data_root, "val.rec") if args.data_root else None)
     if not rec and not args.images and not args.save_prefix and not args.onnx:
-        raise SystemExit("resnet-gluon predict: error: give image files, --data-root or --rec (or --save-prefix/--onnx)")
+        raise ValueError("give image files, --data-root or --rec (or --save-prefix/--onnx)")
     if args.onnx and args.dtype not in (None, "float32"):
-        raise SystemExit("resnet-gluon predict: error: --onnx exports the float32 model; run it without --dtype")
+        raise ValueError("--onnx exports the float32 model; run it without --dtype")
     if args.data_root and not os.path.isdir(args.data_root):
         raise FileNotFoundError(f"data root {args.data_root!r} does not exist")
     calibration = args.calibration or (os.path.join(args.data_root, "train.rec") if args.data_root else None)
@@ -460,7 +401,7 @@ def _add_demo(sub):
 def _demo(args) -> int:
     from . import data, pipelines
     from .callbacks import Checkpoint, Report
-    from .dist import is_rank_zero
+    from .dist import barrier, is_rank_zero
     from .models import resnet50_v1_5
     from .training import fit
 
@@ -469,12 +410,7 @@ def _demo(args) -> int:
     data_dir = os.path.join(args.output, "data")
     if is_rank_zero():
         data.fashion_mnist_to_recordio(data_dir, image_size=args.image_size, train_limit=args.train_images or None)
-    if args.num_workers > 1:  # the other ranks wait until rank 0 has written the data
-        import mxnet as mx
-
-        from .dist import horovod
-
-        horovod().allreduce(mx.nd.zeros(1), name="demo_data_ready")
+    barrier("demo_data_ready")  # the other ranks wait until rank 0 has written the data
     preprocessing = data.Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0))
     train, val = pipelines.imagenet(data_dir, batch_size=args.batch_size, preprocessing=preprocessing, seed=0,
                                     num_threads=args.num_threads)
@@ -508,15 +444,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What a bad input raises in the library: printed as one line with exit status 1.
+_INPUT_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError, ChildProcessError)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line; returns the exit status (2 for a bad flag, 1 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if isinstance(getattr(args, "num_workers", None), int):
-        code = _relaunch_under_horovodrun(args, argv)
-        if code is not None:
-            return code
     try:
+        if isinstance(getattr(args, "num_workers", None), int):
+            code = _relaunch_under_horovodrun(args, argv)
+            if code is not None:
+                return code
         return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError) as err:
+    except _INPUT_ERRORS as err:
         print(f"resnet-gluon {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -1,24 +1,20 @@
-"""Inference: a :class:`Predictor` from a checkpoint, in float32, bfloat16 or INT8, and ONNX export.
+"""Inference: a :class:`Predictor` from a checkpoint, in float32, float16, bfloat16 or INT8.
 
-- :func:`load_image` / :func:`preprocess` decode image files or arrays with OpenCV and apply the validation
-  preprocessing of the pipelines (resize the shorter side to ``resize``, centre crop ``image_size``,
-  ``(x - mean) / std``), giving float32 ``(N, 3, H, W)`` batches.
-- :class:`Predictor` runs a trained network on such batches and returns the top-k classes with their
-  probabilities; :meth:`Predictor.from_checkpoint` loads the files that ``fit``'s ``Checkpoint`` (or the
-  reference's ``model.save_checkpoint``) writes.
-- Precisions: ``'float32'``; ``'bfloat16'`` (MXNet AMP's conversion of the hybridized network; CPUs with
-  oneDNN bfloat16 support, i.e. AVX-512); ``'int8'`` (MXNet's oneDNN quantization,
-  ``mxnet.contrib.quantization``, calibrated on images of a ``.rec`` file). :meth:`Predictor.save` writes
-  a converted network as files that :meth:`Predictor.from_checkpoint` loads again.
-- :func:`export_onnx` writes an ONNX model with ``mxnet.onnx``; :func:`onnx_logits` runs one in ONNX Runtime.
+- :class:`Predictor` runs a trained network on images (decoded and preprocessed by
+  :mod:`resnet_gluon.preprocessing` exactly as the validation pipelines do) and returns the top-k classes with
+  their probabilities; :meth:`Predictor.from_checkpoint` loads a complete checkpoint
+  (:mod:`resnet_gluon.checkpoint`) or the reference's own ``symbol.json`` + ``.params`` pair.
+- Precisions (``dtype``, see :data:`resnet_gluon.amp.DTYPE_TABLE`): ``'float32'``; ``'bfloat16'`` (MXNet AMP's
+  conversion of the hybridized network; CPUs with AVX-512); ``'float16'`` (GPUs); ``'int8'``
+  (:mod:`resnet_gluon.quantization`). :meth:`Predictor.save` writes a converted network as a checkpoint that
+  :meth:`Predictor.from_checkpoint` loads again; :meth:`Predictor.export_onnx` writes ONNX
+  (:mod:`resnet_gluon.export`).
 
 Nothing here imports Horovod or DALI.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import os
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -29,116 +25,19 @@ from mxnet import gluon
 
 from . import amp as _amp
 from . import checkpoint
-from .data import PathLike, Preprocessing, read_records, record_files
+from .data import PathLike
+from .export import export_onnx, onnx_logits
+from .preprocessing import ImageLike, Preprocessing, load_image, preprocess
+from .quantization import calibration_batches, quantize
 
+# load_image ... onnx_logits: their modules' names, kept importable from here as before.
 __all__ = ["PRECISIONS", "Prediction", "Predictor", "load_image", "preprocess", "calibration_batches",
            "quantize", "export_onnx", "onnx_logits"]
 
 #: Inference dtypes (see :data:`resnet_gluon.amp.DTYPE_TABLE`); the old name of ``amp.INFERENCE_DTYPES``.
 PRECISIONS = _amp.INFERENCE_DTYPES
-ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
 
 
-# ------------------------------------------------------------------------------------------------ images
-def _cv2():
-    import cv2  # opencv-python; imported late so that ``import resnet_gluon`` stays light
-
-    return cv2
-
-
-def load_image(image: ImageLike, *, name: Optional[str] = None) -> np.ndarray:
-    """Decode an image file, encoded bytes or an array into an RGB ``uint8`` array ``(H, W, 3)``.
-
-    Grayscale images are repeated over three channels, the alpha channel of RGBA/BGRA images is dropped,
-    and 16-bit images are scaled to 8 bits. Arrays are taken as RGB: ``(H, W)``, ``(H, W, 1)``,
-    ``(H, W, 3)`` or ``(H, W, 4)``, ``uint8`` (0-255) or float (0-255).
-
-    Raises
-    ------
-    FileNotFoundError
-        A path that does not exist.
-    ValueError
-        Bytes or a file that OpenCV cannot decode (not an image, truncated or corrupt), or an array of another
-        shape.
-    """
-    cv2 = _cv2()
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 2:
-            array = array[:, :, None]
-        if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or 0 in array.shape:
-            raise ValueError(f"{name or 'image array'} has shape {image.shape}; expected (H, W), (H, W, 1), "
-                             "(H, W, 3) RGB or (H, W, 4) RGBA")
-        if array.dtype != np.uint8:
-            array = np.clip(np.rint(array.astype(np.float32)), 0, 255).astype(np.uint8)
-        if array.shape[2] == 1:
-            array = np.repeat(array, 3, axis=2)
-        return np.ascontiguousarray(array[:, :, :3])
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        encoded = np.frombuffer(image, np.uint8)
-        name = name or "image bytes"
-    else:
-        name = name or os.fspath(image)
-        if not os.path.isfile(image):
-            raise FileNotFoundError(f"no image file {name!r}")
-        encoded = np.fromfile(image, np.uint8)
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
-    if decoded is None:
-        raise ValueError(f"{name!r} is not an image OpenCV can decode (not an image, truncated or corrupt); "
-                         "pass JPEG, PNG, BMP, TIFF or WebP files")
-    if decoded.dtype == np.uint16:
-        decoded = (decoded // 257).astype(np.uint8)
-    elif decoded.dtype != np.uint8:
-        decoded = cv2.normalize(decoded, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if decoded.ndim == 2 or decoded.shape[2] == 1:
-        return cv2.cvtColor(decoded.reshape(decoded.shape[:2]), cv2.COLOR_GRAY2RGB)
-    if decoded.shape[2] == 4:
-        return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-
-
-def _validation_transform(rgb: np.ndarray, p: Preprocessing) -> np.ndarray:
-    """Resize the shorter side to ``p.resize``, centre crop ``p.image_size``, normalise; ``(3, S, S)`` float32."""
-    cv2 = _cv2()
-    h, w = rgb.shape[:2]
-    scale = p.resize / min(h, w)
-    size = (max(p.resize, round(w * scale)), max(p.resize, round(h * scale)))  # (width, height)
-    # Bilinear like DALI's resize; when shrinking, area averaging stands in for DALI's antialiasing.
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, size, interpolation=interpolation) if size != (w, h) else rgb
-    s = p.image_size
-    # DALI's centre crop anchor: (size - crop) / 2 rounded half up.
-    top, left = int((resized.shape[0] - s) / 2 + 0.5), int((resized.shape[1] - s) / 2 + 0.5)
-    crop = resized[top:top + s, left:left + s].astype(np.float32)
-    crop = (crop - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
-    return crop.transpose(2, 0, 1)
-
-
-def preprocess(images: Sequence[ImageLike], preprocessing: Preprocessing = Preprocessing()) -> np.ndarray:
-    """Images (paths, encoded bytes or RGB arrays) -> the validation preprocessing's float32 batch.
-
-    Parameters
-    ----------
-    images : sequence of str, PathLike, bytes or ndarray
-        See :func:`load_image`.
-    preprocessing : Preprocessing
-        ``resize``, ``image_size``, ``mean`` and ``std`` of the validation pipeline (default: the reference's
-        224/256 ImageNet values).
-
-    Returns
-    -------
-    ndarray
-        ``(N, 3, image_size, image_size)`` float32 ('NCHW', RGB), normalised as ``(x - mean) / std``.
-    """
-    if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
-        raise TypeError("preprocess takes a sequence of images; wrap a single image in a list")
-    out = np.empty((len(images), 3, preprocessing.image_size, preprocessing.image_size), np.float32)
-    for i, image in enumerate(images):
-        out[i] = _validation_transform(load_image(image), preprocessing)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ results
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """Top-k classes of one image, most probable first."""
@@ -163,95 +62,6 @@ class Prediction:
         return self.probabilities[0]
 
 
-# ------------------------------------------------------------------------------------------------ INT8
-def calibration_batches(path: PathLike, *, preprocessing: Preprocessing = Preprocessing(), num_images: int = 256,
-                        batch_size: int = 32) -> mx.io.NDArrayIter:
-    """``num_images`` images spread evenly over a ``.rec`` file (so a class-sorted file gives every class),
-    preprocessed for validation, as a calibration iterator of float32 ``(batch_size, 3, H, W)`` batches.
-
-    A file with fewer images gives all of them, in whole batches.
-
-    Raises
-    ------
-    ValueError
-        When the file holds fewer images than one batch, or ``num_images < batch_size``.
-    """
-    if num_images < batch_size:
-        raise ValueError(f"num_images={num_images} is smaller than one calibration batch ({batch_size}); ask for "
-                         f"at least {batch_size} images or a smaller batch size")
-    total = len(record_files(path))
-    if total < batch_size:
-        raise ValueError(f"the calibration set {os.fspath(path)!r} holds {total} images, fewer than one "
-                         f"batch of {batch_size}; use a larger .rec (a few hundred images) or a smaller "
-                         "calibration batch size")
-    count = min(num_images, total) // batch_size * batch_size
-    positions = np.linspace(0, total - 1, count).round().astype(int)
-    data = preprocess([bytes(encoded) for _, encoded in read_records(path, positions)], preprocessing)
-    return mx.io.NDArrayIter(data, batch_size=batch_size, data_name="data", last_batch_handle="discard")
-
-
-def quantize(net: gluon.HybridBlock, calibration: Union[PathLike, mx.io.DataIter], *,
-             preprocessing: Preprocessing = Preprocessing(), num_images: int = 256, batch_size: int = 32,
-             calib_mode: str = "naive", granularity: str = "channel-wise", quantize_mode: str = "smart",
-             exclude_first_conv: bool = True) -> gluon.SymbolBlock:
-    """An INT8 copy of a trained float32 network for CPU inference (MXNet's oneDNN quantization).
-
-    Convolutions, fully connected layers and pooling run in INT8 with thresholds calibrated on real images;
-    oneDNN fuses each convolution with its batch norm, ReLU and residual sum first.
-
-    Parameters
-    ----------
-    net : HybridBlock
-        Trained float32 network on the CPU.
-    calibration : str, PathLike or mx.io.DataIter
-        A ``.rec`` file (``num_images`` of its images, spread over it, preprocessed for validation) or an iterator
-        of float32 ``(N, 3, H, W)`` batches named ``'data'``.
-    preprocessing : Preprocessing
-        Validation preprocessing of the calibration images.
-    num_images, batch_size : int
-        Calibration images and batch size.
-    calib_mode : {'naive', 'entropy'}
-        Thresholds from the min/max of each layer's outputs, or minimising KL divergence.
-    granularity : {'channel-wise', 'tensor-wise'}
-        Weight scales per output channel or per tensor.
-    quantize_mode : {'smart', 'full'}
-        Which operators to quantize (MXNet's choice or all it can).
-    exclude_first_conv : bool
-        Keep the stem's convolution (3 input channels) in float32, as is usual for accuracy.
-
-    Returns
-    -------
-    SymbolBlock
-        Takes and returns float32 tensors like ``net``.
-    """
-    from mxnet.contrib import quantization
-
-    if calib_mode not in ("naive", "entropy"):
-        raise ValueError(f"calib_mode must be 'naive' or 'entropy', got {calib_mode!r}")
-    if granularity not in ("channel-wise", "tensor-wise"):
-        raise ValueError(f"granularity must be 'channel-wise' or 'tensor-wise', got {granularity!r}")
-    if isinstance(calibration, mx.io.DataIter):
-        batches = calibration
-    else:
-        batches = calibration_batches(calibration, preprocessing=preprocessing, num_images=num_images,
-                                      batch_size=batch_size)
-    batches.reset()
-    net.hybridize()
-    exclude = None
-    if exclude_first_conv:
-        net(mx.nd.zeros(batches.provide_data[0].shape))
-        nodes = json.loads(net._cached_graph[1].tojson())["nodes"]  # pylint: disable=protected-access
-        exclude = [n["name"] for n in nodes if n["op"] == "Convolution"][:1] or None
-    logger = logging.getLogger("resnet_gluon.quantize")
-    quantized = quantization.quantize_net_v2(
-        net, quantized_dtype="auto", quantize_mode=quantize_mode, quantize_granularity=granularity,
-        exclude_layers=exclude, calib_data=batches, calib_mode=calib_mode, num_calib_examples=None,
-        ctx=mx.cpu(), logger=logger if logger.isEnabledFor(logging.INFO) else None)
-    quantized.hybridize(static_alloc=True, static_shape=True)
-    return quantized
-
-
-# ------------------------------------------------------------------------------------------------ predictor
 def _deprecated_precision(dtype: Optional[str], precision: Optional[str], where: str) -> Optional[str]:
     if precision is None:
         return dtype
@@ -479,72 +289,3 @@ def _move_to(net: gluon.Block, ctx: mx.Context) -> None:
         return
     if contexts and contexts != {ctx}:
         params.reset_ctx(ctx)
-
-
-# ------------------------------------------------------------------------------------------------ ONNX
-def export_onnx(net: gluon.HybridBlock, path: PathLike, *, preprocessing: Preprocessing = Preprocessing(),
-                dynamic_batch: bool = True) -> str:
-    """Write a float32 network as an ONNX model with ``mxnet.onnx`` (input ``'data'``, ``(N, 3, S, S)`` float32).
-
-    The opset is the newest the installed onnx package knows (onnx 1.14.1: opset 19).
-
-    Parameters
-    ----------
-    net : HybridBlock
-        Trained float32 network. It is hybridized again without backend fusion (use
-        :meth:`Predictor.export_onnx` for a predictor's network).
-    path : str or PathLike
-        The ``.onnx`` file, written to a temporary name and renamed.
-    preprocessing : Preprocessing
-        Gives the input size ``image_size``.
-    dynamic_batch : bool
-        Let the batch dimension vary (else fixed at 1).
-
-    Returns
-    -------
-    str
-        ``path``.
-    """
-    import tempfile
-
-    try:
-        from mxnet import onnx as mx_onnx
-        import onnx  # noqa: F401  (mxnet.onnx needs it)
-    except ImportError as err:
-        raise ImportError(f"ONNX export needs the onnx package ({err}): pip install 'onnx==1.14.1'") from err
-    path = os.fspath(path)
-    shape = preprocessing.data_shape(1)
-    net.hybridize()
-    net(mx.nd.zeros(shape))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        net.export(os.path.join(tmp, "net"), 0)
-        out = os.path.join(tmp, "net.onnx")
-        mx_onnx.export_model(os.path.join(tmp, "net-symbol.json"), os.path.join(tmp, "net-0000.params"),
-                             in_shapes=[shape], in_types=[np.float32], onnx_file_path=out,
-                             dynamic=dynamic_batch, dynamic_input_shapes=[(None, *shape[1:])] if dynamic_batch
-                             else None, run_shape_inference=True)
-        model = onnx.load(out)
-        # mxnet.onnx lists the weights as graph inputs too, which stops ONNX Runtime from folding them.
-        weights = {init.name for init in model.graph.initializer}
-        for graph_input in [i for i in model.graph.input if i.name in weights]:
-            model.graph.input.remove(graph_input)
-        onnx.checker.check_model(model)
-        onnx.save(model, out)
-        os.replace(out, path)
-    return path
-
-
-def onnx_logits(path: PathLike, batch: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
-    """Run an ONNX model in ONNX Runtime (CPU) on a float32 batch ``(N, 3, H, W)``; returns its first output."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ImportError(f"running ONNX models needs onnxruntime ({err}): pip install onnxruntime") from err
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(batch, np.float32)})[0]

@@ -178,6 +178,17 @@ def test_predict_on_a_validation_set_and_on_image_files(tiny_data, checkpoint, t
     assert q["dtype"] == "int8" and q["num_images"] == 16
 
 
+def test_predict_and_evaluation_need_no_horovod(tiny_data, checkpoint):
+    """Scoring a model imports neither Horovod nor the training modules."""
+    code = ("import sys; from resnet_gluon import cli, evaluation, inference; "
+            f"rc = cli.main(['predict', '--model-prefix', {str(checkpoint)!r}, '--data-root', "
+            f"{str(tiny_data / 'data')!r}, '-b', '8', '--json']); "
+            "print('LOADED', sorted(m for m in sys.modules if m.startswith(('horovod', 'resnet_gluon.train'))), rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LOADED [] 0" in proc.stdout, proc.stdout
+
+
 def test_predict_bad_inputs_give_one_line_errors(tiny_data, checkpoint, tmp_path):
     bad = tmp_path / "photo.jpg"
     bad.write_text("not an image")
