@@ -70,7 +70,8 @@ class Checkpoint(Callback):
     preprocessing, recipe, schedule position, loss scale, metrics), written last.
 
     Resuming is decided on rank 0, which reads the files and broadcasts the epoch, the parameters and the
-    trainer state, so workers that cannot see the prefix resume identically. A run whose recipe differs
+    trainer state, so workers that cannot see the prefix resume identically; what stops rank 0 there (a folder it
+    cannot write, an unreadable record) stops every rank with that reason. A run whose recipe differs
     (epochs, lr, schedule, batch size, workers) continues from the saved epoch under the new settings, saying
     so in one line; another model, class count or layout is refused.
 
@@ -99,13 +100,22 @@ class Checkpoint(Callback):
         self.resumed_from: Optional[int] = None
 
     def on_train_begin(self, logs):
-        found = None
+        found, error = None, None
         if dist.is_rank_zero():
-            self._check_folder()
-            found = checkpoint.latest_checkpoint(self.prefix) if self.resume else None
-            if found is not None:
-                found = (found, checkpoint.read_record(self.prefix, found))
-        found = dist.broadcast_object(found, name="resnet_gluon_resume")
+            try:
+                self._check_folder()
+                found = checkpoint.latest_checkpoint(self.prefix) if self.resume else None
+                if found is not None:
+                    found = (found, checkpoint.read_record(self.prefix, found))
+            except (OSError, ValueError) as err:  # sent to every rank, so each stops with the reason
+                error = err
+        found, error = dist.broadcast_object((found, error), name="resnet_gluon_resume")
+        if error is not None:
+            dist.barrier("resnet_gluon_resume_error")  # every rank holds the error before rank 0 exits with it
+            if dist.is_rank_zero():
+                raise error
+            kind = type(error) if type(error) in (PermissionError, FileNotFoundError, ValueError) else RuntimeError
+            raise kind(f"rank 0 cannot use the checkpoint prefix {self.prefix!r}: {error}") from None
         if found is not None and found[0] > self.state.initial_epoch:
             self._load(*found)
 

@@ -41,13 +41,30 @@ def make_image_folder(root, counts=(3, 2), size=(24, 30), seed=0):
     return paths
 
 
+def tiny_net(classes: int = 4):
+    """A small BatchNorm-free net (Xavier init, seeded by the caller). BatchNorm statistics are per worker, as in
+    the reference, so only a BN-free net trains to the same parameters on 1 worker and on several."""
+    import mxnet as mx
+    from mxnet.gluon import nn
+
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(8, 3, padding=1, in_channels=3, activation="relu"), nn.MaxPool2D(2),
+            nn.Conv2D(8, 3, padding=1, in_channels=8, activation="relu"), nn.GlobalAvgPool2D(),
+            nn.Dense(classes, in_units=8))
+    net.classes = classes
+    net.initialize(mx.init.Xavier())
+    return net
+
+
 class ArrayBatches:
     """In-memory data with the pipelines' interface: the same order every epoch, sharded like DALI's reader
-    (each global batch of ``batch_size * num_shards`` images is split between the shards in order)."""
+    (each global batch of ``batch_size * num_shards`` images is split between the shards in order).
+    ``reads`` lists the ``(start, stop)`` image indices of every batch given out, non-empty or not."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, shard_id: int = 0, num_shards: int = 1):
         self.x, self.y = x.astype(np.float32), y.astype(np.float32)
         self.batch_size, self.shard_id, self.num_shards = batch_size, shard_id, num_shards
+        self.reads = []
 
     def __len__(self):
         global_batch = self.batch_size * self.num_shards
@@ -61,6 +78,7 @@ class ArrayBatches:
             lo = start + self.shard_id * self.batch_size
             hi = min(lo + self.batch_size, start + global_batch, len(self.x))
             lo = min(lo, hi)
+            self.reads.append((lo, hi))
             yield mx.nd.array(self.x[lo:hi].reshape((-1,) + self.x.shape[1:])), mx.nd.array(self.y[lo:hi])
 
 

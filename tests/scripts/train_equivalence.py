@@ -14,9 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import mxnet as mx
 from mxnet import autograd, gluon
-from mxnet.gluon import nn
 
-from helpers import ArrayBatches, quadrant_problem
+from helpers import ArrayBatches, quadrant_problem, tiny_net
 from resnet_gluon import Trainer, dist, fit
 
 out_dir, batch, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -24,11 +23,7 @@ mode = sys.argv[4] if len(sys.argv) > 4 else "fit"
 scaled = len(sys.argv) > 5 and sys.argv[5] == "scaled"
 dist.init()
 mx.random.seed(42)
-net = nn.HybridSequential()
-net.add(nn.Conv2D(8, 3, padding=1, in_channels=3, activation="relu"), nn.MaxPool2D(2),
-        nn.Conv2D(8, 3, padding=1, in_channels=8, activation="relu"), nn.GlobalAvgPool2D(), nn.Dense(4, in_units=8))
-net.classes = 4
-net.initialize(mx.init.Xavier())
+net = tiny_net()
 x, y = quadrant_problem(n, size=8)
 vx, vy = quadrant_problem(13, size=8, seed=1)
 train = ArrayBatches(x, y, batch, dist.rank(), dist.size())
