@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import mmap
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from mxnet import recordio
 
 __all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
            "RecordFiles", "record_files", "write_records", "fashion_mnist_to_recordio", "read_records", "read_labels",
-           "rebuild_index", "check_records", "load_classes", "check_classes", "save_classes"]
+           "RecordReader", "rebuild_index", "check_records", "load_classes", "check_classes", "save_classes"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -377,27 +378,59 @@ def read_records(path: PathLike, positions: Optional[Sequence[int]] = None) -> I
         yield label, data
 
 
+class RecordReader:
+    """Random access to the records of a ``.rec``/``.idx`` pair by their place in the index, without copies.
+
+    The ``.rec`` is memory-mapped: ``reader[i]`` gives ``(label, image)`` of the ``i``-th record listed in the
+    ``.idx``, the image bytes as a read-only ``uint8`` view (MXNet's reader copies each record twice through
+    ctypes: about 0.2 ms per 100 KB image, measured, against a few microseconds here). A record that MXNet's
+    writer split (it splits where the payload holds the RecordIO magic number) is read with MXNet's reader.
+    The layout: a ``uint32`` magic, a ``uint32`` with the continuation flag (top 3 bits) and the length, then
+    the payload: ``IRHeader`` (flag, label, id, id2: ``<IfQQ``), ``flag`` float32 labels when ``flag > 0``,
+    and the image bytes (dmlc-core ``recordio.h``, ``mxnet.recordio``).
+    """
+
+    def __init__(self, path: PathLike):
+        self.files = record_files(path)
+        with open(self.files.idx) as f:
+            rows = [line.split("\t") for line in f if line.strip()]
+        self.keys = [int(key) for key, _ in rows]
+        self.offsets = np.array([int(offset) for _, offset in rows], np.int64)
+        with open(self.files.rec, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._bytes = np.frombuffer(self._map, np.uint8)
+        self._mxnet = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def label(self, i: int) -> float:
+        """The (first) label of record ``i``, from its header only."""
+        start = int(self.offsets[i]) + 8
+        flag, label = struct.unpack_from("<If", self._map, start)
+        return label if flag == 0 else struct.unpack_from("<f", self._map, start + 24)[0]
+
+    def __getitem__(self, i: int) -> Tuple[float, np.ndarray]:
+        offset = int(self.offsets[i])
+        length = struct.unpack_from("<I", self._map, offset + 4)[0]
+        if length >> 29:  # a split record
+            if self._mxnet is None:
+                self._mxnet = recordio.MXIndexedRecordIO(self.files.idx, self.files.rec, "r")
+            header, data = recordio.unpack(self._mxnet.read_idx(self.keys[i]))
+            label = header.label if np.isscalar(header.label) else header.label[0]
+            return float(label), np.frombuffer(data, np.uint8)
+        flag = struct.unpack_from("<I", self._map, offset + 8)[0]
+        return self.label(i), self._bytes[offset + 8 + 24 + 4 * flag: offset + 8 + length]
+
+
 def read_labels(path: PathLike, positions: Optional[Sequence[int]] = None) -> np.ndarray:
     """Labels of every record in index order, or of the records at ``positions``, as float32 ``(N,)``.
 
-    Reads only each record's header (``IRHeader``: flag, label, id, id2; with ``flag > 0`` the first of
-    ``flag`` labels that follow it), so it is fast on large files.
+    Reads only each record's header (:class:`RecordReader`), so it is fast on large files.
     """
-    files = record_files(path)
-    with open(files.idx) as f:
-        offsets = np.array([int(line.split("\t")[1]) for line in f if line.strip()], np.int64)
-    if positions is not None:
-        offsets = offsets[np.asarray(positions, np.int64)]
-    labels = np.empty(len(offsets), np.float32)
-    fd = os.open(files.rec, os.O_RDONLY)
-    try:
-        for i, offset in enumerate(offsets):
-            head = os.pread(fd, 8 + 28, int(offset))  # record magic and length, IRHeader, first label
-            flag, label = struct.unpack("<If", head[8:16])
-            labels[i] = label if flag == 0 else struct.unpack("<f", head[32:36])[0]
-    finally:
-        os.close(fd)
-    return labels
+    reader = RecordReader(path)
+    places = range(len(reader)) if positions is None else positions
+    return np.array([reader.label(int(i)) for i in places], np.float32)
 
 
 def check_records(path: PathLike, *, classes: Optional[int] = None, decode: bool = True) -> int:

@@ -30,10 +30,9 @@ from typing import Iterator, List, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
-from mxnet import recordio
 
 from . import dist
-from .data import PathLike, Preprocessing, RecordFiles, read_labels, record_files
+from .data import PathLike, Preprocessing, RecordFiles, RecordReader, read_labels, record_files
 from .runtime import default_data_threads
 
 __all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "epoch_order",
@@ -130,9 +129,8 @@ class _ShardSource:
     """DALI ``external_source`` callback: the encoded images and labels of ``positions`` (places in the
     ``.idx``), batch by batch; StopIteration after the last one."""
 
-    def __init__(self, files: RecordFiles, positions: np.ndarray, batch_size: int):
-        self.files, self.positions, self.batch_size = files, positions, batch_size
-        self.reader = recordio.MXIndexedRecordIO(files.idx, files.rec, "r")
+    def __init__(self, reader: RecordReader, positions: np.ndarray, batch_size: int):
+        self.reader, self.positions, self.batch_size = reader, positions, batch_size
         self.served = collections.deque(maxlen=8)  # the latest batches' positions, to name a bad record
 
     def __call__(self, info) -> Tuple[List[np.ndarray], List[np.ndarray]]:
@@ -140,14 +138,9 @@ class _ShardSource:
         chunk = self.positions[start:start + self.batch_size]
         if not len(chunk):
             raise StopIteration
-        images, labels = [], []
-        for position in chunk:
-            header, data = recordio.unpack(self.reader.read_idx(self.reader.keys[position]))
-            label = header.label if np.isscalar(header.label) else header.label[0]
-            images.append(np.frombuffer(data, np.uint8))
-            labels.append(np.array([label], np.float32))
+        records = [self.reader[int(i)] for i in chunk]
         self.served.append(chunk)
-        return images, labels
+        return [image for _, image in records], [np.array([label], np.float32) for label, _ in records]
 
 
 class DALIPipeline(_Pipeline):
@@ -214,7 +207,7 @@ class DALIPipeline(_Pipeline):
         self.seed = seed if seed >= 0 else int(np.random.randint(0, 2 ** 31 - 1 - 10 ** 6))
         self.epoch = 0
         self._iter = None
-        self._source = None
+        self._source = self._reader = None
         self.ctx = ctx
 
     def set_epoch(self, epoch: int) -> None:
@@ -228,7 +221,9 @@ class DALIPipeline(_Pipeline):
 
     def _inputs(self, fn, types, positions: np.ndarray):
         """The graph's ``(encoded images, labels)`` nodes: the records at ``positions``, in that order."""
-        self._source = _ShardSource(self.files, positions, self.batch_size)
+        if self._reader is None:
+            self._reader = RecordReader(self.files.rec)
+        self._source = _ShardSource(self._reader, positions, self.batch_size)
         return fn.external_source(source=self._source, num_outputs=2, batch=True, batch_info=True,
                                   dtype=[types.UINT8, types.FLOAT])
 
@@ -292,10 +287,9 @@ class DALIPipeline(_Pipeline):
         where = ""
         if self._source is not None:
             reader = self._source.reader
-            for position in (q for chunk in self._source.served for q in chunk):
-                key = reader.keys[position]
-                if image_problem(recordio.unpack(reader.read_idx(key))[1]):
-                    where = f" at record {key} (byte {reader.idx[key]})"
+            for i in (int(q) for chunk in self._source.served for q in chunk):
+                if image_problem(reader[i][1].tobytes()):
+                    where = f" at record {reader.keys[i]} (byte {reader.offsets[i]})"
                     break
         lines = [line.strip() for line in message.splitlines() if line.strip()]
         first = next((line for line in lines if line.startswith("Error")), lines[0] if lines else "")

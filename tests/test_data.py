@@ -282,3 +282,17 @@ def test_read_labels_reads_headers_only(tmp_path):
     files, items = make_records(tmp_path / "r", 7, classes=7)
     assert data.read_labels(files.rec).tolist() == [float(i) for i in range(7)]
     assert data.read_labels(files.rec, [5, 1]).tolist() == [5.0, 1.0]
+
+
+def test_record_reader_gives_the_bytes_of_mxnet_reader_also_for_split_records(tmp_path):
+    """MXNet's writer splits a record where its payload holds the RecordIO magic number (4-byte aligned)."""
+    magic = (0xCED7230A).to_bytes(4, "little")
+    payloads = [b"\xff\xd8" + bytes(range(50)), b"\xff\xd8\xff\xe0" + magic * 3 + b"tail", b"x" * 4 + magic]
+    files = data.write_records(tmp_path / "m", [(i, p, f"{i}") for i, p in enumerate(payloads)])
+    reader = data.RecordReader(files.rec)
+    assert [(label, image.tobytes()) for label, image in (reader[i] for i in range(3))] == \
+        [(label, bytes(image)) for label, image in data.read_records(files.rec)] == \
+        [(float(i), p) for i, p in enumerate(payloads)]
+    raw = open(files.rec, "rb").read()
+    assert [int.from_bytes(raw[o + 4:o + 8], "little") >> 29 for o in reader.offsets] == [0, 1, 1]  # split: 1
+
