@@ -1,7 +1,7 @@
 """Encoded images as the pipelines read them: which files every decoder of the stack reads alike, and
 re-encoding the others.
 
-DALI (``fn.decoders.image``), MXNet's ``ImageRecordIter`` (its own OpenCV 3) and the Predictor
+DALI (``fn.decoders.image``), MXNet's ``ImageRecordIter`` (the OpenCV built into libmxnet) and the Predictor
 (:func:`resnet_gluon.inference.load_image`, OpenCV 4) agree on plain JPEGs: baseline or extended-sequential,
 8-bit, one (grayscale) or three (YCbCr) components, no EXIF orientation. They differ on the rest (measured
 with DALI 1.35 and opencv-python 4.8):
