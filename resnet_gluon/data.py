@@ -329,7 +329,7 @@ class RecordReader:
         self.files = record_files(path)
         with open(self.files.idx) as f:
             rows = [line.split("\t") for line in f if line.strip()]
-        self.keys = [int(key) for key, _ in rows]
+        self.keys = np.array([int(key) for key, _ in rows], np.int64)
         self.offsets = np.array([int(offset) for _, offset in rows], np.int64)
         with open(self.files.rec, "rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -351,7 +351,7 @@ class RecordReader:
         if length >> 29:  # a split record
             if self._mxnet is None:
                 self._mxnet = recordio.MXIndexedRecordIO(self.files.idx, self.files.rec, "r")
-            header, data = recordio.unpack(self._mxnet.read_idx(self.keys[i]))
+            header, data = recordio.unpack(self._mxnet.read_idx(int(self.keys[i])))
             label = header.label if np.isscalar(header.label) else header.label[0]
             return float(label), np.frombuffer(data, np.uint8)
         flag = struct.unpack_from("<I", self._map, offset + 8)[0]

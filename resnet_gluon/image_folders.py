@@ -91,23 +91,22 @@ def _scan(folder: str) -> _Tree:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"image folder {folder!r} does not exist")
     tree = _Tree([], {}, 0, 0)
-    for name in sorted(os.listdir(folder)):
-        if name.startswith("."):
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
             tree.hidden += 1
-        elif os.path.isdir(os.path.join(folder, name)):
-            tree.classes.append(name)
+        elif entry.is_dir():
+            tree.classes.append(entry.name)
         else:
             tree.other += 1
     if not tree.classes:
         raise ValueError(f"{folder!r} has no class sub-folders; expected <folder>/<class name>/<image files>")
     for name in tree.classes:
         files = []
-        for entry in sorted(os.listdir(os.path.join(folder, name))):
-            path = os.path.join(folder, name, entry)
-            if entry.startswith("."):
+        for entry in sorted(os.scandir(os.path.join(folder, name)), key=lambda e: e.name):
+            if entry.name.startswith("."):
                 tree.hidden += 1
-            elif entry.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(path):
-                files.append(os.path.join(name, entry))
+            elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                files.append(os.path.join(name, entry.name))
             else:
                 tree.other += 1
         if not files:
