@@ -1,10 +1,14 @@
 """Input pipeline throughput: DALI CPU vs mx.io.ImageRecordIter vs gluon DataLoader, same augmentation and
 thread count, on realistic JPEGs (about 500x375, ~100 KB), in one run.
 
-    .venv/bin/python benchmarks/pipelines.py [--images 512] [--batch-size 64] [--threads 2] [--epochs 2]
+    .venv/bin/python benchmarks/pipelines.py [--images 512] [--batch-size 64] [--threads 2] [--epochs 2] [--repeats 1]
 
 Prints img/s (and per thread) for the training augmentation and the validation preprocessing at 224 px,
-and each backend's ratio to the fastest other one.
+and each backend's ratio to the fastest other one; with ``--repeats N`` the backends take turns N times and
+the medians are printed (for shared, noisy machines). 'dali-cpu file order' is the same DALI graph fed by
+DALI's own ``fn.readers.mxnet`` (file order, a shuffle buffer), as DALIPipeline read before it drew a global
+order per epoch: its difference to 'dali-cpu' is what reading in the library's order costs (it is left out
+of the ratios).
 """
 import argparse
 import os
@@ -51,17 +55,45 @@ def gluon_loader(rec: str, batch_size: int, train: bool, threads: int, prep):
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, num_workers=threads)  # processes: a recordio reader is not thread-safe
 
 
-def timed(make, epochs: int) -> float:
+def file_order_dali():
+    """DALIPipeline with DALI's ``fn.readers.mxnet`` as its input, as before the global order."""
+    from resnet_gluon import pipelines
+
+    class FileOrderDALIPipeline(pipelines.DALIPipeline):
+        def _inputs(self, fn, types, positions):
+            return fn.readers.mxnet(path=[self.files.rec], index_path=[self.files.idx], shard_id=self.shard_id,
+                                    num_shards=self.num_shards, random_shuffle=self.train, stick_to_shard=True,
+                                    pad_last_batch=True, name="Reader")
+
+        def _iterator(self, epoch, positions):
+            dali_mxnet = pipelines._import_dali()[3]
+            return dali_mxnet.DALIClassificationIterator(
+                [self._build(epoch, positions)], reader_name="Reader", data_layout=self.preprocessing.layout,
+                last_batch_policy=dali_mxnet.LastBatchPolicy.PARTIAL, auto_reset=True)
+
+    return FileOrderDALIPipeline
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its live children (the DataLoader's workers)."""
+    import psutil
+
+    me = psutil.Process()
+    return sum(sum(p.cpu_times()[:2]) for p in [me, *me.children(recursive=True)])
+
+
+def timed(make, epochs: int):
+    """(img/s, CPU ms per image); CPU time is less sensitive than img/s to other processes on the machine."""
     source = make()
     for _ in source:  # warm-up epoch
         pass
-    n, start = 0, time.perf_counter()
+    n, start, cpu = 0, time.perf_counter(), cpu_seconds()
     for _ in range(epochs):
         for batch in source:
             data = batch[0]
             data.wait_to_read()
             n += data.shape[0]
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), 1e3 * (cpu_seconds() - cpu) / n
 
 
 def main():
@@ -70,6 +102,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     from resnet_gluon import pipelines
     from resnet_gluon.data import Preprocessing
@@ -84,16 +117,23 @@ def main():
             backends = {
                 "dali-cpu": lambda: pipelines.DALIPipeline(files.rec, batch_size=args.batch_size, train=train,
                                                            preprocessing=prep, num_threads=args.threads, seed=1),
+                "dali-cpu file order": lambda: file_order_dali()(files.rec, batch_size=args.batch_size, train=train,
+                                                                 preprocessing=prep, num_threads=args.threads, seed=1),
                 "mxnet ImageRecordIter": lambda: pipelines.RecordIterPipeline(
                     files.rec, batch_size=args.batch_size, train=train, preprocessing=prep,
                     num_threads=args.threads),
                 "gluon DataLoader": lambda: gluon_loader(files.rec, args.batch_size, train, args.threads, prep),
             }
-            results = {name: timed(make, args.epochs) for name, make in backends.items()}
+            runs = [{name: timed(make, args.epochs) for name, make in backends.items()} for _ in range(args.repeats)]
+            results = {name: float(np.median([run[name][0] for run in runs])) for name in backends}
+            cpu = {name: float(np.median([run[name][1] for run in runs])) for name in backends}
             for name, ips in results.items():
-                best_other = max(v for k, v in results.items() if k != name)
+                best_other = max(v for k, v in results.items() if k != name and k != "dali-cpu file order")
                 print(f"{kind:5} {name:22} {ips:8.1f} img/s {ips / args.threads:7.1f} per thread  "
-                      f"ratio to best other {ips / best_other:5.2f}", flush=True)
+                      f"ratio to best other {ips / best_other:5.2f}  CPU {cpu[name]:5.2f} ms/img", flush=True)
+            ours, before = results["dali-cpu"], results["dali-cpu file order"]
+            print(f"{kind:5} dali-cpu global order vs file order: {ours - before:+.1f} img/s ({ours / before:.2f}x), "
+                  f"CPU {cpu['dali-cpu'] - cpu['dali-cpu file order']:+.2f} ms/img")
 
 
 if __name__ == "__main__":

@@ -67,38 +67,73 @@ def _models():
 def _add_prepare(sub):
     p = sub.add_parser("prepare", help="write .rec/.idx/.lst (+ classes.json) from an image folder or Fashion-MNIST",
                        description="Pack images into RecordIO: an image-folder tree (one sub-folder per class) "
-                                   "with --images, or the embedded Fashion-MNIST with --fashion-mnist.")
+                                   "with --images, split into train and val with --val-fraction, or the embedded "
+                                   "Fashion-MNIST with --fashion-mnist. One folder of record files has one class "
+                                   "list, classes.json: the first split prepared there writes it, later ones use "
+                                   "its numbering.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="image folder: <images>/<class>/<file>")
     source.add_argument("--fashion-mnist", action="store_true",
                         help="the embedded Fashion-MNIST (Debian package dataset-fashion-mnist)")
     source.add_argument("--rebuild-index", metavar="REC", help="rebuild the .idx of an existing .rec")
-    p.add_argument("-o", "--output", default="data", help="output: a prefix for --images (e.g. data/train), a "
-                                                           "folder for --fashion-mnist (default: %(default)s)")
+    source.add_argument("--check", metavar="REC", help="check every record of a .rec (labels, and images DALI "
+                                                       "would fail on or misread)")
+    p.add_argument("-o", "--output", default=None,
+                   help="with --images, a prefix (default: data/train, writing data/train.rec/.idx/.lst and "
+                        "data/classes.json); with --images --val-fraction or --fashion-mnist, a folder that gets "
+                        "train.* and val.* (default: data)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="--images: put this fraction of each class (stratified, seeded) into val.*, the rest into "
+                        "train.*, both in the folder -o")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="--images: write class by class instead of in a random order (default: shuffled, as "
+                        "im2rec does)")
+    p.add_argument("--shuffle", dest="shuffle", action="store_true", default=True, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0,
+                   help="--images: seed of the order and the split (default: %(default)s)")
+    p.add_argument("--resize", type=_positive, default=None,
+                   help="--images: downscale images whose shorter side is longer to this many pixels "
+                        "(as im2rec --resize; default: keep sizes)")
     p.add_argument("--image-size", type=_positive, default=32, help="Fashion-MNIST image size (default: %(default)s)")
     p.add_argument("--fashion-mnist-root", default=None, help="folder of the Fashion-MNIST IDX files")
     p.add_argument("--num-threads", type=_positive, default=2, help="encoding threads (default: %(default)s)")
     p.add_argument("--limit", type=_positive, default=None, help="Fashion-MNIST: keep the first N images of each split")
-    p.add_argument("--shuffle", action="store_true", help="shuffle the image order (--images)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files (and a classes.json that lacks "
+                                                            "a class of --images)")
     p.set_defaults(run=_prepare)
 
 
 def _prepare(args) -> int:
-    from . import data
+    from . import data, image_folders
 
     if args.rebuild_index:
         print(data.rebuild_index(args.rebuild_index))
+    elif args.check:
+        print(f"{args.check}: {data.check_records(args.check)} records, all readable")
     elif args.fashion_mnist:
         root = args.fashion_mnist_root or data.FASHION_MNIST_DIR
-        train, val = data.fashion_mnist_to_recordio(args.output, image_size=args.image_size, root=root,
+        train, val = data.fashion_mnist_to_recordio(args.output or "data", image_size=args.image_size, root=root,
                                                     train_limit=args.limit, val_limit=args.limit,
                                                     overwrite=args.overwrite, num_threads=args.num_threads)
         print(f"{train.rec}: {len(train)} images\n{val.rec}: {len(val)} images")
     else:
-        files = data.images_to_recordio(args.images, args.output, num_threads=args.num_threads,
-                                        shuffle=args.shuffle, overwrite=args.overwrite)
-        print(f"{files.rec}: {len(files)} images")
+        options = dict(num_threads=args.num_threads, shuffle=args.shuffle, seed=args.seed, overwrite=args.overwrite,
+                       resize=args.resize)
+        if args.val_fraction is not None:
+            done = image_folders.split_images_to_recordio(args.images, args.output or "data",
+                                                          val_fraction=args.val_fraction, **options)
+        else:
+            done = [image_folders.images_to_recordio(args.images, args.output or os.path.join("data", "train"),
+                                                     **options)]
+        for summary in done:
+            print(summary)
+        if done[0].skipped():
+            print(f"{done[0].skipped()} in {args.images}")
+        if done[0].replaced_classes:
+            root = os.path.dirname(done[0].files.rec) or "."
+            old = list(done[0].replaced_classes)
+            print(f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {old}); record files prepared "
+                  f"before in {root} use the old numbering: prepare them again", file=sys.stderr)
     return 0
 
 

@@ -2,34 +2,41 @@
 
 Every source here has the same interface, so ``fit`` and your own loops never see DALI types:
 
-- :class:`DALIPipeline` — the reference's path: ``.rec/.idx`` read by DALI (``fn.readers.mxnet``), decoded
-  on the CPU or on the GPU ('mixed'), augmented, and handed over through DALI's MXNet plugin.
+- :class:`DALIPipeline` — the reference's path: ``.rec/.idx`` records decoded by DALI on the CPU or on the
+  GPU ('mixed'), augmented, and handed over through DALI's MXNet plugin.
 - :class:`RecordIterPipeline` — the same augmentation with MXNet's own ``mx.io.ImageRecordIter`` (the
   reference's 'mxnet' backend), for machines without DALI and for comparison.
 - :class:`SyntheticData` — one fixed random batch repeated, for benchmarks.
 
 Iterating gives ``data`` of shape ``(N, 3, H, W)`` ('NCHW', float32 by default) normalised as
 ``(x - mean) / std`` on the 0-255 scale, and ``label`` of shape ``(N,)`` float32 class indices. ``N`` is the
-batch size except for the last batch of an epoch, which holds the remaining images of this shard (no image
-is dropped or repeated). ``len(pipeline)`` is the number of batches per epoch; ``num_samples`` the images.
+batch size except for the last batch of a shard, which holds its remaining images, and the empty batches
+(``N == 0``) that end a shard with fewer batches than the longest one. ``len(pipeline)`` is the number of
+batches per epoch, the same on every shard; ``num_samples`` the images of all shards.
+
+Order: a training epoch is a permutation of the whole file, a pure function of ``(seed, epoch)``
+(:func:`epoch_order`), cut into one contiguous part per shard, so it does not depend on how the ``.rec``
+was written (a class-sorted file trains like a shuffled one), every shard sees every class every epoch, and
+a resumed run replays the same images. Validation reads the file in order.
 
 This module is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
 """
 from __future__ import annotations
 
+import collections
 import math
 import os
-import re
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
 
 from . import dist
-from .data import PathLike, Preprocessing, record_files
+from .data import PathLike, Preprocessing, RecordFiles, RecordReader, read_labels, record_files
 from .runtime import default_data_threads
 
-__all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "BACKENDS"]
+__all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "epoch_order",
+           "shard_positions", "BACKENDS"]
 
 BACKENDS = ("dali-cpu", "dali-gpu", "mxnet", "synthetic")
 
@@ -46,6 +53,19 @@ def _import_dali():
     return dali, fn, types, dali_mxnet
 
 
+def epoch_order(num_samples: int, *, seed: int, epoch: int) -> np.ndarray:
+    """The records of training epoch ``epoch`` in the order they are read: a permutation of
+    ``0 .. num_samples - 1`` (places in the ``.idx``), a pure function of ``(seed, epoch)``."""
+    return np.random.default_rng([seed, epoch]).permutation(num_samples)
+
+
+def shard_positions(num_samples: int, shard_id: int, num_shards: int,
+                    order: Optional[np.ndarray] = None) -> np.ndarray:
+    """Shard ``shard_id``'s part of ``order`` (default file order): contiguous, sizes differ by at most one,
+    possibly empty when there are fewer records than shards."""
+    return np.array_split(np.arange(num_samples) if order is None else order, num_shards)[shard_id]
+
+
 def _shard(shard_id: Optional[int], num_shards: Optional[int]) -> Tuple[int, int]:
     num_shards = dist.size() if num_shards is None else num_shards
     shard_id = dist.rank() if shard_id is None else shard_id
@@ -54,22 +74,17 @@ def _shard(shard_id: Optional[int], num_shards: Optional[int]) -> Tuple[int, int
     return shard_id, num_shards
 
 
-def _check_batch(batch_size: int, shard_size: int, path: str, num_shards: int) -> None:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if batch_size > shard_size:
-        raise ValueError(f"batch_size={batch_size} is larger than a shard of {path!r} ({shard_size} images "
-                         f"with {num_shards} shard(s)); use batch_size <= {shard_size}")
-
-
 class _Pipeline:
     """What the pipelines share: the epoch length, identical on every shard, and trimming padded batches.
 
-    Shards differ in size by at most one image. So that every Horovod rank runs the same number of steps,
-    every shard gives ``ceil(ceil(num_samples / num_shards) / batch_size)`` batches; a shard that runs out
-    first ends its epoch with an empty batch (``data.shape[0] == 0``), which ``fit`` and the ``Trainer``
-    handle. No image is dropped or repeated.
+    Shards differ in size by at most one image and may be smaller than a batch. So that every Horovod rank
+    runs the same number of steps, every shard gives ``ceil(ceil(num_samples / num_shards) / batch_size)``
+    batches; a shard that runs out first ends its epoch with empty batches (``data.shape[0] == 0``, the
+    trailing shape of a full one), which ``fit`` and the ``Trainer`` handle. No image is dropped or repeated.
     """
+
+    ctx: Optional[mx.Context] = None
+    preprocessing: Preprocessing = Preprocessing()
 
     def __init__(self, num_samples: int, batch_size: int, num_shards: int = 1):
         self.num_samples = num_samples
@@ -81,17 +96,22 @@ class _Pipeline:
 
     def _open_shard(self, path: PathLike, batch_size: int, shard_id: Optional[int], num_shards: Optional[int]):
         """Check the ``.rec``/``.idx`` pair and the shard, and set the epoch bookkeeping; returns (files, shard_id)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         files = record_files(path)
         shard_id, num_shards = _shard(shard_id, num_shards)
-        total = len(files)
-        _check_batch(batch_size, total // num_shards, files.rec, num_shards)
-        _Pipeline.__init__(self, total, batch_size, num_shards)
+        _Pipeline.__init__(self, len(files), batch_size, num_shards)
         return files, shard_id
 
-    def _batches(self, batches):
+    def _empty(self, ctx: mx.Context) -> Tuple[mx.nd.NDArray, mx.nd.NDArray]:
+        """An empty batch: data of shape ``(0,) + (3, H, W)`` (or ``(H, W, 3)``) and labels of shape ``(0,)``."""
+        p = self.preprocessing
+        data = mx.nd.zeros(p.data_shape(1), ctx=ctx, dtype=p.dtype)[:0]
+        return data, mx.nd.zeros((1,), ctx=ctx)[:0]
+
+    def _batches(self, batches, ctx: mx.Context):
         """Yield ``(data, label)`` from ``(data, label, pad)``, trimmed, then empty ones up to ``len(self)``."""
         n = 0
-        data = label = None
         for data, label, pad in batches:
             if pad:
                 data, label = data[: data.shape[0] - pad], label[: label.shape[0] - pad]
@@ -99,10 +119,28 @@ class _Pipeline:
                 data, label = data.as_in_context(self.ctx), label.as_in_context(self.ctx)
             n += 1
             yield data, label
-        for _ in range(len(self) - n):
-            yield data[:0], label[:0]
+        if n < len(self):
+            empty = self._empty(self.ctx or ctx)
+            for _ in range(len(self) - n):
+                yield empty
 
-    ctx: Optional[mx.Context] = None
+
+class _ShardSource:
+    """DALI ``external_source`` callback: the encoded images and labels of ``positions`` (places in the
+    ``.idx``), batch by batch; StopIteration after the last one."""
+
+    def __init__(self, reader: RecordReader, positions: np.ndarray, batch_size: int):
+        self.reader, self.positions, self.batch_size = reader, positions, batch_size
+        self.served = collections.deque(maxlen=8)  # the latest batches' positions, to name a bad record
+
+    def __call__(self, info) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+        start = info.iteration * self.batch_size
+        chunk = self.positions[start:start + self.batch_size]
+        if not len(chunk):
+            raise StopIteration
+        records = [self.reader[int(i)] for i in chunk]
+        self.served.append(chunk)
+        return [image for _, image in records], [np.array([label], np.float32) for label, _ in records]
 
 
 class DALIPipeline(_Pipeline):
@@ -113,9 +151,10 @@ class DALIPipeline(_Pipeline):
     path : str or PathLike
         The ``.rec`` file (its ``.idx`` must sit beside it).
     batch_size : int
-        Images per batch on this worker.
+        Images per batch on this worker (a shard may hold fewer: it then gives one partial batch).
     train : bool
-        Training augmentation (shuffled random resized crop + flip) or validation (resize, centre crop).
+        Training augmentation (random resized crop + flip, a fresh global order each epoch) or validation
+        (resize, centre crop, file order).
     preprocessing : Preprocessing
         Sizes, crop bounds, mean/std, layout and dtype; default the reference's ImageNet values.
     shard_id, num_shards : int, optional
@@ -128,8 +167,10 @@ class DALIPipeline(_Pipeline):
     prefetch : int
         Prefetch queue depth.
     seed : int
-        Random seed of shuffling and augmentation (-1: random). Training epoch ``e`` uses ``seed + e``, so a
-        resumed run (``set_epoch``) sees exactly the images and augmentations of an uninterrupted one.
+        Random seed of the order and the augmentation, the same on every worker (-1: random, one shard only).
+        Training epoch ``e`` reads the records in ``epoch_order(n, seed=seed, epoch=e)`` and augments with a
+        DALI seed drawn from ``(seed, e, shard_id)``, so a resumed run (``set_epoch``) sees exactly the images
+        and augmentations of an uninterrupted one, and workers draw different crops.
     ctx : Context, optional
         Where batches are delivered; default where DALI puts them (``cpu(0)``, or the GPU for 'gpu').
     device_id : int, optional
@@ -137,18 +178,24 @@ class DALIPipeline(_Pipeline):
 
     Notes
     -----
-    A training pipeline is rebuilt at the start of each epoch, with that epoch's seed and the next shard
-    (shards rotate over the workers across epochs, as DALI's readers do by default).
+    The records are read by the pipeline's ``fn.external_source`` in an order this class sets, rather than by
+    DALI's ``fn.readers.mxnet``: that reader follows the file order (it sorts the ``.idx`` offsets), shuffles
+    only inside a buffer of about 1,000 records and gives each shard a contiguous part of the file, so a
+    class-sorted file would give near single-class batches and class-disjoint shards. A training pipeline is
+    rebuilt at the start of each epoch, with that epoch's order and seed.
     """
 
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
                  preprocessing: Preprocessing = Preprocessing(), shard_id: Optional[int] = None,
                  num_shards: Optional[int] = None, device: str = "cpu", num_threads: Optional[int] = None,
-                 prefetch: int = 2, seed: int = -1, ctx: Optional[mx.Context] = None,
+                 prefetch: int = 2, seed: int = 0, ctx: Optional[mx.Context] = None,
                  device_id: Optional[int] = None):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
+        if seed < 0 and self.num_shards > 1:
+            raise ValueError(f"seed={seed} (random) with {self.num_shards} shards: every shard must read the same "
+                             "epoch order; pass the same seed >= 0 on every worker")
         self.files, self.train, self.preprocessing = files, train, preprocessing
         self.shard_id, self.device = shard_id, device
         if device == "gpu":
@@ -156,28 +203,41 @@ class DALIPipeline(_Pipeline):
         num_threads = num_threads or default_data_threads()
         self._options = dict(num_threads=num_threads, prefetch_queue_depth=prefetch,
                              device_id=None if device == "cpu" else device_id)
+        self._out_ctx = mx.cpu() if device == "cpu" else mx.gpu(device_id)
         self.seed = seed if seed >= 0 else int(np.random.randint(0, 2 ** 31 - 1 - 10 ** 6))
         self.epoch = 0
         self._iter = None
-        self._iter_epoch = None
+        self._source = self._reader = None
         self.ctx = ctx
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (0-based); ``fit`` calls it, so resumed runs line up."""
         self.epoch = epoch
 
-    def _build(self, epoch: int):
+    def positions(self, epoch: int = 0) -> np.ndarray:
+        """Places in the ``.idx`` of the records this shard reads in ``epoch``, in reading order."""
+        order = epoch_order(self.num_samples, seed=self.seed, epoch=epoch) if self.train else None
+        return shard_positions(self.num_samples, self.shard_id, self.num_shards, order)
+
+    def _inputs(self, fn, types, positions: np.ndarray):
+        """The graph's ``(encoded images, labels)`` nodes: the records at ``positions``, in that order."""
+        if self._reader is None:
+            self._reader = RecordReader(self.files.rec)
+        self._source = _ShardSource(self._reader, positions, self.batch_size)
+        return fn.external_source(source=self._source, num_outputs=2, batch=True, batch_info=True,
+                                  dtype=[types.UINT8, types.FLOAT])
+
+    def _build(self, epoch: int, positions: np.ndarray):
         dali, fn, types, _ = _import_dali()
-        p, files, train = self.preprocessing, self.files, self.train
-        shard_id = (self.shard_id + epoch) % self.num_shards if train else self.shard_id
+        p, train = self.preprocessing, self.train
         decoder = "cpu" if self.device == "cpu" else "mixed"
         ops = "cpu" if self.device == "cpu" else "gpu"
 
-        @dali.pipeline_def(batch_size=self.batch_size, seed=self.seed + (epoch if train else 0), **self._options)
+        seed = int(np.random.SeedSequence([self.seed, epoch, self.shard_id]).generate_state(1)[0] >> 1)
+
+        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, **self._options)
         def pipeline():
-            jpegs, labels = fn.readers.mxnet(path=[files.rec], index_path=[files.idx], shard_id=shard_id,
-                                             num_shards=self.num_shards, random_shuffle=train,
-                                             stick_to_shard=True, pad_last_batch=True, name="Reader")
+            jpegs, labels = self._inputs(fn, types, positions)
             if train:
                 images = fn.decoders.image_random_crop(jpegs, device=decoder, output_type=types.RGB,
                                                        random_area=list(p.area), random_aspect_ratio=list(p.aspect),
@@ -196,34 +256,41 @@ class DALIPipeline(_Pipeline):
 
         return pipeline()
 
-    def _iterator(self, epoch: int):
+    def _iterator(self, epoch: int, positions: np.ndarray):
         _, _, _, dali_mxnet = _import_dali()
-        return dali_mxnet.DALIClassificationIterator(
-            [self._build(epoch)], reader_name="Reader", data_layout=self.preprocessing.layout,
-            last_batch_policy=dali_mxnet.LastBatchPolicy.PARTIAL, auto_reset=True)
+        return dali_mxnet.DALIClassificationIterator([self._build(epoch, positions)], size=-1,
+                                                     data_layout=self.preprocessing.layout, auto_reset=True)
 
     def __iter__(self) -> Iterator[Tuple[mx.nd.NDArray, mx.nd.NDArray]]:
         epoch = self.epoch if self.train else 0
-        try:
-            if self._iter is None or self._iter_epoch != epoch:
-                self._iter = None  # release the previous epoch's pipeline first
-                self._iter = self._iterator(epoch)
-                self._iter_epoch = epoch
-            yield from self._batches((b[0].data[0], b[0].label[0], b[0].pad) for b in self._iter)
-        except RuntimeError as err:
-            raise RuntimeError(self._explain(str(err))) from None
+        positions = self.positions(epoch)
+        iterator, self._iter = self._iter, None  # an epoch left half-way is not continued
+        if len(positions):
+            try:
+                if iterator is None or self.train:
+                    iterator = None  # release the previous epoch's pipeline first
+                    iterator = self._iterator(epoch, positions)
+                yield from self._batches(((b[0].data[0], b[0].label[0], b[0].pad) for b in iterator), self._out_ctx)
+            except RuntimeError as err:
+                raise RuntimeError(self._explain(str(err))) from None
+            if not self.train:
+                self._iter = iterator  # the same batches next time (DALI's iterator has reset itself)
+        else:
+            yield from self._batches((), self._out_ctx)  # an empty shard: only empty batches
         if self.train:
             self.epoch = epoch + 1
 
     def _explain(self, message: str) -> str:
-        """A short message naming the record DALI failed on (DALI reports its byte offset)."""
+        """A short message naming the record DALI failed on (the first bad one among those just read)."""
+        from .images import image_problem
+
         where = ""
-        found = re.search(r"at index (\d+)", message)
-        if found:
-            offset = found.group(1)
-            with open(self.files.idx) as f:
-                keys = [line.split("\t")[0] for line in f if line.split("\t")[1].strip() == offset]
-            where = f" at record {keys[0] if keys else '?'} (byte {offset})"
+        if self._source is not None:
+            reader = self._source.reader
+            for i in (int(q) for chunk in self._source.served for q in chunk):
+                if image_problem(reader[i][1].tobytes()):
+                    where = f" at record {reader.keys[i]} (byte {reader.offsets[i]})"
+                    break
         lines = [line.strip() for line in message.splitlines() if line.strip()]
         first = next((line for line in lines if line.startswith("Error")), lines[0] if lines else "")
         return (f"DALI failed reading {self.files.rec!r}{where}: {first}\nA corrupt image? "
@@ -231,11 +298,46 @@ class DALIPipeline(_Pipeline):
                 "data set from intact images.")
 
 
+def _record_iter_part(num_samples: int, part: int, parts: int) -> int:
+    """Records of part ``part`` of ``parts`` as ``ImageRecordIter`` splits a file (dmlc-core's
+    ``IndexedRecordIOSplitter``: contiguous parts of ``ceil(n / parts)`` records, the last ones shorter or empty)."""
+    step = math.ceil(num_samples / parts)
+    return max(0, min((part + 1) * step, num_samples) - min(part * step, num_samples))
+
+
+def _check_mixed(files: RecordFiles, num_shards: int, samples: int = 4096) -> None:
+    """Refuse a class-sorted file for several ``ImageRecordIter`` training shards (each would see some classes).
+
+    Reads the labels of up to ``samples`` records spread over the file: in a shuffled file neighbours share
+    a label about as often as two random records do (the sum of squared class shares); in a sorted one
+    almost always.
+    """
+    n = len(files)
+    labels = read_labels(files.rec, np.unique(np.linspace(0, n - 1, min(n, samples)).astype(np.int64)))
+    if len(labels) < 3:
+        return
+    same = float(np.mean(labels[1:] == labels[:-1]))
+    chance = float(np.sum((np.unique(labels, return_counts=True)[1] / len(labels)) ** 2))
+    if same > chance + 0.25:
+        raise ValueError(f"{files.rec!r} is ordered by class ({same:.0%} of neighbouring records share a label, "
+                         f"{chance:.0%} by chance) and mx.io.ImageRecordIter gives each of the {num_shards} shards a "
+                         "contiguous part of the file, so each would train on some classes only; re-create it "
+                         "shuffled ('resnet-gluon prepare' shuffles by default) or use a DALI backend, which reads "
+                         "a fresh global order every epoch")
+
+
 class RecordIterPipeline(_Pipeline):
     """The same preprocessing as :class:`DALIPipeline` with MXNet's ``mx.io.ImageRecordIter`` (no DALI needed).
 
     Parameters are those of :class:`DALIPipeline` except ``device`` (always the CPU) and ``prefetch``
     (``prefetch_buffer`` batches). Only ``layout='NCHW'`` and float32 output are supported.
+
+    Notes
+    -----
+    Order: ``ImageRecordIter`` gives each shard a contiguous part of the file (``ceil(n / num_shards)``
+    records) and, for training, shuffles that part afresh each epoch (seed ``seed + epoch``). With one shard
+    that is a global order like :class:`DALIPipeline`'s; with several it relies on a shuffled file, so a
+    class-sorted one is refused for training (a ``ValueError`` saying how to fix it).
     """
 
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
@@ -246,11 +348,15 @@ class RecordIterPipeline(_Pipeline):
         if p.layout != "NCHW" or p.dtype != "float32":
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
-        self.files, self.ctx = files, ctx
+        if train and self.num_shards > 1:
+            _check_mixed(files, self.num_shards)
+        self.files, self.ctx, self.preprocessing = files, ctx, preprocessing
+        self.part_size = _record_iter_part(self.num_samples, shard_id, self.num_shards)
+        # ImageRecordIter refuses a part much smaller than its batch; such a part is one batch anyway.
         common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, p.image_size, p.image_size),
-                      batch_size=batch_size, part_index=shard_id, num_parts=self.num_shards,
-                      preprocess_threads=num_threads or default_data_threads(), prefetch_buffer=prefetch,
-                      seed=seed, round_batch=True,
+                      batch_size=min(batch_size, max(1, self.part_size)), part_index=shard_id,
+                      num_parts=self.num_shards, preprocess_threads=num_threads or default_data_threads(),
+                      prefetch_buffer=prefetch, seed=seed, round_batch=True,
                       mean_r=p.mean[0], mean_g=p.mean[1], mean_b=p.mean[2],
                       std_r=p.std[0], std_g=p.std[1], std_b=p.std[2])
         if train:
@@ -271,8 +377,8 @@ class RecordIterPipeline(_Pipeline):
         # epoch's first images and then skips them, so a reused one would not show every image each epoch.
         kwargs = dict(self._kwargs, seed=self._kwargs["seed"] + self._epoch)
         self._epoch += 1
-        batches = mx.io.ImageRecordIter(**kwargs)
-        yield from self._batches((b.data[0], b.label[0], b.pad) for b in batches)
+        batches = mx.io.ImageRecordIter(**kwargs) if self.part_size else ()  # an empty part: only empty batches
+        yield from self._batches(((b.data[0], b.label[0], b.pad) for b in batches), mx.cpu())
 
 
 class SyntheticData(_Pipeline):

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from resnet_gluon import data
+from image_kinds import IMAGE_KINDS, KIND_SIZE, image_kind_references, pattern, write_image_kinds  # noqa: F401
 
 
 def jpeg(image: np.ndarray, quality: int = 95) -> bytes:
@@ -92,3 +93,12 @@ def quadrant_problem(n: int, size: int = 16, classes: int = 4, seed: int = 0):
         r, c = divmod(int(label), 2)
         x[i, :, r * h:(r + 1) * h, c * h:(c + 1) * h] += 1.5
     return x, y
+
+
+
+def class_sorted_records(prefix, *, classes: int = 3, per_class: int = 1500, size: int = 8):
+    """A ``.rec`` written class after class (as im2rec without shuffling writes it): ``per_class`` copies of
+    one tiny JPEG per class, labels 0, 0, ..., 1, 1, ..., 2, ..."""
+    encoded = jpeg(pattern(size, size))
+    items = [(c, encoded, f"{c}/{i}.jpg") for c in range(classes) for i in range(per_class)]
+    return data.write_records(prefix, items, overwrite=True)

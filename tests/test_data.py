@@ -4,13 +4,17 @@ import os
 import numpy as np
 import pytest
 
-from resnet_gluon import data
-from helpers import make_image_folder, make_records
+from resnet_gluon import data, image_folders, images
+from resnet_gluon.cli import main as cli
+from helpers import IMAGE_KINDS, jpeg, make_image_folder, make_records, pattern, write_image_kinds
 
 
 def test_image_folder_roundtrip_keeps_bytes_and_labels(tmp_path):
     paths = make_image_folder(tmp_path / "imgs", counts=(3, 2, 4))
-    files = data.images_to_recordio(tmp_path / "imgs", tmp_path / "out" / "train", num_threads=2)
+    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "out" / "train", num_threads=2,
+                                               shuffle=False)
+    files = summary.files
+    assert summary.images == len(files) == 9 and summary.reencoded == {} and summary.hidden == summary.other == 0
     records = list(data.read_records(files.rec))
     assert len(records) == len(paths) == len(files) == 9
     for (label, path), (read_label, read_bytes) in zip(sorted(paths), records):
@@ -25,11 +29,12 @@ def test_image_folder_roundtrip_keeps_bytes_and_labels(tmp_path):
 
 def test_existing_files_are_not_overwritten(tmp_path):
     make_image_folder(tmp_path / "imgs")
-    data.images_to_recordio(tmp_path / "imgs", tmp_path / "train")
+    data.images_to_recordio(tmp_path / "imgs", tmp_path / "train")  # the old name still works
     before = (tmp_path / "train.rec").read_bytes()
     with pytest.raises(FileExistsError, match="train.rec exists"):
-        data.images_to_recordio(tmp_path / "imgs", tmp_path / "train")
+        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "train")
     assert (tmp_path / "train.rec").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["classes.json", "imgs", "train.idx", "train.lst", "train.rec"]
 
 
 def test_png_is_reencoded_and_corrupt_image_named(tmp_path):
@@ -37,23 +42,28 @@ def test_png_is_reencoded_and_corrupt_image_named(tmp_path):
 
     make_image_folder(tmp_path / "imgs", counts=(1, 1))
     cv2.imwrite(str(tmp_path / "imgs" / "class0" / "extra.png"), np.zeros((8, 8, 3), np.uint8))
-    files = data.images_to_recordio(tmp_path / "imgs", tmp_path / "ok")
-    assert all(b[:2] == b"\xff\xd8" for _, b in data.read_records(files.rec))
-    (tmp_path / "imgs" / "class1" / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "ok")
+    assert all(b[:2] == b"\xff\xd8" for _, b in data.read_records(summary.files.rec))
+    assert summary.reencoded == {"PNG": 1}
+    (tmp_path / "imgs" / "class1" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 and no more")
+    with pytest.raises(ValueError, match=r"bad\.jpg' is a truncated JPEG"):
+        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "bad")
+    (tmp_path / "imgs" / "class1" / "bad.jpg").write_bytes(b"not an image at all")
     with pytest.raises(ValueError, match=r"bad\.jpg' is not a readable image"):
-        data.images_to_recordio(tmp_path / "imgs", tmp_path / "bad")
-    assert not (tmp_path / "bad.rec").exists()
+        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "bad")
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("bad")]  # no temporary files either
 
 
 def test_empty_and_missing_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        data.images_to_recordio(tmp_path / "nope", tmp_path / "x")
+        image_folders.images_to_recordio(tmp_path / "nope", tmp_path / "x")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no class sub-folders"):
-        data.images_to_recordio(tmp_path / "empty", tmp_path / "x")
+        image_folders.images_to_recordio(tmp_path / "empty", tmp_path / "x")
     (tmp_path / "empty" / "cat").mkdir()
+    (tmp_path / "empty" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 resource fork")
     with pytest.raises(ValueError, match="holds no images"):
-        data.images_to_recordio(tmp_path / "empty", tmp_path / "x")
+        image_folders.images_to_recordio(tmp_path / "empty", tmp_path / "x")
 
 
 def test_missing_rec_and_idx_and_rebuild(tmp_path):
@@ -81,9 +91,9 @@ def test_check_records_names_bad_label_and_corrupt_record(tmp_path):
     files, items = make_records(tmp_path / "t", 4, classes=4)
     with pytest.raises(ValueError, match=r"record 3 of .* has label 3.0, outside \[0, 3\)"):
         data.check_records(files.rec, classes=3)
-    items[2] = (0, b"\xff\xd8\xff garbage", "bad.jpg")
+    items[2] = (0, b"\x89PNG\r\n\x1a\n garbage", "bad.png")
     data.write_records(tmp_path / "t", items, overwrite=True)
-    with pytest.raises(ValueError, match=r"record 2 of .* not a decodable image"):
+    with pytest.raises(ValueError, match=r"record 2 of .* is not a readable image"):
         data.check_records(tmp_path / "t.rec")
 
 
@@ -112,3 +122,177 @@ def test_preprocessing_validation():
         data.Preprocessing(image_size=64, resize=32)
     with pytest.raises(ValueError, match="area"):
         data.Preprocessing(area=(0.0, 1.0))
+
+
+# ---------------------------------------------------------------- issue 12: real image folders
+def _labels(lst_path):
+    return [int(float(line.split("\t")[1])) for line in open(lst_path)]
+
+
+def test_prepare_shuffles_by_default_with_a_seed(tmp_path):
+    """Case 1 (prepare): the default order is random and seeded, so a .rec is not written class by class."""
+    make_image_folder(tmp_path / "imgs", counts=(8, 8, 8), size=(8, 8))
+    for name, options in (("a", {}), ("b", {}), ("c", dict(seed=1)), ("sorted", dict(shuffle=False))):
+        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / name / "train", **options)
+    a, b, c = (_labels(tmp_path / name / "train.lst") for name in "abc")
+    assert a == b and a != c  # a pure function of the seed
+    assert _labels(tmp_path / "sorted" / "train.lst") == sorted(a) == [0] * 8 + [1] * 8 + [2] * 8
+    assert a != sorted(a) and sum(x == y for x, y in zip(a, a[1:])) < 12  # not in runs of one class
+
+
+def test_hidden_entries_are_skipped_and_counted(tmp_path, capsys):
+    """Case 2: .ipynb_checkpoints/ is not a class and a macOS ._0.jpg does not abort prepare."""
+    make_image_folder(tmp_path / "imgs", counts=(2, 3), size=(8, 8))
+    make_image_folder(tmp_path / "imgs" / ".ipynb_checkpoints", counts=(1,), size=(8, 8))  # holds class0/0.jpg
+    (tmp_path / "imgs" / "class0" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (tmp_path / "imgs" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (tmp_path / "imgs" / "class1" / "notes.txt").write_text("not an image")
+    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
+    assert summary.classes == ("class0", "class1") and data.load_classes(tmp_path / "data") == ["class0", "class1"]
+    assert _labels(tmp_path / "data" / "train.lst") == [0, 0, 1, 1, 1]
+    assert (summary.hidden, summary.other, summary.images) == (3, 1, 5)
+    assert cli(["prepare", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "cli" / "train")]) == 0
+    out = capsys.readouterr().out
+    assert "train.rec: 5 images, 2 classes" in out
+    assert "skipped 3 hidden (name starting with '.') and 1 without an image extension" in out
+
+
+def test_one_class_list_per_data_root(tmp_path, capsys):
+    """Case 3: train/{a,b,c} then val/{a,c}: val's 'c' keeps label 2 and classes.json is kept."""
+    for split, names in (("train", "abc"), ("val", "ac"), ("bad", "ad")):
+        for name in names:
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(2):
+                (tmp_path / split / name / f"{i}.jpg").write_bytes(jpeg(pattern(8, 8 + i)))
+    image_folders.images_to_recordio(tmp_path / "train", tmp_path / "data" / "train", shuffle=False)
+    val = image_folders.images_to_recordio(tmp_path / "val", tmp_path / "data" / "val", shuffle=False)
+    assert _labels(tmp_path / "data" / "val.lst") == [0, 0, 2, 2]
+    assert val.classes == ("a", "b", "c") and data.load_classes(tmp_path / "data") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"class folder '.*bad/d' is not in .*classes.json \['a', 'b', 'c'\]"):
+        image_folders.images_to_recordio(tmp_path / "bad", tmp_path / "data" / "other")
+    assert not (tmp_path / "data" / "other.rec").exists()
+    assert data.load_classes(tmp_path / "data") == ["a", "b", "c"]
+    # written first, the smaller split sets the list; the larger one is refused, naming the folder
+    image_folders.images_to_recordio(tmp_path / "val", tmp_path / "root2" / "val")
+    assert cli(["prepare", "--images", str(tmp_path / "train"), "-o", str(tmp_path / "root2" / "train")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: class folder" in err[0] and "train/b' is not in" in err[0], err
+    # write_records keeps the list too; overwrite replaces it and says which list it replaced
+    with pytest.raises(ValueError, match=r"lists the classes \['a', 'c'\] \(2\), not \['x'\]"):
+        data.write_records(tmp_path / "root2" / "x", [(0, jpeg(pattern(8, 8)), "x.jpg")], classes=["x"])
+    summary = image_folders.images_to_recordio(tmp_path / "train", tmp_path / "root2" / "train", overwrite=True)
+    assert summary.replaced_classes == ("a", "c") and data.load_classes(tmp_path / "root2") == ["a", "b", "c"]
+
+
+def test_one_folder_split_is_stratified_and_seeded(tmp_path, capsys):
+    """Case 4: prepare --images DIR -o data --val-fraction 0.2 writes data/train.* and data/val.*."""
+    make_image_folder(tmp_path / "imgs", counts=(10, 20, 5), size=(8, 8))
+    train, val = image_folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "data", val_fraction=0.2)
+    assert np.bincount(_labels(tmp_path / "data" / "val.lst")).tolist() == [2, 4, 1]
+    assert np.bincount(_labels(tmp_path / "data" / "train.lst")).tolist() == [8, 16, 4]
+    assert (len(train), len(val)) == (28, 7) and train.classes == val.classes == ("class0", "class1", "class2")
+
+    def names(root, split):
+        return [line.split("\t")[2].strip() for line in open(tmp_path / root / f"{split}.lst")]
+
+    assert sorted(names("data", "train") + names("data", "val")) == sorted(
+        os.path.join(f"class{c}", f"{i}.jpg") for c, n in enumerate((10, 20, 5)) for i in range(n))
+    assert cli(["prepare", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "cli"),
+                "--val-fraction", "0.2"]) == 0
+    assert "val.rec: 7 images, 3 classes" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "cli")) == ["classes.json", "train.idx", "train.lst", "train.rec",
+                                                    "val.idx", "val.lst", "val.rec"]
+    assert sorted(names("cli", "val")) == sorted(names("data", "val"))  # seeded: the same split
+    image_folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "seed1", val_fraction=0.2, seed=1)
+    assert sorted(names("seed1", "val")) != sorted(names("data", "val"))
+    with pytest.raises(ValueError, match="gives no validation image"):
+        image_folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "none", val_fraction=0.01)
+    # -o is a prefix without --val-fraction; a folder there is refused instead of writing cli.rec beside it
+    assert cli(["prepare", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "cli")]) == 1
+    assert "is a folder; the output is a prefix such as" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kinds")
+    write_image_kinds(folder)
+    return folder
+
+
+EXPECTED = {  # case 5: how each kind is stored (None: byte for byte) or the error naming it
+    "plain.jpg": None, "gray.jpg": None, "large.jpg": None,
+    "progressive.jpg": "progressive JPEG", "png.JPEG": "PNG", "cmyk.jpg": "CMYK JPEG",
+    "exif6.jpg": "EXIF-rotated JPEG", "bmp.jpg": "BMP", "webp.jpg": "WebP", "icon.png": "PNG",
+    "truncated.jpg": "is a truncated JPEG", "anim.gif": "is a GIF, which DALI and OpenCV cannot decode",
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_KINDS))
+def test_each_image_kind_is_stored_upright_or_refused_by_name(kinds, tmp_path, name):
+    """Case 5 (prepare): the stored bytes, or a one-line error naming the file and nothing left behind."""
+    folder = tmp_path / "imgs" / "a"
+    folder.mkdir(parents=True)
+    (folder / name).write_bytes((kinds / name).read_bytes())
+    prefix = tmp_path / "data" / "train"
+    if EXPECTED[name] and EXPECTED[name].startswith("is a"):
+        with pytest.raises(ValueError, match=rf"^'[^']*{name}' {EXPECTED[name]}.*, or remove it$"):
+            image_folders.images_to_recordio(tmp_path / "imgs", prefix)
+        assert not (tmp_path / "data").exists() or os.listdir(tmp_path / "data") == []
+        return
+    summary = image_folders.images_to_recordio(tmp_path / "imgs", prefix)
+    (_, stored), = data.read_records(summary.files.rec)
+    if EXPECTED[name] is None:
+        assert stored == (kinds / name).read_bytes() and summary.reencoded == {}
+    else:
+        assert summary.reencoded == {EXPECTED[name]: 1}
+        info = images.inspect_image(stored)
+        assert info.plain_jpeg and info.orientation is None, info
+    assert data.check_records(summary.files.rec, classes=1) == 1
+
+
+def test_prepare_can_downscale_large_photos(kinds, tmp_path):
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "a" / "large.jpg").write_bytes((kinds / "large.jpg").read_bytes())
+    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "train", resize=64)
+    assert summary.reencoded == {"downscaled": 1}
+    import cv2
+
+    (_, stored), = data.read_records(summary.files.rec)
+    assert cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_COLOR).shape == (64, 96, 3)
+
+
+def test_check_records_reports_what_dali_fails_on_or_misreads(kinds, tmp_path):
+    """Records written by hand or by im2rec --pass-through: GIF (DALI fails), truncated JPEG (DALI decodes
+    garbage without an error), EXIF orientation (ignored by DALI)."""
+    names = ["plain.jpg", "anim.gif", "truncated.jpg", "exif6.jpg", "cmyk.jpg"]
+    items = [(0, (kinds / n).read_bytes(), n) for n in names]
+    files = data.write_records(tmp_path / "raw", items)
+    with pytest.raises(ValueError) as err:
+        data.check_records(files.rec)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"record 1 of {files.rec!r} is a GIF")
+    assert "2 more bad records: 2, 3;" in message
+    assert images.image_problem(items[2][1]).startswith("is a truncated JPEG")
+    assert "EXIF orientation 6" in images.image_problem(items[3][1])
+    assert images.image_problem(items[4][1]) is None  # CMYK: DALI reads it (prepare re-encodes it anyway)
+    assert cli(["prepare", "--check", files.rec]) == 1
+
+
+def test_read_labels_reads_headers_only(tmp_path):
+    files, items = make_records(tmp_path / "r", 7, classes=7)
+    assert data.read_labels(files.rec).tolist() == [float(i) for i in range(7)]
+    assert data.read_labels(files.rec, [5, 1]).tolist() == [5.0, 1.0]
+
+
+def test_record_reader_gives_the_bytes_of_mxnet_reader_also_for_split_records(tmp_path):
+    """MXNet's writer splits a record where its payload holds the RecordIO magic number (4-byte aligned)."""
+    magic = (0xCED7230A).to_bytes(4, "little")
+    payloads = [b"\xff\xd8" + bytes(range(50)), b"\xff\xd8\xff\xe0" + magic * 3 + b"tail", b"x" * 4 + magic]
+    files = data.write_records(tmp_path / "m", [(i, p, f"{i}") for i, p in enumerate(payloads)])
+    reader = data.RecordReader(files.rec)
+    assert [(label, image.tobytes()) for label, image in (reader[i] for i in range(3))] == \
+        [(label, bytes(image)) for label, image in data.read_records(files.rec)] == \
+        [(float(i), p) for i, p in enumerate(payloads)]
+    raw = open(files.rec, "rb").read()
+    assert [int.from_bytes(raw[o + 4:o + 8], "little") >> 29 for o in reader.offsets] == [0, 1, 1]  # split: 1
+
