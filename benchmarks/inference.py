@@ -33,7 +33,7 @@ if precision == "onnxruntime":
     run = lambda x: session.run(None, {"data": x})[0]
 else:
     calibration = mx.io.NDArrayIter(rng.randn(64, 3, size, size).astype("float32"), batch_size=32, data_name="data")
-    predictor = Predictor(net, preprocessing=pre, precision=precision, calibration=calibration)
+    predictor = Predictor(net, preprocessing=pre, dtype=precision, calibration=calibration)
     run = lambda x: predictor.net(x).wait_to_read()
 results = []
 for bs in batches:

@@ -1,8 +1,9 @@
 """ResNet v1.5 for Apache MXNet Gluon, modelled on NVIDIA's ResNet-50 v1.5 recipe for MXNet.
 
-``import resnet_gluon`` and the models need only mxnet. ``fit``, ``evaluate``, ``Trainer`` and the callbacks
-(modules ``training``, ``trainer``, ``callbacks``) import Horovod, and the DALI pipelines import DALI; they are
-loaded on first access, as is ``Predictor`` (module ``inference``: OpenCV, and onnx/onnxruntime for ONNX).
+``import resnet_gluon`` and the models need only mxnet. ``fit``, ``Trainer`` and the callbacks (modules
+``training``, ``trainer``, ``callbacks``) import Horovod, and the DALI pipelines import DALI; they are loaded on
+first access, as are ``evaluate`` and ``Predictor`` (modules ``evaluation`` and ``inference``, which need
+neither) and every submodule (``resnet_gluon.amp``, ``resnet_gluon.pipelines``, ...).
 """
 import importlib
 
@@ -12,9 +13,10 @@ _apply_cpu_thread_defaults()
 
 from .blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem  # noqa: E402
 from .data import Preprocessing  # noqa: E402
+from .recipe import Recipe  # noqa: E402
+from .checkpoint import export_checkpoint  # noqa: E402
 from .models import (  # noqa: E402
     count_parameters,
-    export_checkpoint,
     get_model,
     list_models,
     load_parameters,
@@ -30,14 +32,17 @@ __version__ = "0.1.0"
 
 # Public names whose modules import Horovod (or DALI, OpenCV) — loaded on first access.
 _LAZY = {
-    "fit": "training", "evaluate": "training", "History": "training", "FitState": "training",
+    "fit": "training", "History": "training", "FitState": "training", "evaluate": "evaluation",
     "Trainer": "trainer",
     "Callback": "callbacks", "Checkpoint": "callbacks", "ProgressBar": "callbacks", "Report": "callbacks",
     "Predictor": "inference",
 }
 
+_SUBMODULES = ("amp", "blocks", "callbacks", "checkpoint", "data", "dist", "evaluation", "files", "inference",
+               "models", "pipelines", "recipe", "runtime", "trainer", "training")
+
 __all__ = [
-    "BasicBlock", "Bottleneck", "ResNet", "Stage", "Stem", "Preprocessing",
+    "BasicBlock", "Bottleneck", "ResNet", "Stage", "Stem", "Preprocessing", "Recipe",
     "count_parameters", "export_checkpoint", "get_model", "list_models", "load_parameters", "register_model",
     "resnet18_v1_5", "resnet34_v1_5", "resnet50_v1_5", "resnet101_v1_5", "resnet152_v1_5",
     *_LAZY,
@@ -49,4 +54,6 @@ def __getattr__(name):
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         globals().update({n: getattr(module, n) for n, m in _LAZY.items() if m == _LAZY[name]})
         return globals()[name]
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from typing import Optional
@@ -17,10 +18,47 @@ import mxnet as mx
 from mxnet.contrib import amp as _amp
 from mxnet.contrib.amp.loss_scaler import LossScaler
 
-__all__ = ["DTYPES", "bfloat16_supported", "resolve_dtype", "init", "initialized_dtype", "enable_loss_scaling", "scale_loss",
-           "loss_scale", "convert", "check_not_run"]
+__all__ = ["DType", "DTYPE_TABLE", "DTYPES", "TRAINING_DTYPES", "INFERENCE_DTYPES", "bfloat16_supported",
+           "resolve_dtype", "init", "initialized_dtype", "enable_loss_scaling", "scale_loss", "loss_scale", "convert",
+           "check_not_run"]
 
-DTYPES = ("float32", "float16", "bfloat16", "auto")
+
+@dataclasses.dataclass(frozen=True)
+class DType:
+    """What a precision means here.
+
+    Attributes
+    ----------
+    name : str
+        The value of ``dtype=`` / ``--dtype``.
+    amp_target : str or None
+        MXNet AMP's target dtype (None: no AMP).
+    device : {'any', 'gpu', 'cpu'}
+        Where MXNet 1.9.1 runs it: float16 GEMMs exist on GPUs only, bfloat16 and INT8 kernels (oneDNN) on
+        CPUs only; bfloat16 further needs AVX-512 (:func:`bfloat16_supported`).
+    loss_scaling : bool
+        Training needs dynamic loss scaling (float16's narrow exponent range).
+    inference_only : bool
+        Not a training precision.
+    """
+
+    name: str
+    amp_target: Optional[str]
+    device: str
+    loss_scaling: bool
+    inference_only: bool
+
+
+#: The one table of precisions; 'auto' picks one of the training precisions (see :func:`resolve_dtype`).
+DTYPE_TABLE = {
+    "float32": DType("float32", None, "any", False, False),
+    "float16": DType("float16", "float16", "gpu", True, False),
+    "bfloat16": DType("bfloat16", "bfloat16", "cpu", False, False),
+    "int8": DType("int8", None, "cpu", False, True),
+}
+TRAINING_DTYPES = ("auto",) + tuple(n for n, d in DTYPE_TABLE.items() if not d.inference_only)
+INFERENCE_DTYPES = tuple(DTYPE_TABLE)
+DTYPES = TRAINING_DTYPES
 _initialized: Optional[str] = None
 _BF16_SUPPORTED: Optional[bool] = None
 
@@ -54,27 +92,46 @@ def bfloat16_supported() -> bool:
     return _BF16_SUPPORTED
 
 
-def resolve_dtype(dtype: str, ctx: Optional[mx.Context] = None) -> str:
-    """Turn ``'auto'`` into the fastest precision here and check the others.
+def resolve_dtype(dtype: str, ctx: Optional[mx.Context] = None, *, inference: bool = False) -> str:
+    """Turn ``'auto'`` into the fastest precision here and check that ``dtype`` can run on ``ctx``.
 
-    'auto' is float16 on a GPU context; on CPU it is bfloat16 where the CPU supports it
-    (:func:`bfloat16_supported`) and float32 otherwise.
+    'auto' is the AMP dtype already switched on in this process, if any (MXNet's AMP is process-wide);
+    otherwise float16 on a GPU context, and on a CPU bfloat16 where the CPU supports it
+    (:func:`bfloat16_supported`), else float32.
+
+    Parameters
+    ----------
+    dtype : str
+        One of :data:`TRAINING_DTYPES` (with ``inference``: :data:`INFERENCE_DTYPES`).
+    ctx : Context, optional
+        Where it runs; default a GPU when mxnet sees one, else the CPU.
+    inference : bool
+        Allow inference-only precisions (int8).
 
     Raises
     ------
     ValueError
-        For an unknown dtype, float16 on a CPU context (MXNet cannot run float16 GEMMs on CPU), or bfloat16 on
-        a CPU without oneDNN bfloat16 support.
+        For an unknown dtype, int8 for training, float16 on a CPU (MXNet has no float16 GEMM on CPU), bfloat16
+        on a GPU (MXNet 1.9.1 has no bfloat16 GPU kernels) or on a CPU without oneDNN bfloat16 support, int8
+        on a GPU.
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    allowed = INFERENCE_DTYPES + ("auto",) if inference else TRAINING_DTYPES
+    if dtype not in allowed:
+        extra = " (int8 is for inference only)" if dtype == "int8" else ""
+        raise ValueError(f"unknown dtype {dtype!r}{extra}; choose one of {', '.join(allowed)}")
     on_gpu = (ctx.device_type == "gpu") if ctx is not None else mx.context.num_gpus() > 0
     if dtype == "auto":
+        if _initialized is not None:
+            return _initialized
         return "float16" if on_gpu else ("bfloat16" if bfloat16_supported() else "float32")
-    if dtype == "float16" and not on_gpu:
-        raise ValueError("float16 needs a GPU: MXNet has no float16 GEMM on CPU ('FP16 gemm on cpu not "
+    device = DTYPE_TABLE[dtype].device
+    if device == "gpu" and not on_gpu:
+        raise ValueError(f"{dtype} needs a GPU: MXNet has no float16 GEMM on CPU ('FP16 gemm on cpu not "
                          "implemented'); use dtype='bfloat16' (the CPU's mixed precision) or 'auto'")
-    if dtype == "bfloat16" and not on_gpu and not bfloat16_supported():
+    if device == "cpu" and on_gpu:
+        raise ValueError(f"{dtype} runs on CPUs only (MXNet 1.9.1 has no {dtype} GPU kernels); use "
+                         "dtype='float16' on a GPU, or 'auto'")
+    if dtype == "bfloat16" and not bfloat16_supported():
         raise ValueError("bfloat16 is not supported on this CPU: MXNet's oneDNN bfloat16 kernels need AVX-512 "
                          "(ideally AVX512_BF16); use dtype='float32', or 'auto' to pick the best available")
     return dtype
@@ -112,7 +169,8 @@ def init(dtype: str = "auto", *, net: Optional[mx.gluon.HybridBlock] = None,
                            f"{dtype}; start a new process")
     if dtype == "float32" or _initialized == dtype:
         return dtype
-    _amp.init(target_dtype=dtype if dtype == "float16" else _amp.amp.bfloat16)
+    target = DTYPE_TABLE[dtype].amp_target
+    _amp.init(target_dtype=target if target == "float16" else _amp.amp.bfloat16)
     _initialized = dtype
     return dtype
 

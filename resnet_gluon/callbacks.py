@@ -1,25 +1,23 @@
 """Keras-style callbacks for :func:`resnet_gluon.fit`: checkpoints with resume, progress, the JSON report.
 
-Hooks receive a flat ``logs`` dict (``loss``, ``top1``, ``top5``, ``total_ips``, ``latency_50``, ...,
-``val_top1``, ...). Every side effect (files, progress output) happens on rank 0 only, through
-:func:`~resnet_gluon.dist.rank_zero_only`; loading a checkpoint happens on every rank.
+Hooks receive a flat ``logs`` dict (see :class:`Callback`). Every side effect (files, progress output) happens
+on rank 0 only, through :func:`~resnet_gluon.dist.rank_zero_only`; resuming is decided on rank 0 and reaches
+every rank by broadcast.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
-import re
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-import mxnet as mx
-
-from . import dist
-from .data import Preprocessing
+from . import checkpoint, dist
 from .dist import rank_zero_only
-from .models import checkpoint_files, export_checkpoint, load_parameters
+from .files import atomic_path, atomic_write_json
+from .models import load_parameters
+from .data import Preprocessing
+from .recipe import Recipe
 
 __all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "rank_zero_only", "latest_checkpoint",
            "REPORT_METRICS"]
@@ -28,60 +26,53 @@ __all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "rank_zero_only", 
 REPORT_METRICS = ("top1", "top5", "loss", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_95",
                   "latency_99", "latency_100")
 
+latest_checkpoint = checkpoint.latest_checkpoint
+
 
 class Callback:
-    """Base class. ``self.state`` is the running fit's :class:`~resnet_gluon.training.FitState` (net, trainer,
-    epoch, ...), set before ``on_train_begin``."""
+    """Base class of ``fit``'s callbacks. ``self.state`` is the running fit's
+    :class:`~resnet_gluon.training.FitState` (net, trainer, recipe, epoch, ...), set before ``on_train_begin``.
+
+    Epochs and batches are 0-based. What ``logs`` holds at each hook:
+
+    - ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``, ``on_train_end(logs)``: ``{}``.
+    - ``on_batch_end(batch, logs)``: ``loss`` and ``top1`` of this worker as last read from the device
+      (every ``fit(read_every=...)`` batches); not called for an empty batch.
+    - ``on_epoch_end(epoch, logs)``: the epoch over all workers: ``loss``, ``top1``, ``top5``, ``total_ips``,
+      ``num_images``, ``latency_avg``, ``latency_50/90/95/99/100`` (seconds per batch), ``lr``, ``loss_scale``,
+      and with validation data the same with a ``val_`` prefix.
+    """
 
     state = None
 
     def on_train_begin(self, logs: Dict) -> None:
-        pass
+        """Before the first epoch (also of a resumed run)."""
 
     def on_epoch_begin(self, epoch: int, logs: Dict) -> None:
-        pass
+        """Before epoch ``epoch`` (0-based)."""
 
     def on_batch_end(self, batch: int, logs: Dict) -> None:
-        pass
+        """After the optimizer step of batch ``batch`` (0-based, within the epoch)."""
 
     def on_epoch_end(self, epoch: int, logs: Dict) -> None:
-        pass
+        """After epoch ``epoch`` (0-based) and its validation."""
 
     def on_train_end(self, logs: Dict) -> None:
-        pass
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def latest_checkpoint(prefix: str) -> Optional[int]:
-    """The newest epoch with a complete checkpoint under ``prefix`` (None if there is none).
-
-    A checkpoint is complete when its record ``<prefix>-NNNN.json`` exists: it is written last, after the
-    params and trainer states, each of which is written atomically.
-    """
-    epochs = []
-    for path in glob.glob(glob.escape(prefix) + "-[0-9][0-9][0-9][0-9].json"):
-        epoch = int(re.search(r"-(\d{4})\.json$", path).group(1))
-        _, params = checkpoint_files(prefix, epoch)
-        if os.path.isfile(params) and os.path.isfile(f"{prefix}-{epoch:04d}.states"):
-            epochs.append(epoch)
-    return max(epochs) if epochs else None
+        """After the last epoch, or when training stopped early."""
 
 
 class Checkpoint(Callback):
-    """Write the reference's checkpoint after every ``period`` epochs and resume from the newest one.
+    """Write a checkpoint after every ``period`` epochs and resume from the newest complete one.
 
-    Files (``NNNN`` = epochs completed): ``<prefix>-symbol.json`` and ``<prefix>-NNNN.params`` (load with
-    ``gluon.SymbolBlock.imports`` or :func:`~resnet_gluon.load_parameters`), ``<prefix>-NNNN.states``
-    (trainer/optimizer state) and ``<prefix>-NNNN.json`` (epoch, model, classes, schedule position, loss
-    scale, metrics), written last; each file is written to a temporary name and renamed.
+    Files (``NNNN`` = epochs completed, see :mod:`resnet_gluon.checkpoint`): ``<prefix>-symbol.json`` and
+    ``<prefix>-NNNN.params`` (the reference's format), ``<prefix>-NNNN.states`` (momentum, schedule position,
+    loss scale) and the record ``<prefix>-NNNN.json`` (model, classes, class names, layout, dtype,
+    preprocessing, recipe, schedule position, loss scale, metrics), written last.
+
+    Resuming is decided on rank 0, which reads the files and broadcasts the epoch, the parameters and the
+    trainer state, so workers that cannot see the prefix resume identically. A run whose recipe differs
+    (epochs, lr, schedule, batch size, workers) continues from the saved epoch under the new settings, saying
+    so in one line; another model, class count or layout is refused.
 
     Parameters
     ----------
@@ -108,38 +99,55 @@ class Checkpoint(Callback):
         self.resumed_from: Optional[int] = None
 
     def on_train_begin(self, logs):
-        folder = os.path.dirname(os.path.abspath(self.prefix))
+        found = None
         if dist.is_rank_zero():
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as err:
-                raise PermissionError(f"cannot create the checkpoint folder {folder!r}: {err}") from None
-            if not os.access(folder, os.W_OK):
-                raise PermissionError(f"checkpoint folder {folder!r} is not writable; choose another model prefix")
-        epoch = latest_checkpoint(self.prefix) if self.resume else None
-        if epoch is not None and epoch > self.state.initial_epoch:
-            self._load(epoch)
+            self._check_folder()
+            found = checkpoint.latest_checkpoint(self.prefix) if self.resume else None
+            if found is not None:
+                found = (found, checkpoint.read_record(self.prefix, found))
+        found = dist.broadcast_object(found, name="resnet_gluon_resume")
+        if found is not None and found[0] > self.state.initial_epoch:
+            self._load(*found)
 
-    def _load(self, epoch: int) -> None:
-        with open(f"{self.prefix}-{epoch:04d}.json") as f:
-            record = json.load(f)
-        net, trainer = self.state.net, self.state.trainer
-        mine = dict(model=getattr(net, "model_name", type(net).__name__), classes=getattr(net, "classes", None))
-        for key, value in mine.items():
-            if record.get(key) != value:
-                raise ValueError(f"cannot resume from {self.prefix}-{epoch:04d}: it was trained as {key}="
-                                 f"{record.get(key)!r} but this run has {key}={value!r}; use another --model-prefix "
-                                 "or remove the old checkpoints")
-        _, params = checkpoint_files(self.prefix, epoch)
-        load_parameters(net, params, ctx=self.state.ctx)
-        trainer.load_states(f"{self.prefix}-{epoch:04d}.states")
-        if record.get("loss_scale") and getattr(trainer, "_amp_loss_scaler", None) is not None:
-            scaler = trainer._amp_loss_scaler  # pylint: disable=protected-access
-            scaler._loss_scale = scaler._next_loss_scale = record["loss_scale"]  # pylint: disable=protected-access
-        self.state.initial_epoch = epoch
+    def _check_folder(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.prefix))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise PermissionError(f"cannot create the checkpoint folder {folder!r}: {err}") from None
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"checkpoint folder {folder!r} is not writable; choose another model prefix")
+
+    def _load(self, epoch: int, record: Dict) -> None:
+        net, trainer, state = self.state.net, self.state.trainer, self.state
+        name = f"{self.prefix}-{epoch:04d}"
+        mine = checkpoint.network_record(net)
+        for key in ("model", "classes", "layout", "in_channels"):
+            if record.get(key, mine[key] if key in ("layout", "in_channels") else None) != mine[key]:
+                raise ValueError(f"cannot resume from {name}: it was trained as {key}={record.get(key)!r} but this "
+                                 f"run has {key}={mine[key]!r}; use another --model-prefix or remove the old "
+                                 "checkpoints")
+        files = checkpoint.checkpoint_files(self.prefix, epoch)
+        if dist.is_rank_zero():
+            load_parameters(net, files.params, ctx=state.ctx)
+            trainer.load_states(files.states, epoch=epoch)
+        trainer.set_position(epoch * state.steps_per_epoch)
+        trainer.broadcast_states(root_rank=0)
+        state.initial_epoch = epoch
         self.resumed_from = epoch
         if dist.is_rank_zero():
-            print(f"resumed from {params} (epoch {epoch}, update {record.get('num_update')})", file=sys.stderr)
+            print(f"resumed from {files.params} (epoch {epoch}, update {trainer.num_update})", file=sys.stderr)
+            changes = self._changes(record, epoch)
+            if changes:
+                print(f"resuming with changed settings: {changes}; the schedule continues from epoch {epoch} "
+                      f"of {state.epochs} under the new settings", file=sys.stderr)
+
+    def _changes(self, record: Dict, epoch: int) -> str:
+        state = self.state
+        old = dict(Recipe.from_dict(record["recipe"]).to_dict()) if record.get("recipe") else {}
+        old.update({k: record[k] for k in ("batch_size", "workers") if k in record})
+        new = dict(state.recipe.to_dict(), batch_size=state.batch_size, workers=state.trainer.workers)
+        return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in old if k in new and old[k] != new[k])
 
     def on_epoch_end(self, epoch, logs):
         done = epoch + 1
@@ -149,21 +157,19 @@ class Checkpoint(Callback):
 
     @rank_zero_only
     def _save(self, done: int, logs: Dict) -> None:
-        net, trainer = self.state.net, self.state.trainer
-        export_checkpoint(net, self.prefix, done)
-        states = f"{self.prefix}-{done:04d}.states"
-        tmp = f"{states}.tmp{os.getpid()}"
-        trainer.save_states(tmp)
-        os.replace(tmp, states)
-        record = dict(epoch=done, model=getattr(net, "model_name", type(net).__name__),
-                      classes=getattr(net, "classes", None), num_update=trainer.num_update,
-                      loss_scale=trainer.loss_scale, dtype=self.state.dtype, time=time.time(),
+        state, trainer = self.state, self.state.trainer
+        checkpoint.export_checkpoint(state.net, self.prefix, done)
+        trainer.save_states(checkpoint.checkpoint_files(self.prefix, done).states)
+        record = dict(checkpoint.network_record(state.net), dtype="float32", train_dtype=state.dtype,
+                      recipe=state.recipe.to_dict(), batch_size=state.batch_size, workers=trainer.workers,
+                      steps_per_epoch=state.steps_per_epoch, num_update=trainer.num_update,
+                      loss_scale=trainer.loss_scale,
                       metrics={k: v for k, v in logs.items() if isinstance(v, (int, float))})
         if self.class_names is not None:
             record["class_names"] = self.class_names
         if self.preprocessing is not None:
             record["preprocessing"] = self.preprocessing.validation_settings()
-        _atomic_write_text(f"{self.prefix}-{done:04d}.json", json.dumps(record, indent=1))
+        checkpoint.write_record(self.prefix, done, record, states=True)
 
 
 class ProgressBar(Callback):
@@ -233,8 +239,7 @@ class Report(Callback):
             part, metric = key.split(".", 1)
             values.append(logs.get(metric if part == "train" else f"val_{metric}"))
         self.report["total_duration"] = time.time() - self._start
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        _atomic_write_text(self.path, json.dumps(self.report, indent=1))
+        atomic_write_json(self.path, self.report)
         if self.plot:
             self._plot()
 
@@ -257,7 +262,5 @@ class Report(Callback):
             ax.legend()
         fig.suptitle(self.report["model"])
         fig.tight_layout()
-        png = os.path.splitext(self.path)[0] + ".png"
-        tmp = f"{png}.tmp{os.getpid()}.png"
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, png)
+        with atomic_path(os.path.splitext(self.path)[0] + ".png") as tmp:
+            fig.savefig(tmp, dpi=80)

@@ -16,11 +16,10 @@ __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that prints a one-line error (and the usage) with exit status 2."""
+    """argparse that prints a one-line error naming the flag (and where to look for the rest), exit status 2."""
 
     def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _positive(text: str) -> int:
@@ -38,6 +37,30 @@ def _int_list(text: str) -> List[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values
+
+
+def _training_dtypes():
+    from .amp import TRAINING_DTYPES
+
+    return list(TRAINING_DTYPES)
+
+
+def _inference_dtypes():
+    from .amp import INFERENCE_DTYPES
+
+    return ["auto", *INFERENCE_DTYPES]
+
+
+def _backends():
+    from .pipelines import BACKENDS
+
+    return list(BACKENDS)
+
+
+def _models():
+    from .models import list_models
+
+    return list_models()
 
 
 # ---------------------------------------------------------------------------------------------------- prepare
@@ -86,11 +109,12 @@ def _add_common_training(p, *, defaults):
                         "ignored) (default: %(default)s)")
     p.add_argument("-b", "--batch-size", type=_positive, default=defaults["batch_size"],
                    help="images per worker per step (default: %(default)s)")
-    p.add_argument("--arch", default="resnet50_v1_5", help="model name (default: %(default)s)")
-    p.add_argument("--dtype", default=defaults["dtype"], choices=["float32", "float16", "bfloat16", "auto"],
+    p.add_argument("--arch", default="resnet50_v1_5", choices=_models(), metavar="ARCH",
+                   help="model name: %(choices)s (default: %(default)s)")
+    p.add_argument("--dtype", default=defaults["dtype"], choices=defaults.get("dtypes", _training_dtypes()),
                    help="precision; auto = float16 on GPUs, bfloat16 on CPUs that support it, else float32 "
                         "(default: %(default)s)")
-    p.add_argument("--data-backend", default="dali-cpu", choices=["dali-cpu", "dali-gpu", "mxnet", "synthetic"],
+    p.add_argument("--data-backend", default=defaults.get("backend", "dali-cpu"), choices=_backends(),
                    help="input pipeline (default: %(default)s)")
     p.add_argument("--image-size", type=_positive, default=defaults["image_size"],
                    help="training/validation crop (default: %(default)s)")
@@ -109,17 +133,23 @@ def _add_train(sub):
     p.add_argument("--data-root", default=None, help="folder with train.rec/.idx and val.rec/.idx")
     p.add_argument("--mode", default="train_val", choices=["train_val", "train", "val"],
                    help="train and validate, train only, or validate a checkpoint (default: %(default)s)")
-    p.add_argument("--num-epochs", type=_positive, default=90, help="epochs (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=None, help="peak lr (default: 0.1 per 256 images of global batch)")
-    p.add_argument("--lr-schedule", default="step", choices=["step", "cosine"], help="(default: %(default)s)")
-    p.add_argument("--warmup-epochs", type=float, default=5, help="(default: %(default)s)")
-    p.add_argument("--wd", type=float, default=1e-4, help="weight decay (default: %(default)s)")
-    p.add_argument("--label-smoothing", type=float, default=0.0, help="(default: %(default)s)")
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (default: %(default)s)")
+    from .data import Preprocessing
+    from .recipe import SCHEDULES, Recipe
+
+    r = Recipe()
+    p.add_argument("--num-epochs", type=_positive, default=r.epochs, help="epochs (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"peak lr (default: {r.lr_per_256} per 256 images of global batch)")
+    p.add_argument("--lr-schedule", default=r.schedule, choices=SCHEDULES, help="(default: %(default)s)")
+    p.add_argument("--warmup-epochs", type=float, default=r.warmup_epochs, help="(default: %(default)s)")
+    p.add_argument("--wd", type=float, default=r.wd, help="weight decay (default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=r.label_smoothing, help="(default: %(default)s)")
+    p.add_argument("--mixup", type=float, default=r.mixup, help="mixup alpha (default: %(default)s)")
     p.add_argument("--model-prefix", default="model", help="checkpoint prefix (default: %(default)s)")
     p.add_argument("--load-epoch", type=int, default=None, help="with --mode val: checkpoint epoch (default: newest)")
     p.add_argument("--report", default=None, help="JSON report path (default: <model-prefix>-report.json)")
-    p.add_argument("--min-area", type=float, default=0.05, help="random-resized-crop min area (default: %(default)s)")
+    p.add_argument("--min-area", type=float, default=Preprocessing().area[0],
+                   help="random-resized-crop min area (default: %(default)s)")
     p.add_argument("--synthetic-batches", type=_positive, default=20, help="batches per epoch for synthetic data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--pretrained", metavar="FILE", default=None,
@@ -174,32 +204,32 @@ def _pipelines(args, preprocessing):
 
 
 def _train(args) -> int:
-    from . import models
-    from .callbacks import Checkpoint, Report, latest_checkpoint
+    from . import checkpoint, models
+    from .callbacks import Checkpoint, Report
     from .data import Preprocessing
-    from .training import evaluate, fit
+    from .evaluation import evaluate
+    from .runtime import default_context
+    from .training import fit
 
     import mxnet as mx
 
     mx.random.seed(args.seed)
-    if args.mode == "val":
-        epoch = args.load_epoch if args.load_epoch is not None else latest_checkpoint(args.model_prefix)
-        params = models.checkpoint_files(args.model_prefix, epoch or 0)[1]
-        if epoch is None or not os.path.isfile(params):
-            raise SystemExit(f"resnet-gluon: error: no checkpoint {params!r}; train first or pass --load-epoch")
     preprocessing = Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0))
+    if args.mode == "val":
+        ctx = default_context()
+        net, epoch, _ = checkpoint.load_network(args.model_prefix, args.load_epoch, ctx=ctx)
+        _, val_data = _pipelines(args, preprocessing)
+        net.hybridize(static_alloc=True)
+        logs = evaluate(net, val_data, ctx=ctx)
+        print(json.dumps(dict(epoch=epoch, **logs), indent=1))
+        return 0
     train_data, val_data = _pipelines(args, preprocessing)
     net = models.get_model(args.arch, classes=_classes(args))
     from .transfer import prepare_fine_tuning
 
     prepare_fine_tuning(net, args.pretrained, freeze_features=args.freeze_features,
                         features_lr_mult=args.features_lr_mult)
-    if args.mode == "val":
-        models.load_parameters(net, params)
-        net.hybridize(static_alloc=True)
-        logs = evaluate(net, val_data)
-        print(json.dumps({k: v for k, v in logs.items()}, indent=1))
-        return 0
+
     report = args.report or f"{args.model_prefix}-report.json"
     history = fit(net, train_data, val_data if args.mode == "train_val" else None, epochs=args.num_epochs,
                   dtype=args.dtype, lr=args.lr, schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
@@ -229,10 +259,10 @@ def _add_benchmark(sub):
     p.add_argument("-w", "--warmup", type=int, default=1, help="warm-up epochs left out of the figures")
     p.add_argument("--only-inference", action="store_true", help="time inference instead of training")
     p.add_argument("--arch", default="resnet50_v1_5")
-    p.add_argument("--dtype", default="auto", choices=["float32", "float16", "bfloat16", "int8", "auto"],
+    p.add_argument("--dtype", default="auto", choices=_inference_dtypes(),
                    help="precision; int8 (oneDNN quantization, CPU) only with --only-inference (default: auto)")
     p.add_argument("--image-size", type=_positive, default=224)
-    p.add_argument("--data-backend", default="synthetic", choices=["synthetic", "dali-cpu", "dali-gpu", "mxnet"])
+    p.add_argument("--data-backend", default="synthetic", choices=_backends())
     p.add_argument("--data-root", default=None, help="with a real data backend: folder with train.rec and val.rec")
     p.add_argument("--num-classes", type=_positive, default=None)
     p.add_argument("--data-threads", type=_positive, default=None, help="(default: 3, at most the cores of a worker)")
@@ -287,7 +317,9 @@ def _bench_worker(args) -> int:
     from . import amp, models
     from .data import Preprocessing
     from .dist import is_rank_zero, size
-    from .training import default_context, evaluate, fit
+    from .evaluation import evaluate
+    from .runtime import default_context
+    from .training import fit
 
     args.synthetic_batches = args.iterations
     preprocessing = Preprocessing.for_size(args.image_size)
@@ -303,7 +335,7 @@ def _bench_worker(args) -> int:
         if dtype == "int8":  # calibrate on validation images (synthetic: the repeated random batch)
             calibration = (os.path.join(args.data_root, "val.rec") if args.data_root else
                            mx.io.NDArrayIter(next(iter(val_data))[0], batch_size=args.batch_size, data_name="data"))
-        predictor = Predictor(net, preprocessing=preprocessing, precision=dtype, calibration=calibration,
+        predictor = Predictor(net, preprocessing=preprocessing, dtype=dtype, calibration=calibration,
                               calibration_options=dict(batch_size=min(args.batch_size, 32)), ctx=ctx,
                               batch_size=args.batch_size)
         epochs = [evaluate(predictor.net, val_data, ctx=ctx, prefix="") for _ in range(args.epochs)]
@@ -332,8 +364,9 @@ def _add_predict(sub):
     p.add_argument("images", nargs="*", help="image files (JPEG, PNG, ...) to classify")
     p.add_argument("--model-prefix", default="model", help="checkpoint prefix (default: %(default)s)")
     p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch NNNN (default: the newest)")
-    p.add_argument("--precision", default=None, choices=["float32", "bfloat16", "int8"],
-                   help="inference precision (default: as saved, float32 for training checkpoints)")
+    p.add_argument("--dtype", "--precision", dest="dtype", default=None, choices=_inference_dtypes()[1:],
+                   help="inference precision (default: as saved, float32 for training checkpoints; "
+                        "--precision is the deprecated name)")
     p.add_argument("--data-root", default=None, help="folder with val.rec/.idx to evaluate on (and train.rec "
                                                      "for INT8 calibration)")
     p.add_argument("--rec", default=None, help="a .rec file to evaluate on (instead of <data-root>/val.rec)")
@@ -362,19 +395,19 @@ def _predict(args) -> int:
     rec = args.rec or (os.path.join(args.data_root, "val.rec") if args.data_root else None)
     if not rec and not args.images and not args.save_prefix and not args.onnx:
         raise SystemExit("resnet-gluon predict: error: give image files, --data-root or --rec (or --save-prefix/--onnx)")
-    if args.onnx and args.precision not in (None, "float32"):
-        raise SystemExit("resnet-gluon predict: error: --onnx exports the float32 model; run it without --precision")
+    if args.onnx and args.dtype not in (None, "float32"):
+        raise SystemExit("resnet-gluon predict: error: --onnx exports the float32 model; run it without --dtype")
     if args.data_root and not os.path.isdir(args.data_root):
         raise FileNotFoundError(f"data root {args.data_root!r} does not exist")
     calibration = args.calibration or (os.path.join(args.data_root, "train.rec") if args.data_root else None)
     predictor = Predictor.from_checkpoint(
-        args.model_prefix, args.epoch, precision=args.precision, image_size=args.image_size,
+        args.model_prefix, args.epoch, dtype=args.dtype, image_size=args.image_size,
         batch_size=args.batch_size, calibration=calibration,
         calibration_options=dict(num_images=args.num_calib_images, batch_size=args.calib_batch_size,
                                  calib_mode=args.calib_mode))
     if args.save_prefix:
         files = predictor.save(args.save_prefix)
-        print(f"wrote {predictor.precision} model: {', '.join(files)}", file=sys.stderr)
+        print(f"wrote {predictor.dtype} model: {', '.join(files)}", file=sys.stderr)
     if args.onnx:
         print(f"wrote {predictor.export_onnx(args.onnx)}", file=sys.stderr)
     for image, prediction in zip(args.images, predictor.predict(args.images, top_k=args.top_k) if args.images else []):
@@ -387,19 +420,19 @@ def _predict(args) -> int:
             print(f"{image}: {ranked}")
     if rec:
         from . import pipelines
-        from .training import evaluate
+        from .evaluation import evaluate
 
         data = pipelines.make_pipeline(args.data_backend, rec, batch_size=min(args.batch_size, _records(rec)),
                                        train=False, preprocessing=predictor.preprocessing, num_shards=1,
                                        shard_id=0, num_threads=args.data_threads)
         logs = evaluate(predictor.net, data, ctx=predictor.ctx, prefix="")
         keys = ("top1", "top5", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_99", "num_images")
-        result = dict(precision=predictor.precision, rec=rec, **{k: logs[k] for k in keys})
+        result = dict(dtype=predictor.dtype, rec=rec, **{k: logs[k] for k in keys})
         if args.json:
             print(json.dumps(result))
         else:
             top5 = f"{result['top5']:.4f}" if result["top5"] is not None else "n/a"
-            print(f"{rec}: {result['num_images']} images, {predictor.precision}: top-1 {result['top1']:.4f}, "
+            print(f"{rec}: {result['num_images']} images, {predictor.dtype}: top-1 {result['top1']:.4f}, "
                   f"top-5 {top5}, {result['total_ips']:.1f} img/s, latency per batch of {data.batch_size} "
                   f"p50 {1e3 * result['latency_50']:.1f} ms, p99 {1e3 * result['latency_99']:.1f} ms")
     return 0
@@ -428,7 +461,7 @@ def _add_demo(sub):
                    help="peak lr (default: the reference's 0.1 per 256 images: 0.025 for one worker at batch 64)")
     p.add_argument("--min-area", type=float, default=0.75,
                    help="random-resized-crop min area; Fashion-MNIST items fill the frame (default: %(default)s)")
-    p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--dtype", default="auto", choices=_training_dtypes())
     p.add_argument("--full", action="store_true", help="all 60,000 images for 6 epochs (89.0%% in 73 min on 2 cores)")
     p.add_argument("--num-threads", type=_positive, default=None,
                    help="DALI threads (default: 3, at most the cores of a worker)")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, TypeVar
+from typing import Any, Callable, List, Sequence, TypeVar
 
 __all__ = ["import_horovod", "horovod", "init", "rank", "size", "local_rank", "local_size", "is_rank_zero", "rank_zero_only",
-           "under_horovodrun"]
+           "under_horovodrun", "allreduce_sum", "broadcast_object", "barrier"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -101,3 +101,26 @@ def rank_zero_only(fn: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def allreduce_sum(values: Sequence[float], *, name: str = "resnet_gluon_sum") -> List[float]:
+    """The element-wise sum of ``values`` over all workers (float64); ``values`` itself with one worker."""
+    if size() == 1:
+        return [float(v) for v in values]
+    import mxnet as mx
+
+    summed = horovod().allreduce(mx.nd.array(values, dtype="float64"), average=False, name=name)
+    return summed.asnumpy().tolist()
+
+
+def broadcast_object(obj: Any, *, root_rank: int = 0, name: str = "resnet_gluon_object") -> Any:
+    """``obj`` of ``root_rank`` on every worker (Horovod's ``broadcast_object``); ``obj`` with one worker.
+    Every worker must call it."""
+    if size() == 1:
+        return obj
+    return horovod().broadcast_object(obj, root_rank=root_rank, name=name)
+
+
+def barrier(name: str = "resnet_gluon_barrier") -> None:
+    """Wait until every worker gets here (a no-op with one worker)."""
+    allreduce_sum([0.0], name=name)

@@ -17,11 +17,10 @@ Nothing here imports Horovod or DALI.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import logging
 import os
-import re
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
@@ -29,13 +28,14 @@ import numpy as np
 from mxnet import gluon
 
 from . import amp as _amp
+from . import checkpoint
 from .data import PathLike, Preprocessing, read_records, record_files
-from .models import checkpoint_files, get_model, list_models, load_parameters
 
 __all__ = ["PRECISIONS", "Prediction", "Predictor", "load_image", "preprocess", "calibration_batches",
            "quantize", "export_onnx", "onnx_logits"]
 
-PRECISIONS = ("float32", "float16", "bfloat16", "int8")
+#: Inference dtypes (see :data:`resnet_gluon.amp.DTYPE_TABLE`); the old name of ``amp.INFERENCE_DTYPES``.
+PRECISIONS = _amp.INFERENCE_DTYPES
 ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
 
 
@@ -252,17 +252,14 @@ def quantize(net: gluon.HybridBlock, calibration: Union[PathLike, mx.io.DataIter
 
 
 # ------------------------------------------------------------------------------------------------ predictor
-def _record(prefix: str, epoch: int) -> Dict[str, Any]:
-    path = f"{prefix}-{epoch:04d}.json"
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def _saved_epochs(prefix: str) -> List[int]:
-    return sorted(int(m.group(1)) for p in glob.glob(glob.escape(prefix) + "-[0-9][0-9][0-9][0-9].params")
-                  if (m := re.search(r"-(\d{4})\.params$", p)))
+def _deprecated_precision(dtype: Optional[str], precision: Optional[str], where: str) -> Optional[str]:
+    if precision is None:
+        return dtype
+    warnings.warn(f"{where}(precision=...) is deprecated; use dtype=... (the same values)", DeprecationWarning,
+                  stacklevel=3)
+    if dtype is not None and dtype != precision:
+        raise ValueError(f"{where} got dtype={dtype!r} and precision={precision!r}; pass dtype only")
+    return precision
 
 
 class Predictor:
@@ -272,14 +269,15 @@ class Predictor:
     ----------
     net : HybridBlock
         A trained float32 network (e.g. ``resnet50_v1_5`` with loaded weights), or an already converted one
-        (``precision`` then names what it is).
+        (``dtype`` then names what it is). Its parameters are moved to ``ctx``.
     preprocessing : Preprocessing
         The validation preprocessing the network was trained with (``image_size``, ``resize``, mean/std).
     class_names : sequence of str, optional
         Names in label order; default ``'0'``, ``'1'``, ...
-    precision : {'float32', 'float16', 'bfloat16', 'int8'}
-        Convert ``net`` to this precision: bfloat16 with MXNet AMP (needs oneDNN bfloat16 support, AVX-512),
-        float16 with MXNet AMP on a GPU ``ctx``, INT8 with :func:`quantize` (needs ``calibration``).
+    dtype : {'float32', 'float16', 'bfloat16', 'int8'}
+        Convert ``net`` to this precision (see :data:`resnet_gluon.amp.DTYPE_TABLE`): bfloat16 with MXNet AMP
+        (CPUs with AVX-512), float16 with MXNet AMP on a GPU ``ctx``, INT8 with :func:`quantize` (CPU; needs
+        ``calibration``).
     calibration : str, PathLike or mx.io.DataIter, optional
         INT8 only: a ``.rec`` file or batches for calibration (see :func:`quantize`).
     calibration_options : dict, optional
@@ -287,36 +285,41 @@ class Predictor:
     batch_size : int
         Images per forward pass in :meth:`predict`.
     ctx : Context, optional
-        Default the CPU. INT8 and bfloat16 conversion run on the CPU only.
+        Default the CPU.
     converted : bool
-        ``net`` is already in ``precision`` (as loaded by :meth:`from_checkpoint` from :meth:`save`'s files).
+        ``net`` is already in ``dtype`` (as loaded by :meth:`from_checkpoint` from :meth:`save`'s files).
+    precision : str, optional
+        Deprecated name of ``dtype``.
 
     Raises
     ------
     ValueError
-        Unknown precision; bfloat16 on a CPU without support; float16 on a CPU; INT8 without calibration data.
+        Unknown dtype; a dtype the device cannot run (bfloat16 without AVX-512 or on a GPU, float16 on a CPU,
+        INT8 on a GPU); INT8 without calibration data.
     """
 
     def __init__(self, net: gluon.HybridBlock, *, preprocessing: Preprocessing = Preprocessing(),
-                 class_names: Optional[Sequence[str]] = None, precision: str = "float32",
+                 class_names: Optional[Sequence[str]] = None, dtype: Optional[str] = None,
                  calibration: Optional[Union[PathLike, mx.io.DataIter]] = None,
                  calibration_options: Optional[Dict[str, Any]] = None, batch_size: int = 64,
-                 ctx: Optional[mx.Context] = None, converted: bool = False):
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+                 ctx: Optional[mx.Context] = None, converted: bool = False, precision: Optional[str] = None):
+        dtype = _deprecated_precision(dtype, precision, "Predictor") or "float32"
+        if dtype not in PRECISIONS:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.ctx = ctx or mx.cpu()
+        if not converted:
+            _amp.resolve_dtype(dtype, self.ctx, inference=True)
         self.preprocessing = preprocessing
-        self.precision = precision
+        self.dtype = dtype
         self.batch_size = batch_size
-        if not converted and precision in ("bfloat16", "float16"):
-            net = _amp.convert(net, precision, input_shape=preprocessing.data_shape(1), ctx=self.ctx)
-        elif not converted and precision == "int8":
-            if self.ctx.device_type != "cpu":
-                raise ValueError("INT8 inference runs on the CPU (MXNet's oneDNN quantization); use ctx=mx.cpu()")
+        _move_to(net, self.ctx)
+        if not converted and dtype in ("bfloat16", "float16"):
+            net = _amp.convert(net, dtype, input_shape=preprocessing.data_shape(1), ctx=self.ctx)
+        elif not converted and dtype == "int8":
             if calibration is None:
-                raise ValueError("precision='int8' needs calibration data: pass calibration='<file>.rec' "
+                raise ValueError("dtype='int8' needs calibration data: pass calibration='<file>.rec' "
                                  "(a few hundred images of the training or validation set)")
             net = quantize(net, calibration, preprocessing=preprocessing, **(calibration_options or {}))
         self.net = net
@@ -327,9 +330,14 @@ class Predictor:
             raise ValueError(f"{len(names)} class names for a network with {self.num_classes} outputs")
         self.class_names = names
 
+    @property
+    def precision(self) -> str:
+        """Deprecated name of :attr:`dtype`."""
+        return self.dtype
+
     def _optimize(self) -> None:
         """Hybridize for inference; float32 on the CPU also gets oneDNN's fusion (conv + BN + ReLU + sum)."""
-        if self.precision == "float32" and self.ctx.device_type == "cpu":
+        if self.dtype == "float32" and self.ctx.device_type == "cpu":
             self.net.optimize_for(mx.nd.zeros(self.preprocessing.data_shape(1), ctx=self.ctx), backend="MKLDNN",
                                   static_alloc=True, static_shape=True)
         else:
@@ -337,8 +345,8 @@ class Predictor:
 
     def export_onnx(self, path: PathLike, *, dynamic_batch: bool = True) -> str:
         """Write this float32 predictor's network as ONNX (see :func:`export_onnx`); returns ``path``."""
-        if self.precision != "float32":
-            raise ValueError(f"ONNX export takes the float32 model, not this {self.precision} one; load the "
+        if self.dtype != "float32":
+            raise ValueError(f"ONNX export takes the float32 model, not this {self.dtype} one; load the "
                              "float32 checkpoint for export")
         try:
             return export_onnx(self.net, path, preprocessing=self.preprocessing, dynamic_batch=dynamic_batch)
@@ -347,57 +355,51 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_checkpoint(cls, prefix: PathLike, epoch: Optional[int] = None, *, precision: Optional[str] = None,
+    def from_checkpoint(cls, prefix: PathLike, epoch: Optional[int] = None, *, dtype: Optional[str] = None,
                         image_size: Optional[int] = None, class_names: Optional[Sequence[str]] = None,
-                        **options) -> "Predictor":
-        """Load ``<prefix>-symbol.json`` + ``<prefix>-NNNN.params`` into a predictor.
+                        precision: Optional[str] = None, **options) -> "Predictor":
+        """Load a complete checkpoint (see :mod:`resnet_gluon.checkpoint`) into a predictor.
 
-        The record ``<prefix>-NNNN.json`` that ``Checkpoint`` (and :meth:`save`) write beside them gives the
-        model, class names, validation preprocessing and, for saved INT8/bfloat16 models, their precision.
-        Without one (e.g. the reference's own checkpoints) the symbol file is loaded as it is, at
-        ``image_size`` (default 224).
+        The record gives the model, class names, validation preprocessing and, for saved INT8/bfloat16
+        models, their dtype; incomplete checkpoints (a save that was interrupted) are skipped. A plain
+        ``symbol.json`` + ``.params`` pair with no record (the reference's own checkpoints) loads when its
+        epoch is named, at ``image_size`` (default 224) with the ImageNet normalisation.
 
         Parameters
         ----------
         prefix : str or PathLike
             Checkpoint prefix, e.g. ``'runs/demo/model'``.
         epoch : int, optional
-            Checkpoint epoch (the ``NNNN``); default the newest.
-        precision : {'float32', 'float16', 'bfloat16', 'int8'}, optional
-            Convert to this precision (default: as saved). A saved INT8/bfloat16 model cannot change precision.
+            Checkpoint epoch (the ``NNNN``); default the newest complete one.
+        dtype : {'float32', 'float16', 'bfloat16', 'int8'}, optional
+            Convert to this precision (default: as saved). A saved INT8/bfloat16 model cannot change dtype.
         image_size : int, optional
             Override the recorded crop size (the resize keeps the ratio 256/224).
         class_names : sequence of str, optional
             Override the recorded class names.
+        precision : str, optional
+            Deprecated name of ``dtype``.
         **options
             Other :class:`Predictor` arguments (``calibration``, ``batch_size``, ``ctx``, ...).
 
         Raises
         ------
         FileNotFoundError
-            Naming the missing checkpoint file.
+            No complete checkpoint, or the named epoch is missing or incomplete.
         ValueError
-            A saved low-precision model asked for another precision; unknown precision.
+            A saved low-precision model asked for another dtype; unknown dtype.
         """
-        prefix = os.fspath(prefix)
-        saved_epochs = _saved_epochs(prefix)
-        if not saved_epochs:
-            raise FileNotFoundError(f"no checkpoint '{prefix}-NNNN.params'; train first, or check the model prefix")
-        epoch = saved_epochs[-1] if epoch is None else epoch
-        symbol_file, params_file = checkpoint_files(prefix, epoch)
-        if epoch not in saved_epochs:
-            raise FileNotFoundError(f"no checkpoint {params_file!r}; epochs saved under {prefix!r}: "
-                                    f"{', '.join(map(str, saved_epochs))}")
-        if not os.path.isfile(symbol_file):
-            raise FileNotFoundError(f"no symbol file {symbol_file!r} beside {params_file!r}")
-        record = _record(prefix, epoch)
-        saved = record.get("precision", "float32")
-        precision = precision or saved
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if saved != "float32" and precision != saved:
-            raise ValueError(f"{params_file!r} is a {saved} model; it cannot be loaded as {precision}. Load the "
-                             "float32 checkpoint it was made from instead")
+        dtype = _deprecated_precision(dtype, precision, "Predictor.from_checkpoint")
+        ctx = options.pop("ctx", None) or mx.cpu()
+        epoch, record = checkpoint.resolve_epoch(prefix, epoch)
+        record = record or {}
+        saved = record.get("dtype", "float32")
+        dtype = dtype or saved
+        if dtype not in PRECISIONS:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS)}")
+        if saved != "float32" and dtype != saved:
+            raise ValueError(f"{checkpoint.checkpoint_files(prefix, epoch).params!r} is a {saved} model; it cannot "
+                             f"be loaded as {dtype}. Load the float32 checkpoint it was made from instead")
         pre = record.get("preprocessing")
         if image_size is not None:
             preprocessing = Preprocessing.for_size(image_size)
@@ -405,35 +407,24 @@ class Predictor:
             preprocessing = Preprocessing.from_validation_settings(pre)
         else:
             preprocessing = Preprocessing()
-        ctx = options.get("ctx") or mx.cpu()
-        model = record.get("model")
-        if saved == "float32" and model in list_models() and record.get("classes"):
-            net = get_model(model, classes=record["classes"])
-            load_parameters(net, params_file, ctx=ctx)
-        else:
-            net = _import_symbol_block(symbol_file, params_file, ctx)
+        preprocessing = dataclasses.replace(preprocessing, layout=record.get("layout", "NCHW"))
+        net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx)
         names = class_names if class_names is not None else record.get("class_names")
-        return cls(net, preprocessing=preprocessing, class_names=names, precision=precision,
+        return cls(net, preprocessing=preprocessing, class_names=names, dtype=dtype, ctx=ctx,
                    converted=saved != "float32", **options)
 
     def save(self, prefix: PathLike, epoch: int = 0) -> Tuple[str, str]:
-        """Write this predictor's network (e.g. the INT8 one) as ``<prefix>-symbol.json`` + ``-NNNN.params``.
+        """Write this predictor's network (e.g. the INT8 one) as a complete checkpoint of epoch ``epoch``.
 
-        A record ``<prefix>-NNNN.json`` with the precision, class names and preprocessing is written beside
-        them, so :meth:`from_checkpoint` (in any process) rebuilds the same predictor. Files are written to
-        temporary names and renamed.
+        The record gives the dtype, class names and preprocessing, so :meth:`from_checkpoint` (in any process)
+        rebuilds the same predictor. Files are written to temporary names and renamed, the record last.
         """
-        from .models import export_checkpoint
-
-        prefix = os.fspath(prefix)
-        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-        files = export_checkpoint(self.net, prefix, epoch)
-        record = dict(epoch=epoch, precision=self.precision, classes=self.num_classes,
-                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings())
-        tmp = f"{prefix}-{epoch:04d}.json.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, f"{prefix}-{epoch:04d}.json")
+        files = checkpoint.export_checkpoint(self.net, prefix, epoch)
+        # model=None: the saved graph may be fused or quantized, so it is always imported as a SymbolBlock.
+        record = dict(checkpoint.network_record(self.net), model=None, dtype=self.dtype, classes=self.num_classes,
+                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings(),
+                      layout=self.preprocessing.layout)
+        checkpoint.write_record(prefix, epoch, record)
         return files
 
     # ------------------------------------------------------------------------------------------ running
@@ -475,20 +466,19 @@ class Predictor:
         return results[0] if single else results
 
     def __repr__(self) -> str:
-        return (f"Predictor(precision={self.precision!r}, classes={self.num_classes}, "
+        return (f"Predictor(dtype={self.dtype!r}, classes={self.num_classes}, "
                 f"image_size={self.preprocessing.image_size}, ctx={self.ctx})")
 
 
-def _import_symbol_block(symbol_file: str, params_file: str, ctx: mx.Context) -> gluon.SymbolBlock:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return gluon.SymbolBlock.imports(symbol_file, ["data"], params_file, ctx=ctx)
-        except mx.MXNetError as err:
-            raise ValueError(f"cannot load {symbol_file!r} with {params_file!r}: "
-                             f"{str(err).splitlines()[0]}") from None
+def _move_to(net: gluon.Block, ctx: mx.Context) -> None:
+    """Put ``net``'s initialised parameters on ``ctx`` (a no-op where they are already)."""
+    params = net.collect_params()
+    try:
+        contexts = {c for p in params.values() for c in p.list_ctx()}
+    except RuntimeError:  # not initialised: nothing to move
+        return
+    if contexts and contexts != {ctx}:
+        params.reset_ctx(ctx)
 
 
 # ------------------------------------------------------------------------------------------------ ONNX

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Dict, Optional
 
-__all__ = ["cpu_thread_defaults", "apply_cpu_thread_defaults", "default_data_threads", "num_gpus"]
+__all__ = ["cpu_thread_defaults", "apply_cpu_thread_defaults", "default_data_threads", "num_gpus", "default_context"]
 
 
 def _usable_cores() -> int:
@@ -84,3 +84,12 @@ def num_gpus() -> int:
         return mx.context.num_gpus()
     except mx.MXNetError:
         return 0
+
+
+def default_context():
+    """This worker's GPU (Horovod's local rank) when mxnet sees one, else the CPU."""
+    import mxnet as mx
+
+    from . import dist
+
+    return mx.gpu(dist.local_rank()) if num_gpus() > 0 else mx.cpu()

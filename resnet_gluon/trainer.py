@@ -2,31 +2,39 @@
 
 ``Trainer`` subclasses Horovod's ``DistributedTrainer``: gradients are averaged across workers with
 allreduce (at size 1, without ``horovodrun``, it is a plain Gluon trainer), initial parameters are broadcast
-from rank 0, and the defaults are the reference recipe — SGD momentum 0.9, lr 0.1 per 256 images scaled
-with the global batch, linear warmup over 5 epochs, x0.1 after epochs 30, 60 and 80, weight decay 1e-4,
-lr updated every iteration.
+from rank 0, and the defaults are the reference recipe (:class:`~resnet_gluon.recipe.Recipe`) — SGD momentum
+0.9, lr 0.1 per 256 images scaled with the global batch, linear warmup over 5 epochs, x0.1 after epochs 30,
+60 and 80, weight decay 1e-4, lr updated every iteration.
+
+The Trainer owns the whole step, so a hand-written loop is as correct as ``fit``'s::
+
+    for x, y in train:
+        if x.shape[0]:                      # a worker's last batch can be empty; step() still joins in
+            with autograd.record():
+                loss = loss_fn(net(x), y)
+            trainer.backward(loss)          # scaled by the dynamic loss scale when float16 needs it
+        trainer.step(x.shape[0])            # exact mean over all workers' images, also for uneven batches
 """
 from __future__ import annotations
 
+import pickle
 from typing import Optional, Sequence
 
 import mxnet as mx
+from mxnet import autograd
 
 from . import amp as _amp
 from . import dist
+from .recipe import SCHEDULES, Recipe, reference_lr
 
-__all__ = ["Trainer", "reference_lr", "lr_scheduler"]
+__all__ = ["Trainer", "reference_lr", "lr_scheduler", "Recipe"]
 
-SCHEDULES = ("step", "cosine")
-
-
-def reference_lr(global_batch_size: int, *, lr_per_256: float = 0.1) -> float:
-    """The linear scaling rule: ``lr_per_256 * global_batch_size / 256``."""
-    return lr_per_256 * global_batch_size / 256
+_DEFAULT = Recipe()
 
 
-def lr_scheduler(*, base_lr: float, steps_per_epoch: int, epochs: int = 90, schedule: str = "step",
-                 warmup_epochs: float = 5, lr_steps: Sequence[int] = (30, 60, 80), lr_factor: float = 0.1,
+def lr_scheduler(*, base_lr: float, steps_per_epoch: int, epochs: int = _DEFAULT.epochs,
+                 schedule: str = _DEFAULT.schedule, warmup_epochs: float = _DEFAULT.warmup_epochs,
+                 lr_steps: Sequence[int] = _DEFAULT.lr_steps, lr_factor: float = _DEFAULT.lr_factor,
                  final_lr: float = 0.0) -> mx.lr_scheduler.LRScheduler:
     """MXNet's scheduler for the reference schedule, counted in iterations.
 
@@ -34,6 +42,11 @@ def lr_scheduler(*, base_lr: float, steps_per_epoch: int, epochs: int = 90, sche
     ``lr = base_lr * t / W`` while ``t < W``; then for 'step', ``base_lr * lr_factor ** k`` with ``k`` the
     number of ``lr_steps`` epochs ``e`` with ``t > e * steps_per_epoch``; for 'cosine',
     ``final_lr + (base_lr - final_lr) * (1 + cos(pi * (t - W) / (T - W))) / 2`` with ``T`` all iterations.
+
+    Raises
+    ------
+    ValueError
+        For an unknown schedule.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
@@ -54,7 +67,7 @@ _hvd = dist.import_horovod()
 
 
 class Trainer(_hvd.DistributedTrainer):
-    """Horovod's ``DistributedTrainer`` with AMP loss scaling and the reference recipe as defaults.
+    """Horovod's ``DistributedTrainer`` with AMP loss scaling, the reference recipe and the whole step protocol.
 
     Parameters
     ----------
@@ -63,89 +76,117 @@ class Trainer(_hvd.DistributedTrainer):
     batch_size : int
         Images per worker per step.
     steps_per_epoch : int
-        Iterations per epoch (for the schedule).
-    epochs : int
-        Training length (for the schedule's end).
-    lr : float, optional
-        Peak learning rate; default ``lr_per_256 * batch_size * workers / 256``.
-    lr_per_256 : float
-        The reference's 0.1 (its later releases: 0.256).
-    momentum, wd : float
-        SGD momentum and weight decay.
-    schedule : {'step', 'cosine'}
-        Step decay at ``lr_steps`` (the reference) or cosine decay (its later releases).
-    warmup_epochs : float
-        Linear warmup length.
-    lr_steps : sequence of int
-        Epochs after which the step schedule multiplies the lr by ``lr_factor``.
-    lr_factor : float
-        Step schedule factor.
-    no_wd_bn_bias : bool
-        No weight decay on BatchNorm parameters and biases.
-    dtype : {'float32', 'float16', 'bfloat16'}
-        Training precision; 'float16' turns on dynamic loss scaling.
+        Iterations per epoch (for the schedule and for the last step's exact average).
+    recipe : Recipe, optional
+        Optimiser and schedule settings; default :class:`~resnet_gluon.recipe.Recipe` (the reference's).
+    dtype : {'float32', 'float16', 'bfloat16'}, optional
+        Training precision; default the AMP dtype switched on in this process (:func:`resnet_gluon.amp.init`),
+        else 'float32'. 'float16' turns on dynamic loss scaling and float32 master weights.
     loss_scaling : bool, optional
         Force dynamic loss scaling on/off; default on for float16 only.
     fp16_compression : bool
         Compress gradients to float16 for allreduce (Horovod's ``Compression.fp16``).
     gradient_predivide_factor : float
         Horovod's split of the averaging before/after the sum.
-    optimizer : str
-        MXNet optimizer name ('sgd', 'nag', ...).
+    **overrides
+        Fields of :class:`~resnet_gluon.recipe.Recipe` to change (``epochs``, ``lr``, ``lr_per_256``, ``schedule``,
+        ``warmup_epochs``, ``lr_steps``, ``lr_factor``, ``momentum``, ``wd``, ``optimizer``, ``no_wd_bn_bias``).
+
+    Raises
+    ------
+    ValueError
+        For a batch size or steps per epoch below 1, or a bad recipe value.
+    TypeError
+        For an unknown recipe option.
     """
 
-    def __init__(self, params, *, batch_size: int, steps_per_epoch: int, epochs: int = 90,
-                 lr: Optional[float] = None, lr_per_256: float = 0.1, momentum: float = 0.9, wd: float = 1e-4,
-                 schedule: str = "step", warmup_epochs: float = 5, lr_steps: Sequence[int] = (30, 60, 80),
-                 lr_factor: float = 0.1, no_wd_bn_bias: bool = False, dtype: str = "float32",
-                 loss_scaling: Optional[bool] = None, fp16_compression: bool = False,
-                 gradient_predivide_factor: float = 1.0, optimizer: str = "sgd"):
+    def __init__(self, params, *, batch_size: int, steps_per_epoch: int, recipe: Optional[Recipe] = None,
+                 dtype: Optional[str] = None, loss_scaling: Optional[bool] = None, fp16_compression: bool = False,
+                 gradient_predivide_factor: float = 1.0, **overrides):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         hvd = dist.horovod()
+        self.recipe = (recipe or Recipe()).replace(**overrides)
         self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
         self.workers = hvd.size()
-        self.base_lr = reference_lr(batch_size * self.workers, lr_per_256=lr_per_256) if lr is None else lr
-        scheduler = lr_scheduler(base_lr=self.base_lr, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                                 schedule=schedule, warmup_epochs=warmup_epochs, lr_steps=lr_steps,
-                                 lr_factor=lr_factor)
-        if no_wd_bn_bias:
+        self.dtype = dtype or _amp.initialized_dtype() or "float32"
+        self.base_lr = self.recipe.peak_lr(batch_size * self.workers)
+        self._steps_taken = 0  # step() calls: the position within the epoch, whatever the loss scaler skipped
+        r = self.recipe
+        if r.no_wd_bn_bias:
             for name, param in params.items():
                 if name.endswith(("gamma", "beta", "bias")):
                     param.wd_mult = 0.0
-        optimizer_params = dict(learning_rate=self.base_lr, wd=wd, lr_scheduler=scheduler)
-        if optimizer in ("sgd", "nag"):
-            optimizer_params["momentum"] = momentum
-        if dtype == "float16":
+        optimizer_params = dict(learning_rate=self.base_lr, wd=r.wd, lr_scheduler=self._scheduler())
+        if r.optimizer in ("sgd", "nag"):
+            optimizer_params["momentum"] = r.momentum
+        if self.dtype == "float16":
             optimizer_params["multi_precision"] = True
         if self.workers > 1:
             hvd.broadcast_parameters(params, root_rank=0)
-        super().__init__(params, optimizer, optimizer_params,
+        super().__init__(params, r.optimizer, optimizer_params,
                          compression=hvd.Compression.fp16 if fp16_compression else hvd.Compression.none,
                          gradient_predivide_factor=gradient_predivide_factor)
-        if loss_scaling if loss_scaling is not None else dtype == "float16":
+        self._amp_loss_scaler = None
+        if loss_scaling if loss_scaling is not None else _amp.DTYPE_TABLE[self.dtype].loss_scaling:
             _amp.enable_loss_scaling(self)
 
+    def _scheduler(self) -> mx.lr_scheduler.LRScheduler:
+        r = self.recipe
+        return lr_scheduler(base_lr=self.base_lr, steps_per_epoch=self.steps_per_epoch, epochs=r.epochs,
+                            schedule=r.schedule, warmup_epochs=r.warmup_epochs, lr_steps=r.lr_steps,
+                            lr_factor=r.lr_factor)
+
+    # ------------------------------------------------------------------------------------------ the step
+    def backward(self, loss: mx.nd.NDArray) -> None:
+        """Back-propagate ``loss`` (per-sample losses, summed), multiplied by the loss scale when loss scaling is
+        on; :meth:`step` divides the scale out again. Call it after the ``autograd.record()`` block."""
+        if self._amp_loss_scaler is None:
+            autograd.backward(loss)
+            return
+        with autograd.record():
+            with _amp.scale_loss(loss, self) as scaled:
+                pass
+        autograd.backward(scaled)
+
+    def _zero_gradients(self) -> None:
+        """This worker saw no image this step: contribute zero gradients, marked fresh, to the allreduce."""
+        for param in self._params:
+            if param.grad_req != "null":
+                param.zero_grad()
+                for data in param.list_data():  # MXNet keeps the "fresh gradient" mark on the weight array
+                    data._fresh_grad = True  # pylint: disable=protected-access
+
     def step(self, batch_size: int, ignore_stale_grad: bool = False, *, global_batch_size: Optional[int] = None):
-        """Allreduce the gradients and update.
+        """Allreduce the gradients and update: the exact mean over every worker's images.
 
         Parameters
         ----------
         batch_size : int
-            Images this worker processed in the step (0 for an empty last batch, whose gradients must have
-            been zeroed).
+            Images this worker processed in the step; 0 for an empty batch (a shard that ran out first), for
+            which zero gradients join the allreduce so that every worker stays in step.
         ignore_stale_grad : bool
             As for ``gluon.Trainer.step``.
         global_batch_size : int, optional
-            Images all workers processed together; default ``batch_size * workers``. Give it when workers'
-            batches differ (the last batch of an epoch), so that the update is the exact mean over all images.
+            Images all workers processed together. Default ``batch_size * workers``, except on the last step of
+            an epoch (by ``steps_per_epoch``), where batches may differ and the count is summed over workers.
         """
-        total = batch_size * self.workers if global_batch_size is None else global_batch_size
+        if batch_size == 0:
+            self._zero_gradients()
+        last_of_epoch = self._steps_taken % self.steps_per_epoch == self.steps_per_epoch - 1
+        if global_batch_size is None:
+            if self.workers > 1 and last_of_epoch:
+                global_batch_size = int(dist.allreduce_sum([batch_size])[0])
+            else:
+                global_batch_size = batch_size * self.workers
+        self._steps_taken += 1
         # Horovod averages over workers; Gluon's Trainer then divides by the batch_size it is given.
-        super().step(max(total, 1) / self.workers, ignore_stale_grad=ignore_stale_grad)
+        super().step(max(global_batch_size, 1) / self.workers, ignore_stale_grad=ignore_stale_grad)
 
+    # ------------------------------------------------------------------------------------------ state
     @property
     def loss_scale(self) -> float:
         """Current dynamic loss scale (1.0 without loss scaling)."""
@@ -155,3 +196,66 @@ class Trainer(_hvd.DistributedTrainer):
     def num_update(self) -> int:
         """Updates applied so far (the schedule's position)."""
         return self._optimizer.num_update
+
+    def _state(self) -> dict:
+        """Momentum and other per-parameter optimizer states, the update count and the loss scale."""
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._params_to_init:
+            self._init_params()
+        return dict(format="resnet_gluon.trainer/1", updater=self._updaters[0].get_states(dump_optimizer=False),
+                    num_update=self.num_update,
+                    loss_scale=self.loss_scale if self._amp_loss_scaler is not None else None)
+
+    def _restore(self, state: dict, position: Optional[int]) -> None:
+        # Per-parameter states only: the optimizer object (settings, lr schedule) stays this trainer's own.
+        optimizer = self._optimizer
+        for updater in self._updaters:
+            updater.set_states(state["updater"])
+            updater.optimizer = optimizer
+        position = state.get("num_update") if position is None else position
+        if position is not None:
+            self.set_position(position)
+        if state.get("loss_scale") is not None and self._amp_loss_scaler is not None:
+            scaler = self._amp_loss_scaler
+            scaler._loss_scale = scaler._next_loss_scale = state["loss_scale"]  # pylint: disable=protected-access
+
+    def save_states(self, fname: str) -> None:
+        """Write the optimizer state (momentum), the update count and the loss scale to ``fname``, atomically."""
+        from .files import atomic_path
+
+        with atomic_path(fname) as tmp:
+            with open(tmp, "wb") as f:
+                pickle.dump(self._state(), f)
+
+    def load_states(self, fname: str, *, epoch: Optional[int] = None) -> None:
+        """Restore what :meth:`save_states` wrote (or a plain Gluon ``Trainer.save_states`` file).
+
+        The optimizer's settings and lr schedule stay this trainer's own (its recipe), so a resumed run with
+        other epochs, lr or batch size follows the new schedule. With ``epoch`` (epochs completed), the schedule
+        position is set to ``epoch * steps_per_epoch``, the start of the next epoch under this trainer's
+        settings; otherwise the saved update count is kept.
+        """
+        self._state()  # initialises the kvstore and updaters first
+        with open(fname, "rb") as f:
+            raw = f.read()
+        state = pickle.loads(raw)
+        if not (isinstance(state, dict) and state.get("format") == "resnet_gluon.trainer/1"):
+            legacy = state[1] if isinstance(state, tuple) and len(state) == 2 else None  # Gluon's (states, optimizer)
+            state = dict(updater=raw, num_update=getattr(legacy, "num_update", None), loss_scale=None)
+        self._restore(state, epoch * self.steps_per_epoch if epoch is not None else None)
+
+    def set_position(self, num_update: int) -> None:
+        """Put the schedule at ``num_update`` updates done (the next step uses the lr of update ``num_update + 1``)."""
+        opt = self._optimizer
+        opt.num_update = opt.begin_num_update = int(num_update)
+        opt._index_update_count = {i: int(num_update) for i in opt._index_update_count}  # pylint: disable=protected-access
+        self._steps_taken = int(num_update)
+
+    def broadcast_states(self, root_rank: int = 0) -> None:
+        """Copy the parameters and the trainer state (momentum, position, loss scale) from ``root_rank`` to every
+        worker, so that workers that cannot read the checkpoint files resume identically."""
+        if self.workers == 1:
+            return
+        dist.horovod().broadcast_parameters({p.name: p for p in self._params}, root_rank=root_rank)
+        self._restore(dist.broadcast_object(self._state(), root_rank=root_rank), None)

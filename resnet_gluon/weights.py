@@ -15,20 +15,22 @@ BatchNorm's ``weight``/``bias`` are Gluon's ``gamma``/``beta``, convolution weig
 (``layout='NCHW'``), ``num_batches_tracked`` has no Gluon counterpart and is ignored. Their preprocessing
 (RGB, ImageNet mean/std, 224 px crops of 256 px resizes) is :class:`~resnet_gluon.data.Preprocessing`'s default.
 
-:func:`save_parameters` writes Gluon, gluoncv or torchvision (safetensors) files; the last load with
-``torchvision.models.resnet50().load_state_dict(safetensors.torch.load_file(path))`` and into timm's
-``resnet50`` (strictly: every key of their state dicts is written).
+:func:`save_parameters` writes Gluon, gluoncv or torchvision (safetensors) files. The torchvision files hold
+exactly the keys, shapes and dtypes of torchvision's ``resnet*`` state dicts (which timm's ``resnet*`` share),
+for ``torchvision.models.resnet50(num_classes=...).load_state_dict(safetensors.torch.load_file(path))``; the
+tests check them against torchvision's structure and published counts (torch is not installed here).
 """
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
+
+from .files import atomic_path
 
 __all__ = ["load_parameters", "save_parameters", "save_gluoncv_parameters", "FORMATS"]
 
@@ -339,18 +341,11 @@ def save_parameters(net: gluon.Block, filename: PathLike, *, format: str = "gluo
     if format == "torchvision" and filename.endswith((".pth", ".pt")):
         raise ValueError(f"format='torchvision' writes safetensors; name the file .safetensors, not {filename!r}")
     arrays = _arrays_to_save(net, format)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(filename) + ".", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(filename)))
-    os.close(fd)
-    try:
+    with atomic_path(filename) as tmp:
         if format == "torchvision":
             _safetensors_numpy().save_file(arrays, tmp, metadata={"format": "pt"})
         else:
             mx.nd.save(tmp, {k: mx.nd.array(v, dtype=v.dtype) for k, v in arrays.items()})
-        os.replace(tmp, filename)
-    except BaseException:
-        os.remove(tmp)
-        raise
     return filename
 
 

@@ -22,6 +22,8 @@ def _one_line_error(proc, code, pattern):
     assert proc.returncode == code, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and pattern in errors[0], proc.stderr
+    if code == 2:  # a usage error is that one line alone (no usage block)
+        assert [line for line in proc.stderr.splitlines() if line.strip()] == errors, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -156,7 +158,7 @@ def test_predict_on_a_validation_set_and_on_image_files(tiny_data, checkpoint, t
     out = json.loads(run("predict", "--model-prefix", checkpoint, "--data-root", tiny_data / "data", "-b", 8,
                          "--json", "--onnx", tmp_path / "m.onnx").stdout.strip().splitlines()[-1])
     assert os.path.isfile(tmp_path / "m.onnx")
-    assert out["num_images"] == 16 and out["precision"] == "float32"
+    assert out["num_images"] == 16 and out["dtype"] == "float32"
     assert out["top1"] == pytest.approx(record["metrics"]["val_top1"], abs=1e-6)
     assert out["total_ips"] > 0 and out["latency_99"] >= out["latency_50"] > 0
     text = run("predict", "--model-prefix", checkpoint, "--data-root", tiny_data / "data", "-b", 8).stdout
@@ -169,11 +171,11 @@ def test_predict_on_a_validation_set_and_on_image_files(tiny_data, checkpoint, t
         assert line.startswith(image + ": ") and line[len(image):].count("class") == 2
 
     # INT8: calibrated on train.rec, saved, and loaded back by prefix.
-    run("predict", "--model-prefix", checkpoint, "--precision", "int8", "--data-root", tiny_data / "data",
+    run("predict", "--model-prefix", checkpoint, "--dtype", "int8", "--data-root", tiny_data / "data",
         "--num-calib-images", 32, "--calib-batch-size", 8, "--save-prefix", tmp_path / "q", "-b", 8)
     q = json.loads(run("predict", "--model-prefix", tmp_path / "q", "--rec", tiny_data / "data" / "val.rec", "-b", 8,
                        "--json").stdout.strip().splitlines()[-1])
-    assert q["precision"] == "int8" and q["num_images"] == 16
+    assert q["dtype"] == "int8" and q["num_images"] == 16
 
 
 def test_predict_bad_inputs_give_one_line_errors(tiny_data, checkpoint, tmp_path):
@@ -184,8 +186,8 @@ def test_predict_bad_inputs_give_one_line_errors(tiny_data, checkpoint, tmp_path
                         check=False), 1, "no checkpoint")
     _one_line_error(run("predict", "--model-prefix", checkpoint, "--precision", "int4", bad, check=False), 2,
                     "invalid choice: 'int4'")
-    _one_line_error(run("predict", "--model-prefix", checkpoint, "--precision", "int8", "--calibration",
+    _one_line_error(run("predict", "--model-prefix", checkpoint, "--dtype", "int8", "--calibration",
                         tiny_data / "data" / "val.rec", bad, check=False), 1, "fewer than one batch of 32")
     _one_line_error(run("predict", "--model-prefix", checkpoint, check=False), 1, "give image files")
-    _one_line_error(run("predict", "--model-prefix", checkpoint, "--precision", "int8", "--onnx", tmp_path / "x.onnx",
+    _one_line_error(run("predict", "--model-prefix", checkpoint, "--dtype", "int8", "--onnx", tmp_path / "x.onnx",
                         check=False), 1, "--onnx exports the float32 model")

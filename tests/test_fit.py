@@ -47,6 +47,23 @@ def test_two_workers_match_one_worker_with_double_batch(tmp_path, n_images):
     assert r1["loss"] == pytest.approx(r2["loss"], abs=1e-4)
 
 
+@pytest.mark.distributed
+def test_own_loop_with_loss_scaling_matches_fit_on_two_workers(tmp_path):
+    """The README's loop (Trainer.backward/step) under loss scaling, with an empty last batch on rank 1, gives
+    fit's parameters; the scaler is really in use."""
+    script = os.path.join(REPO, "tests", "scripts", "train_equivalence.py")
+    for mode in ("fit", "loop"):
+        (tmp_path / mode).mkdir()
+        proc = horovodrun(2, script, str(tmp_path / mode), "4", "18", mode, "scaled", timeout=300)
+    result = _result(proc.stdout)
+    assert result["loss_scaling"] and result["loss_scale"] == 2.0 ** 16
+    fitted = mx.nd.load(str(tmp_path / "fit" / "params-rank0.params"))
+    looped = [mx.nd.load(str(tmp_path / "loop" / f"params-rank{r}.params")) for r in range(2)]
+    for name in fitted:
+        np.testing.assert_array_equal(looped[0][name].asnumpy(), looped[1][name].asnumpy())
+        np.testing.assert_allclose(looped[0][name].asnumpy(), fitted[name].asnumpy(), atol=1e-6, rtol=0)
+
+
 @pytest.mark.bf16
 def test_bfloat16_amp_lowers_loss():
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "scripts", "amp_bf16.py")],
@@ -63,7 +80,7 @@ def test_fit_learns_and_evaluate_matches(tmp_path):
     vx, vy = quadrant_problem(40, size=16, seed=3)
     net = ResNet(BasicBlock, (1, 1), classes=4, stem_channels=8)
     history = fit(net, ArrayBatches(x, y, 16), ArrayBatches(vx, vy, 16), epochs=3, lr=0.1, warmup_epochs=0,
-                  progress=False)
+                  progress=False, dtype="float32")
     assert history.epochs == [0, 1, 2]
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert history.history["val_num_images"] == [40] * 3
@@ -125,33 +142,33 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
 def test_resume_with_other_class_count_is_refused(tmp_path):
     x, y = quadrant_problem(32, size=16)
     prefix = str(tmp_path / "m")
-    fit(resnet18_v1_5(classes=4), ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(prefix)], progress=False)
+    fit(resnet18_v1_5(classes=4), ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(prefix)], progress=False, dtype="float32")
     with pytest.raises(ValueError, match=r"trained as classes=4 but this run has classes=5"):
         fit(resnet18_v1_5(classes=5), ArrayBatches(x, y % 5, 16), epochs=2, callbacks=[Checkpoint(prefix)],
-            progress=False)
+            progress=False, dtype="float32")
 
 
 def test_clear_errors(tmp_path):
     x, y = quadrant_problem(32, size=16)
     net = ResNet(BasicBlock, (1,), classes=4, stem_channels=8)
     with pytest.raises(ValueError, match="batch size must be >= 1"):
-        fit(net, ArrayBatches(x, y, 16), epochs=1, batch_size=0, progress=False)
+        fit(net, ArrayBatches(x, y, 16), epochs=1, batch_size=0, progress=False, dtype="float32")
     if os.geteuid() != 0:  # root can write anywhere
         (tmp_path / "ro").mkdir(mode=0o500)
         with pytest.raises(PermissionError, match="not writable"):
             fit(net, ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(str(tmp_path / "ro" / "m"))],
-                progress=False)
+                progress=False, dtype="float32")
     with pytest.raises(PermissionError, match="cannot create the checkpoint folder"):
         (tmp_path / "file").write_text("x")
         fit(net, ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(str(tmp_path / "file" / "sub" / "m"))],
-            progress=False)
+            progress=False, dtype="float32")
     with pytest.raises(ValueError, match=r"label 7.0 at epoch 1, step 1 is outside \[0, 4\)"):
-        fit(net, ArrayBatches(x, y + 7, 16), epochs=1, progress=False)
+        fit(net, ArrayBatches(x, y + 7, 16), epochs=1, progress=False, dtype="float32")
     prefix = str(tmp_path / "nan" / "m")
     diverging = mx.gluon.nn.HybridSequential()
     diverging.add(mx.gluon.nn.Dense(4, in_units=3 * 16 * 16), mx.gluon.nn.HybridLambda(lambda F, v: v * np.inf))
     with pytest.raises(FloatingPointError, match="non-finite loss at epoch 1, step 1"):
-        fit(diverging, ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(prefix)], progress=False)
+        fit(diverging, ArrayBatches(x, y, 16), epochs=1, callbacks=[Checkpoint(prefix)], progress=False, dtype="float32")
     assert latest_checkpoint(prefix) is None
     with pytest.raises(ValueError, match="float16 needs a GPU"):
         fit(net, ArrayBatches(x, y, 16), epochs=1, dtype="float16", progress=False)

@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     net = resnet50_v1_5(classes=10)
     prefix = os.path.join(root, "model")
     history = fit(net, train, val, epochs=1, lr=0.05, schedule="cosine", warmup_epochs=0.2, progress=False,
-                  callbacks=[Checkpoint(prefix, class_names=data.FASHION_MNIST_CLASSES, preprocessing=pre)])
+                  callbacks=[Checkpoint(prefix, class_names=data.FASHION_MNIST_CLASSES, preprocessing=pre)], dtype="float32")
     top1 = history.history["val_top1"][-1]
     assert top1 > 0.3, f"the briefly trained model should learn something (chance: 0.1), got top-1 {top1}"
     return prefix, root, top1
@@ -117,14 +117,14 @@ def test_predictor_from_checkpoint_matches_validation(trained):
 
 def test_predictor_errors(trained, tmp_path):
     prefix, root, _ = trained
-    with pytest.raises(ValueError, match="unknown precision 'int4'"):
-        Predictor.from_checkpoint(prefix, precision="int4")
-    with pytest.raises(FileNotFoundError, match="model-0007.params.*epochs saved.*: 1"):
+    with pytest.raises(ValueError, match="unknown dtype 'int4'"):
+        Predictor.from_checkpoint(prefix, dtype="int4")
+    with pytest.raises(FileNotFoundError, match="no checkpoint .*model-0007.params.*complete epochs.*: 1"):
         Predictor.from_checkpoint(prefix, 7)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Predictor.from_checkpoint(tmp_path / "nothing")
     with pytest.raises(ValueError, match="needs calibration data"):
-        Predictor.from_checkpoint(prefix, precision="int8")
+        Predictor.from_checkpoint(prefix, dtype="int8")
     predictor = Predictor.from_checkpoint(prefix)
     with pytest.raises(ValueError, match=r"expected a preprocessed batch of shape \(N, 3, 32, 32\)"):
         predictor.logits(np.zeros((2, 32, 32, 3), np.float32))
@@ -136,16 +136,16 @@ def test_calibration_set_smaller_than_a_batch(trained, tmp_path):
     prefix, _, _ = trained
     make_records(tmp_path / "tiny", 5, size=(32, 32))
     with pytest.raises(ValueError, match="holds 5 images, fewer than one batch of 32"):
-        Predictor.from_checkpoint(prefix, precision="int8", calibration=tmp_path / "tiny.rec")
+        Predictor.from_checkpoint(prefix, dtype="int8", calibration=tmp_path / "tiny.rec")
     with pytest.raises(FileNotFoundError, match="absent.rec"):
-        Predictor.from_checkpoint(prefix, precision="int8", calibration=tmp_path / "absent.rec")
+        Predictor.from_checkpoint(prefix, dtype="int8", calibration=tmp_path / "absent.rec")
 
 
 def test_int8_accuracy_and_reload_in_a_fresh_process(trained, tmp_path):
     prefix, root, _ = trained
     images, labels = _val_images(root)
     f32 = Predictor.from_checkpoint(prefix)
-    int8 = Predictor.from_checkpoint(prefix, precision="int8", calibration=os.path.join(root, "train.rec"))
+    int8 = Predictor.from_checkpoint(prefix, dtype="int8", calibration=os.path.join(root, "train.rec"))
     symbol = json.load(open(int8.save(tmp_path / "int8")[0]))
     assert sum(n.get("attrs", {}).get("quantized") == "true" for n in symbol["nodes"]) >= 50
     top1_f32, top1_int8 = _top1(f32, images, labels), _top1(int8, images, labels)
@@ -166,7 +166,7 @@ import numpy as np
 from resnet_gluon.inference import Predictor, onnx_logits
 batch = np.load({str(tmp_path / 'batch.npy')!r})
 p = Predictor.from_checkpoint({str(tmp_path / 'int8')!r})
-assert p.precision == 'int8' and p.class_names[9] == 'Ankle boot', p
+assert p.dtype == 'int8' and p.class_names[9] == 'Ankle boot', p
 np.testing.assert_allclose(p.logits(batch), np.load({str(tmp_path / 'int8.npy')!r}), rtol=0, atol=1e-5)
 np.testing.assert_allclose(onnx_logits({str(onnx_file)!r}, batch), np.load({str(tmp_path / 'onnx.npy')!r}),
                            rtol=0, atol=1e-5)
@@ -181,7 +181,7 @@ def test_bfloat16_accuracy(trained):
     prefix, root, _ = trained
     images, labels = _val_images(root)
     top1_f32 = _top1(Predictor.from_checkpoint(prefix), images, labels)
-    top1_bf16 = _top1(Predictor.from_checkpoint(prefix, precision="bfloat16"), images, labels)
+    top1_bf16 = _top1(Predictor.from_checkpoint(prefix, dtype="bfloat16"), images, labels)
     print(f"top-1 on {len(labels)} test images: float32 {top1_f32:.4f}, bfloat16 {top1_bf16:.4f}")
     assert top1_bf16 >= top1_f32 - 0.01, (top1_f32, top1_bf16)
 
@@ -192,7 +192,7 @@ def test_bfloat16_unsupported_is_a_clear_error(trained):
     if bfloat16_supported():
         pytest.skip("this CPU supports bfloat16; test_bfloat16_accuracy covers it")
     with pytest.raises(ValueError, match="bfloat16 is not supported on this CPU"):
-        Predictor.from_checkpoint(trained[0], precision="bfloat16")
+        Predictor.from_checkpoint(trained[0], dtype="bfloat16")
 
 
 def test_predictor_on_an_untrained_network_with_arrays():

@@ -59,7 +59,8 @@ def _one_step(net, x, y):
     """The change of every parameter (structural names) in one fit step."""
     params = net._collect_params_with_prefix()
     before = {k: p.data().asnumpy().copy() for k, p in params.items()}
-    rg.fit(net, ArrayBatches(x, y, len(x)), None, epochs=1, lr=0.5, progress=False, batch_size=len(x))
+    rg.fit(net, ArrayBatches(x, y, len(x)), None, epochs=1, lr=0.5, dtype="float32", progress=False,
+           batch_size=len(x))
     return {k: params[k].data().asnumpy() - v for k, v in before.items()}
 
 
@@ -152,7 +153,8 @@ def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
     batch = 64
     x, y = _fashion_mnist([0, 1, 2, 3, 4], 6000, "train", seed=0)
     pre = rg.resnet18_v1_5(classes=5)
-    rg.fit(pre, ArrayBatches(x, y, batch), None, epochs=1, lr=0.2, progress=False, batch_size=batch)
+    rg.fit(pre, ArrayBatches(x, y, batch), None, epochs=1, lr=0.2, dtype="float32", progress=False,
+           batch_size=batch)
     save_parameters(pre, tmp_path / "pretrained.safetensors", format="torchvision")
 
     x, y = _fashion_mnist([5, 6, 7, 8, 9], 2000, "train", seed=1)
@@ -164,7 +166,7 @@ def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
         if start == "pretrained":
             load_pretrained(net, tmp_path / "pretrained.safetensors")
         history = rg.fit(net, ArrayBatches(x, y, batch), ArrayBatches(xv, yv, 250), epochs=1, lr=0.05,
-                         progress=False, batch_size=batch)
+                         dtype="float32", progress=False, batch_size=batch)
         top1[start] = history.history["val_top1"][-1]
     print(f"Fashion-MNIST 5-9 after one epoch on 2,000 images: validation top-1 {top1}")
     assert top1["pretrained"] >= top1["random"] + 0.05, top1

@@ -27,5 +27,5 @@ prep = Preprocessing(image_size=32, resize=36, area=(0.3, 1.0))
 train, val = pipelines.imagenet(root, batch_size=8, preprocessing=prep, seed=5, num_threads=1)
 net = resnet18_v1_5(classes=3)
 fit(net, train, val, epochs=epochs, lr=0.05, warmup_epochs=1, progress=False,
-    callbacks=[Checkpoint(prefix), Report(prefix + "-report.json"), Slow()])
+    callbacks=[Checkpoint(prefix), Report(prefix + "-report.json"), Slow()], dtype="float32")
 print("DONE", flush=True)

@@ -1,0 +1,180 @@
+"""``evaluate()`` and the metric meter shared with ``fit``; nothing here needs Horovod outside ``horovodrun``.
+
+The meter accumulates loss, top-1 and top-5 counts on the device where the outputs are, and reads them back
+to the host only every ``read_every`` batches and at the end, so the host never waits for the device after
+every step (the reference reads the loss only). The checks that need the values (labels inside
+``[0, classes)``, a finite loss) run at that cadence and name the first offending batch.
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from . import dist
+from .runtime import default_context
+
+__all__ = ["evaluate", "MetricMeter", "LATENCY_PERCENTILES"]
+
+LATENCY_PERCENTILES = (50, 90, 95, 99, 100)
+
+
+class MetricMeter:
+    """Loss, top-1/top-5 accuracy, images and batch latencies over an epoch.
+
+    Parameters
+    ----------
+    classes : int, optional
+        Label bound for the check; default the outputs' second dimension.
+    read_every : int
+        Batches between reads of the device-side sums (1: every batch, as MXNet's metrics do).
+
+    Notes
+    -----
+    ``result()`` sums the counts over all workers (:func:`resnet_gluon.dist.allreduce_sum`), so every worker
+    gets the figures of the whole data. Latencies are host time between :meth:`tick` calls, in seconds.
+    """
+
+    def __init__(self, classes: Optional[int] = None, *, read_every: int = 50):
+        if read_every < 1:
+            raise ValueError(f"read_every must be >= 1, got {read_every}")
+        self.classes = classes
+        self.read_every = read_every
+        self.latencies: List[float] = []
+        self.images = 0
+        self._sums: Optional[mx.nd.NDArray] = None  # loss, correct1, correct5, bad labels (device)
+        self._read = np.zeros(4)
+        self._read_n = 0.0
+        self._counts = np.zeros(2)  # losses, top-5 instances (host: shapes are known without the device)
+        self._window: List[Tuple[str, mx.nd.NDArray, mx.nd.NDArray, mx.nd.NDArray]] = []
+        self._pending = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, out: mx.nd.NDArray, label: mx.nd.NDArray, loss: mx.nd.NDArray, where: str) -> None:
+        """Add a batch: ``out`` ``(N, classes)`` logits, ``label`` ``(N,)`` class indices, ``loss`` ``(N,)``;
+        ``where`` names the batch in error messages (e.g. 'epoch 1, step 3')."""
+        classes = self.classes or out.shape[1]
+        out = out.astype("float32", copy=False)
+        label = label.astype("float32", copy=False)
+        loss_sum = loss.astype("float32", copy=False).sum()
+        bad = ((label < 0) + (label >= classes) + (label != label.floor())).sum()
+        correct1 = (out.argmax(axis=1) == label).sum()
+        if out.shape[1] >= 5:
+            top5 = mx.nd.topk(out, k=5, axis=1, ret_typ="indices")
+            correct5 = (top5 == label.reshape((-1, 1))).sum()
+            self._counts[1] += label.shape[0]
+        else:
+            correct5 = mx.nd.zeros((1,), ctx=out.context)
+        step = mx.nd.concat(loss_sum.reshape((1,)), correct1.reshape((1,)), correct5.reshape((1,)),
+                            bad.reshape((1,)), dim=0)
+        self._sums = step if self._sums is None else self._sums + step
+        self._counts[0] += loss.size
+        self._window.append((where, label, loss_sum, bad))
+        self._pending += 1
+        if self._pending >= self.read_every:
+            self._read_device()
+
+    def _read_device(self) -> None:
+        if self._sums is None or not self._pending:
+            return
+        values = self._sums.asnumpy().astype(np.float64)
+        if values[3] > self._read[3] or not np.isfinite(values[0]):
+            self._raise_first_problem()
+        self._read = values
+        self._read_n = self._counts[0]
+        self._window.clear()
+        self._pending = 0
+
+    def _raise_first_problem(self) -> None:
+        classes = self.classes
+        for where, label, loss_sum, bad in self._window:
+            if bad.asscalar() > 0:
+                labels = label.asnumpy()
+                bound = classes or "the model's outputs"
+                mask = (labels < 0) | (labels != np.floor(labels)) | (labels >= (classes or np.inf))
+                value = labels[mask][0] if mask.any() else labels.max()
+                raise ValueError(f"label {value} at {where} is outside [0, {bound}): the data set does not match "
+                                 "the model's class count (check the data, or the classes argument)")
+            if not np.isfinite(loss_sum.asscalar()):
+                raise FloatingPointError(f"non-finite loss at {where}; stopping (the last complete checkpoint is "
+                                         "kept). Lower the learning rate, or use loss scaling with float16")
+        raise FloatingPointError("non-finite loss; stopping (the last complete checkpoint is kept)")
+
+    def tick(self, n: int) -> None:
+        """End of a batch of ``n`` images (0 for an empty batch)."""
+        now = time.perf_counter()
+        self.latencies.append(now - self.last)
+        self.last = now
+        self.images += n
+
+    def running(self) -> Dict[str, float]:
+        """Loss and top-1 of this worker as of the last read (no device sync)."""
+        n = max(self._read_n, 1)
+        return dict(loss=self._read[0] / n, top1=self._read[1] / n)
+
+    @property
+    def num_inst(self) -> int:
+        """Images added with :meth:`update` so far."""
+        return int(self._counts[0])
+
+    def result(self, prefix: str = "") -> Dict[str, float]:
+        """The epoch's figures over all workers: ``loss``, ``top1``, ``top5`` (None below 5 classes),
+        ``total_ips`` (images/s), ``num_images``, ``latency_avg`` and ``latency_50/90/95/99/100`` (s per batch)."""
+        self._read_device()
+        elapsed = time.perf_counter() - self.start
+        loss, c1, c5, _ = self._read
+        local = [loss, self._counts[0], c1, c5, self._counts[1], self.images]
+        loss, n, c1, c5, n5, images = dist.allreduce_sum(local)
+        logs = {"loss": loss / max(n, 1), "top1": c1 / max(n, 1), "top5": c5 / n5 if n5 else None,
+                "total_ips": images / elapsed if elapsed > 0 else 0.0, "num_images": int(images)}
+        lat = np.asarray(self.latencies) if self.latencies else np.zeros(1)
+        logs["latency_avg"] = float(lat.mean())
+        logs.update({f"latency_{p}": float(np.percentile(lat, p)) for p in LATENCY_PERCENTILES})
+        return {prefix + k: v for k, v in logs.items()}
+
+
+def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = None,
+             loss: Optional[gluon.loss.Loss] = None, prefix: str = "val_", read_every: int = 50) -> Dict[str, float]:
+    """Loss, top-1/top-5 accuracy, throughput and latency of ``net`` over ``data`` (all workers together).
+
+    Parameters
+    ----------
+    net : Block
+        The network, with its parameters on ``ctx``.
+    data : iterable of (NDArray, NDArray)
+        Batches ``(N, 3, H, W)`` (in the network's layout) and labels ``(N,)``; a batch may be empty.
+    ctx : Context, optional
+        Where batches are moved; default this worker's device (:func:`~resnet_gluon.runtime.default_context`).
+    loss : Loss, optional
+        Default softmax cross-entropy.
+    prefix : str
+        Prefix of the returned keys.
+    read_every : int
+        Batches between reads of the device-side sums.
+
+    Returns
+    -------
+    dict
+        ``{prefix}loss``, ``top1``, ``top5``, ``total_ips`` (images/s with data loading included),
+        ``latency_avg`` and ``latency_50/90/95/99/100`` (seconds per batch), ``num_images``.
+
+    Raises
+    ------
+    ValueError
+        A label outside ``[0, classes)``.
+    FloatingPointError
+        A non-finite loss.
+    """
+    ctx = ctx or default_context()
+    loss_fn = loss or gluon.loss.SoftmaxCrossEntropyLoss()
+    meter = MetricMeter(getattr(net, "classes", None), read_every=read_every)
+    for i, (x, y) in enumerate(data):
+        if x.shape[0]:
+            x, y = x.as_in_context(ctx), y.as_in_context(ctx)
+            out = net(x)
+            meter.update(out, y, loss_fn(out, y), where=f"validation batch {i + 1}")
+        meter.tick(x.shape[0])
+    return meter.result(prefix)
