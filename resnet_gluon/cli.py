@@ -187,6 +187,13 @@ def _add_train(sub):
                    help="random-resized-crop min area (default: %(default)s)")
     p.add_argument("--synthetic-batches", type=_positive, default=20, help="batches per epoch for synthetic data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--pretrained", metavar="FILE", default=None,
+                   help="start from these weights: ours/gluoncv .params, an exported checkpoint's -NNNN.params, "
+                        "torchvision/timm .safetensors or .pth (needs torch); a classifier with another class count "
+                        "is replaced by a new one")
+    p.add_argument("--freeze-features", action="store_true", help="train only the classifier")
+    p.add_argument("--features-lr-mult", type=float, default=None,
+                   help="learning-rate multiplier of everything but the classifier, e.g. 0.1 (default: 1)")
     p.set_defaults(run=_train)
 
 
@@ -256,6 +263,11 @@ def _train(args) -> int:
         return 0
     train_data, val_data = _pipelines(args, preprocessing)
     net = models.get_model(args.arch, classes=_classes(args))
+    from .transfer import prepare_fine_tuning
+
+    prepare_fine_tuning(net, args.pretrained, freeze_features=args.freeze_features,
+                        features_lr_mult=args.features_lr_mult)
+
     report = args.report or f"{args.model_prefix}-report.json"
     history = fit(net, train_data, val_data if args.mode == "train_val" else None, epochs=args.num_epochs,
                   dtype=args.dtype, lr=args.lr, schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import REPO
 
-NOTEBOOKS = ["01_quickstart.ipynb", "02_custom_training_loop.ipynb", "03_inference.ipynb"]
+NOTEBOOKS = ["01_quickstart.ipynb", "02_custom_training_loop.ipynb", "03_inference.ipynb",
+             "04_transfer_learning.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -27,6 +28,9 @@ def test_notebooks_run_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.setenv("NB_EPOCHS", "1")
     monkeypatch.setenv("NB_BATCH_SIZE", "32")
     monkeypatch.setenv("NB_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("NB_PRETRAIN_IMAGES", "1000")  # 04
+    monkeypatch.setenv("NB_FOLDER_IMAGES", "30")
+    monkeypatch.setenv("NB_FINETUNE_EPOCHS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     for name in NOTEBOOKS:
         nb = nbformat.read(os.path.join(REPO, "notebooks", name), as_version=4)
@@ -37,3 +41,6 @@ def test_notebooks_run_top_to_bottom(tmp_path, monkeypatch):
         if name == "03_inference.ipynb":
             assert "SymbolBlock agrees with the resnet_gluon model on 100% of a batch" in text
             assert "int8 top-1" in text and "largest logit difference from MXNet" in text
+        if name == "04_transfer_learning.ipynb":
+            assert "its classifier has 5 classes, the network 4: loaded all but the classifier" in text
+            assert "fine-tuned top-1" in text and text.count(" -> ") == 8
