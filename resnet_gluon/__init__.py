@@ -12,7 +12,7 @@ from .runtime import apply_cpu_thread_defaults as _apply_cpu_thread_defaults
 _apply_cpu_thread_defaults()
 
 from .blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem  # noqa: E402
-from .data import Preprocessing  # noqa: E402
+from .preprocessing import Preprocessing  # noqa: E402
 from .recipe import Recipe  # noqa: E402
 from .checkpoint import export_checkpoint  # noqa: E402
 from .models import (  # noqa: E402

@@ -32,7 +32,7 @@ LATENCY_KEYS = ("total_ips", "latency_avg", "latency_50", "latency_90", "latency
 def _data(*, data_backend: str, data_root: Optional[str], batch_size: int, iterations: int, classes: int,
           image_size: int, data_threads: Optional[int]):
     from . import pipelines
-    from .data import Preprocessing
+    from .preprocessing import Preprocessing
 
     preprocessing = Preprocessing.for_size(image_size)
     if data_backend == "synthetic":

@@ -16,7 +16,7 @@ from . import checkpoint, dist
 from .dist import rank_zero_only
 from .files import atomic_path, atomic_write_json
 from .models import load_parameters
-from .data import Preprocessing
+from .preprocessing import Preprocessing
 from .recipe import Recipe
 
 __all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "TensorBoard", "rank_zero_only", "latest_checkpoint",

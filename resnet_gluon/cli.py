@@ -168,7 +168,7 @@ def _add_train(sub):
     p.add_argument("--data-root", default=None, help="folder with train.rec/.idx and val.rec/.idx")
     p.add_argument("--mode", default="train_val", choices=["train_val", "train", "val"],
                    help="train and validate, train only, or validate a checkpoint (default: %(default)s)")
-    from .data import Preprocessing
+    from .preprocessing import Preprocessing
     from .recipe import SCHEDULES, Recipe
 
     r = Recipe()
@@ -244,7 +244,7 @@ def _pipelines(args, preprocessing):
 def _train(args) -> int:
     from . import checkpoint, models
     from .callbacks import Checkpoint, Report
-    from .data import Preprocessing
+    from .preprocessing import Preprocessing
     from .evaluation import evaluate
     from .runtime import default_context
     from .training import fit

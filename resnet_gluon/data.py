@@ -20,71 +20,18 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from mxnet import recordio
 
+from .files import atomic_write_json
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401  (their old home)
+
 __all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
            "RecordFiles", "record_files", "write_records", "read_records", "read_labels",
            "RecordReader", "rebuild_index", "check_records", "load_classes", "check_classes", "save_classes"]
 
 PathLike = Union[str, os.PathLike]
 
-#: The reference's normalisation, on the 0-255 scale, RGB order.
-IMAGENET_MEAN = (123.68, 116.779, 103.939)
-IMAGENET_STD = (58.393, 57.12, 57.375)
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """Image preprocessing of the training and validation pipelines (defaults: the reference's ImageNet values).
-
-    Training: random resized crop to ``image_size`` (area fraction in ``area``, aspect ratio in ``aspect``),
-    horizontal flip with probability ``flip``, then ``(x - mean) / std``.
-    Validation: resize the shorter side to ``resize``, centre crop ``image_size``, then ``(x - mean) / std``.
-    Output: ``dtype`` tensors in ``layout`` ('NCHW' or 'NHWC'), RGB.
-    """
-
-    image_size: int = 224
-    resize: int = 256
-    area: Tuple[float, float] = (0.05, 1.0)
-    aspect: Tuple[float, float] = (3 / 4, 4 / 3)
-    flip: float = 0.5
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
-    layout: str = "NCHW"
-    dtype: str = "float32"
-
-    def __post_init__(self):
-        if self.image_size < 1 or self.resize < self.image_size:
-            raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
-        if not 0 < self.area[0] <= self.area[1] <= 1:
-            raise ValueError(f"area must satisfy 0 < min <= max <= 1, got {self.area}")
-        if not 0 < self.aspect[0] <= self.aspect[1]:
-            raise ValueError(f"aspect must satisfy 0 < min <= max, got {self.aspect}")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
-        if self.dtype not in ("float32", "float16"):
-            raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
-
-    @classmethod
-    def for_size(cls, image_size: int, **kwargs) -> "Preprocessing":
-        """Settings for another image size, keeping the reference's resize ratio (256/224)."""
-        return cls(image_size=image_size, resize=kwargs.pop("resize", round(image_size * 256 / 224)), **kwargs)
-
-    def validation_settings(self) -> dict:
-        """The validation part (``image_size``, ``resize``, ``mean``, ``std``) as JSON-ready values (checkpoint records)."""
-        return dict(image_size=self.image_size, resize=self.resize, mean=list(self.mean), std=list(self.std))
-
-    @classmethod
-    def from_validation_settings(cls, settings: dict) -> "Preprocessing":
-        """The inverse of :meth:`validation_settings` (other fields at their defaults)."""
-        return cls(image_size=int(settings["image_size"]), resize=int(settings["resize"]),
-                   mean=tuple(settings["mean"]), std=tuple(settings["std"]))
-
-    def data_shape(self, batch_size: int) -> Tuple[int, int, int, int]:
-        """Shape of a batch of ``batch_size`` images in this layout."""
-        s = self.image_size
-        return (batch_size, 3, s, s) if self.layout == "NCHW" else (batch_size, s, s, 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,13 +195,6 @@ def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *
     return files
 
 
-def _write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def load_classes(data_root: PathLike) -> Optional[List[str]]:
     """Class names in label order from ``classes.json`` in ``data_root`` (None if there is none)."""
     path = os.path.join(os.fspath(data_root), "classes.json")
@@ -284,7 +224,7 @@ def save_classes(data_root: PathLike, classes: Sequence[str]) -> Optional[List[s
     existing = load_classes(data_root)
     if existing == list(classes):
         return None
-    _write_json(os.path.join(os.fspath(data_root), "classes.json"), list(classes))
+    atomic_write_json(os.path.join(os.fspath(data_root), "classes.json"), list(classes))
     return existing
 
 

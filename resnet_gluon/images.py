@@ -28,7 +28,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["ImageInfo", "inspect_image", "image_problem", "for_records", "JPEG_QUALITY"]
+__all__ = ["ImageInfo", "inspect_image", "image_problem", "refusal", "decode_upright", "for_records", "JPEG_QUALITY"]
 
 #: Quality of re-encoded images (MXNet's ``im2rec`` default).
 JPEG_QUALITY = 95
@@ -143,7 +143,7 @@ def inspect_image(raw: bytes) -> ImageInfo:
     return _jpeg_info(raw) if fmt == "JPEG" else ImageInfo(format=fmt)
 
 
-def _refusal(info: ImageInfo) -> Optional[str]:
+def refusal(info: ImageInfo) -> Optional[str]:
     """Why an image is refused before decoding (a phrase following its name), or None."""
     if info.format == "GIF":
         return "is a GIF, which DALI and OpenCV cannot decode"
@@ -155,7 +155,7 @@ def _refusal(info: ImageInfo) -> Optional[str]:
 _UNREADABLE = "is not a readable image (corrupt or unsupported format)"
 
 
-def _decode(raw: bytes) -> Optional[np.ndarray]:
+def decode_upright(raw: bytes) -> Optional[np.ndarray]:
     """BGR uint8 pixels, upright (``cv2.IMREAD_COLOR`` applies the EXIF orientation), or None."""
     import cv2
 
@@ -169,8 +169,8 @@ def image_problem(raw: bytes) -> Optional[str]:
     OpenCV cannot decode), or an EXIF orientation other than 1, which DALI and ``ImageRecordIter`` ignore.
     """
     info = inspect_image(raw)
-    problem = _refusal(info)
-    if problem is None and _decode(raw) is None:
+    problem = refusal(info)
+    if problem is None and decode_upright(raw) is None:
         problem = _UNREADABLE
     if problem is None and info.format == "JPEG" and info.orientation not in (None, 1):
         problem = f"has EXIF orientation {info.orientation}, which DALI and ImageRecordIter ignore (it trains rotated)"
@@ -205,8 +205,8 @@ def for_records(raw: bytes, *, name: str = "image", resize: Optional[int] = None
     import cv2
 
     info = inspect_image(raw)
-    problem = _refusal(info)
-    image = None if problem else _decode(raw)
+    problem = refusal(info)
+    image = None if problem else decode_upright(raw)
     if image is None:
         fix = "convert it to PNG or JPEG" if info.format == "GIF" else "replace it"
         raise ValueError(f"{name!r} {problem or _UNREADABLE}; {fix}, or remove it")

@@ -32,7 +32,8 @@ import mxnet as mx
 import numpy as np
 
 from . import dist
-from .data import PathLike, Preprocessing, RecordFiles, RecordReader, read_labels, record_files
+from .data import PathLike, RecordFiles, RecordReader, read_labels, record_files
+from .preprocessing import Preprocessing
 from .runtime import default_data_threads
 
 __all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "epoch_order",

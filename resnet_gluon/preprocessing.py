@@ -7,16 +7,75 @@ output to within interpolation rounding. Nothing here imports Horovod or DALI.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .data import Preprocessing
+from .images import decode_upright, refusal, inspect_image
 
-__all__ = ["Preprocessing", "ImageLike", "load_image", "preprocess"]
+__all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "ImageLike", "load_image", "preprocess"]
+
+#: The reference's normalisation, on the 0-255 scale, RGB order.
+IMAGENET_MEAN = (123.68, 116.779, 103.939)
+IMAGENET_STD = (58.393, 57.12, 57.375)
 
 ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """Image preprocessing of the training and validation pipelines (defaults: the reference's ImageNet values).
+
+    Training: random resized crop to ``image_size`` (area fraction in ``area``, aspect ratio in ``aspect``),
+    horizontal flip with probability ``flip``, then ``(x - mean) / std``.
+    Validation: resize the shorter side to ``resize``, centre crop ``image_size``, then ``(x - mean) / std``.
+    Output: ``dtype`` tensors in ``layout`` ('NCHW' or 'NHWC'), RGB.
+    """
+
+    image_size: int = 224
+    resize: int = 256
+    area: Tuple[float, float] = (0.05, 1.0)
+    aspect: Tuple[float, float] = (3 / 4, 4 / 3)
+    flip: float = 0.5
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.image_size < 1 or self.resize < self.image_size:
+            raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
+        if not 0 < self.area[0] <= self.area[1] <= 1:
+            raise ValueError(f"area must satisfy 0 < min <= max <= 1, got {self.area}")
+        if not 0 < self.aspect[0] <= self.aspect[1]:
+            raise ValueError(f"aspect must satisfy 0 < min <= max, got {self.aspect}")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
+        if self.dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
+
+    @classmethod
+    def for_size(cls, image_size: int, **kwargs) -> "Preprocessing":
+        """Settings for another image size, keeping the reference's resize ratio (256/224)."""
+        return cls(image_size=image_size, resize=kwargs.pop("resize", round(image_size * 256 / 224)), **kwargs)
+
+    def validation_settings(self) -> dict:
+        """The validation part (``image_size``, ``resize``, ``mean``, ``std``) as JSON-ready values (checkpoint records)."""
+        return dict(image_size=self.image_size, resize=self.resize, mean=list(self.mean), std=list(self.std))
+
+    @classmethod
+    def from_validation_settings(cls, settings: dict) -> "Preprocessing":
+        """The inverse of :meth:`validation_settings` (other fields at their defaults)."""
+        return cls(image_size=int(settings["image_size"]), resize=int(settings["resize"]),
+                   mean=tuple(settings["mean"]), std=tuple(settings["std"]))
+
+    def data_shape(self, batch_size: int) -> Tuple[int, int, int, int]:
+        """Shape of a batch of ``batch_size`` images in this layout."""
+        s = self.image_size
+        return (batch_size, 3, s, s) if self.layout == "NCHW" else (batch_size, s, s, 3)
+
 
 
 def _cv2():
@@ -28,8 +87,9 @@ def _cv2():
 def load_image(image: ImageLike, *, name: Optional[str] = None) -> np.ndarray:
     """Decode an image file, encoded bytes or an array into an RGB ``uint8`` array ``(H, W, 3)``.
 
-    Grayscale images are repeated over three channels, the alpha channel of RGBA/BGRA images is dropped,
-    and 16-bit images are scaled to 8 bits. Arrays are taken as RGB: ``(H, W)``, ``(H, W, 1)``,
+    Files and bytes decode as ``prepare`` stores them (:mod:`resnet_gluon.images`): EXIF orientation applied
+    (upright), CMYK JPEGs converted to RGB, grayscale repeated over three channels, alpha dropped, 16-bit
+    scaled to 8 bits; GIFs and truncated JPEGs are refused. Arrays are taken as RGB: ``(H, W)``, ``(H, W, 1)``,
     ``(H, W, 3)`` or ``(H, W, 4)``, ``uint8`` (0-255) or float (0-255).
 
     Raises
@@ -61,18 +121,16 @@ def load_image(image: ImageLike, *, name: Optional[str] = None) -> np.ndarray:
         if not os.path.isfile(image):
             raise FileNotFoundError(f"no image file {name!r}")
         encoded = np.fromfile(image, np.uint8)
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
+    raw = encoded.tobytes()
+    problem = refusal(inspect_image(raw)) if raw else None
+    if problem:  # what prepare refuses too: a GIF, a truncated JPEG
+        raise ValueError(f"{name!r} {problem}; pass JPEG, PNG, BMP, TIFF or WebP files")
+    # Decoded as prepare stores images (resnet_gluon.images): EXIF orientation applied, CMYK converted to RGB,
+    # alpha dropped, 16-bit scaled to 8-bit; so a photo predicts as it would train.
+    decoded = decode_upright(raw)
     if decoded is None:
         raise ValueError(f"{name!r} is not an image OpenCV can decode (not an image, truncated or corrupt); "
                          "pass JPEG, PNG, BMP, TIFF or WebP files")
-    if decoded.dtype == np.uint16:
-        decoded = (decoded // 257).astype(np.uint8)
-    elif decoded.dtype != np.uint8:
-        decoded = cv2.normalize(decoded, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if decoded.ndim == 2 or decoded.shape[2] == 1:
-        return cv2.cvtColor(decoded.reshape(decoded.shape[:2]), cv2.COLOR_GRAY2RGB)
-    if decoded.shape[2] == 4:
-        return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
