@@ -7,8 +7,12 @@ loaded on first access, as is ``Predictor`` (module ``inference``: OpenCV, and o
 import importlib
 
 from .runtime import apply_cpu_thread_defaults as _apply_cpu_thread_defaults
+from .runtime import preload_cuda_libraries as _preload_cuda_libraries
 
+# Both must happen before mxnet is imported (below): MXNet reads its threading variables at import, and a CUDA
+# build of mxnet looks for its CUDA libraries when it is loaded.
 _apply_cpu_thread_defaults()
+_preload_cuda_libraries()
 
 from .blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem  # noqa: E402
 from .data import Preprocessing  # noqa: E402
