@@ -8,8 +8,12 @@ neither) and every submodule (``resnet_gluon.amp``, ``resnet_gluon.pipelines``, 
 import importlib
 
 from .runtime import apply_cpu_thread_defaults as _apply_cpu_thread_defaults
+from .runtime import preload_cuda_libraries as _preload_cuda_libraries
 
+# Both must happen before mxnet is imported (below): MXNet reads its threading variables at import, and a CUDA
+# build of mxnet looks for its CUDA libraries when it is loaded.
 _apply_cpu_thread_defaults()
+_preload_cuda_libraries()
 
 from .blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem  # noqa: E402
 from .preprocessing import Preprocessing  # noqa: E402

@@ -100,7 +100,8 @@ class Stem(HybridBlock):
     channels : int
         Output channels (64 in every standard ResNet).
     in_channels : int
-        Input channels (3 for RGB images).
+        Input channels: 3 for RGB images, 4 for the reference's padded input (DALI's ``pad_output``: RGB plus a
+        zero channel, as the reference feeds NHWC float16 on GPUs).
     {_LAYER_DOC}
 
     Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/4), ceil(W/4))``.
@@ -262,7 +263,8 @@ class ResNet(HybridBlock):
     classes : int
         Number of output classes.
     in_channels : int
-        Image channels.
+        Image channels, passed to the :class:`Stem`: 3 (RGB), or 4 for RGB padded with a zero channel (the
+        reference's ``pad_output`` DALI input on GPUs).
     stem_channels : int
         Channels of the stem and of the first stage's inner width.
     last_gamma : bool

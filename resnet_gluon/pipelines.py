@@ -34,7 +34,7 @@ import numpy as np
 from . import dist
 from .data import PathLike, RecordFiles, RecordReader, read_labels, record_files
 from .preprocessing import Preprocessing
-from .runtime import default_data_threads
+from .runtime import default_data_threads, gpu_device_id
 
 __all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "epoch_order",
            "shard_positions", "BACKENDS"]
@@ -175,7 +175,7 @@ class DALIPipeline(_Pipeline):
     ctx : Context, optional
         Where batches are delivered; default where DALI puts them (``cpu(0)``, or the GPU for 'gpu').
     device_id : int, optional
-        GPU to use with ``device='gpu'``; default Horovod's local rank.
+        GPU to use with ``device='gpu'``; default :func:`~resnet_gluon.runtime.gpu_device_id` (the local rank).
 
     Notes
     -----
@@ -200,7 +200,7 @@ class DALIPipeline(_Pipeline):
         self.files, self.train, self.preprocessing = files, train, preprocessing
         self.shard_id, self.device = shard_id, device
         if device == "gpu":
-            device_id = dist.local_rank() if device_id is None else device_id
+            device_id = gpu_device_id() if device_id is None else device_id
         num_threads = num_threads or default_data_threads()
         self._options = dict(num_threads=num_threads, prefetch_queue_depth=prefetch,
                              device_id=None if device == "cpu" else device_id)

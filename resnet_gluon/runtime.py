@@ -1,4 +1,5 @@
-"""Process-level settings: CPU threading for MXNet, and choosing CPU or GPU at run time.
+"""Process-level settings: CPU threading for MXNet, the CUDA libraries of a GPU build, and choosing CPU or GPU
+at run time.
 
 MXNet reads its threading variables once, when it is first imported, so
 :func:`apply_cpu_thread_defaults` must run before ``import mxnet``; ``import resnet_gluon`` calls it when
@@ -7,14 +8,20 @@ mxnet is not imported yet. It only fills variables that are unset: yours always 
 The values were chosen by measurement on a 2-core machine (``benchmarks/threads.py`` reprints it): there
 MXNet's own default runs a single OpenMP thread, and a ResNet-50 v1.5 training step (32 px, batch 128) ran
 at 67 img/s with it and at about 105 img/s with ``OMP_NUM_THREADS=2``.
+
+With a CUDA build of mxnet, :func:`preload_cuda_libraries` (also called by ``import resnet_gluon``) must likewise
+run before ``import mxnet``: it loads the CUDA libraries installed as wheels that ``libmxnet.so`` needs.
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-__all__ = ["cpu_thread_defaults", "apply_cpu_thread_defaults", "default_data_threads", "num_gpus", "default_context"]
+from . import _cuda_libs
+
+__all__ = ["cpu_thread_defaults", "apply_cpu_thread_defaults", "default_data_threads", "preload_cuda_libraries",
+           "num_gpus", "gpu_device_id", "default_context"]
 
 
 def _usable_cores() -> int:
@@ -76,6 +83,19 @@ def apply_cpu_thread_defaults(local_size: Optional[int] = None) -> Dict[str, str
     return applied
 
 
+def preload_cuda_libraries() -> List[str]:
+    """Load the CUDA libraries installed as wheels (``nvidia-*-cu11``, ``nvidia-nvjpeg-cu12``) that a CUDA build of
+    mxnet and DALI's 'mixed' decoder need; returns the files loaded.
+
+    Does nothing (returns ``[]``) with the CPU build of mxnet, once mxnet is imported (the loader has already
+    looked for them) or when ``RESNET_GLUON_NO_CUDA_PRELOAD=1``. See :mod:`resnet_gluon._cuda_libs` for why a
+    preload rather than ``LD_LIBRARY_PATH``.
+    """
+    if "mxnet" in sys.modules or os.environ.get("RESNET_GLUON_NO_CUDA_PRELOAD") == "1":
+        return []
+    return _cuda_libs.preload()
+
+
 def num_gpus() -> int:
     """GPUs MXNet can use here (0 with the CPU build of mxnet)."""
     import mxnet as mx
@@ -86,10 +106,59 @@ def num_gpus() -> int:
         return 0
 
 
-def default_context():
-    """This worker's GPU (Horovod's local rank) when mxnet sees one, else the CPU."""
-    import mxnet as mx
+def _gpu_count() -> int:
+    return num_gpus()  # the module's function, looked up at call time (the parameter below shadows it)
 
+
+def gpu_device_id(local_rank: Optional[int] = None, *, num_gpus: Optional[int] = None) -> int:
+    """The GPU of a process: its Horovod local rank, one GPU per process (the reference's mapping).
+
+    Parameters
+    ----------
+    local_rank : int, optional
+        The process's rank on its machine; default Horovod's local rank (0 without ``horovodrun``).
+    num_gpus : int, optional
+        GPUs on this machine; default :func:`num_gpus`.
+
+    Returns
+    -------
+    int
+        The device ordinal for ``mx.gpu(...)`` and DALI's ``device_id``: ``local_rank``.
+
+    Raises
+    ------
+    ValueError
+        When ``local_rank >= num_gpus``: rather than an "invalid device ordinal" deep inside CUDA, a message
+        saying how many processes the machine's GPUs can take. Processes never share a GPU: each would hold
+        its own copy of the model and its own cuDNN workspaces.
+    """
     from . import dist
 
-    return mx.gpu(dist.local_rank()) if num_gpus() > 0 else mx.cpu()
+    if local_rank is None:
+        local_rank = dist.local_rank()
+    if local_rank < 0:
+        raise ValueError(f"local_rank must be >= 0, got {local_rank}")
+    gpus = _gpu_count() if num_gpus is None else num_gpus
+    if local_rank < gpus:
+        return local_rank
+    if gpus == 0:
+        raise ValueError(f"local rank {local_rank} has no GPU: MXNet sees no GPU on this machine (the CPU build "
+                         "of mxnet, or no NVIDIA driver); train on the CPU, or install a CUDA build "
+                         "(MXNET_DIST=mxnet-cu112 tools/setup_env.sh) on a machine with a GPU")
+    processes = max(local_rank + 1, dist.local_size())
+    raise ValueError(f"local rank {local_rank} has no GPU: this machine has {gpus} GPU(s) but {processes} processes "
+                     f"run on it; run at most {gpus} process(es) per machine (horovodrun -np N -H host1:{gpus},"
+                     f"host2:{gpus},...), one per GPU")
+
+
+def default_context():
+    """This worker's device: ``mx.gpu(gpu_device_id())`` when mxnet sees a GPU, else the CPU.
+
+    Raises
+    ------
+    ValueError
+        When this machine runs more processes than it has GPUs (see :func:`gpu_device_id`).
+    """
+    import mxnet as mx
+
+    return mx.gpu(gpu_device_id()) if num_gpus() > 0 else mx.cpu()

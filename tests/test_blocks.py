@@ -66,3 +66,27 @@ def test_blocks_hybridize_to_the_same_output():
     eager = block(x).asnumpy()
     block.hybridize()
     np.testing.assert_allclose(block(x).asnumpy(), eager, atol=1e-5)
+
+
+def test_four_channel_stem_with_zero_fourth_channel_matches_three_channels():
+    # The reference's padded input (DALI pad_output): RGB plus a zero channel. A 4-channel net whose first three
+    # stem input channels carry a 3-channel net's weights must give the same logits.
+    from resnet_gluon import get_model
+
+    assert get_model("resnet50_v1_5", classes=10, in_channels=4).features[0].conv.weight.shape == (64, 4, 7, 7)
+    net4 = ResNet(BasicBlock, (1, 1), classes=5, stem_channels=16, in_channels=4, last_gamma=False)
+    net3 = ResNet(BasicBlock, (1, 1), classes=5, stem_channels=16, in_channels=3, last_gamma=False)
+    net4.initialize()
+    net3.initialize()
+    params4, params3 = list(net4.collect_params().values()), list(net3.collect_params().values())
+    assert len(params4) == len(params3)
+    for p4, p3 in zip(params4, params3):
+        w = p4.data()
+        p3.set_data(w[:, :3] if p4 is net4.features[0].conv.weight else w)
+    x3 = mx.nd.random.normal(shape=(2, 3, 32, 32))
+    x4 = mx.nd.concat(x3, mx.nd.zeros((2, 1, 32, 32)), dim=1)
+    with mx.autograd.predict_mode():
+        out3, out4 = net3(x3).asnumpy(), net4(x4).asnumpy()
+        nonzero = net4(mx.nd.concat(x3, mx.nd.ones((2, 1, 32, 32)), dim=1)).asnumpy()
+    np.testing.assert_allclose(out4, out3, rtol=1e-5, atol=1e-5)
+    assert np.abs(nonzero - out3).max() > 1e-3  # the 4th channel is really read

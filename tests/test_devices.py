@@ -85,3 +85,16 @@ print('OK', p.logits(x[:4]).shape)
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "OK (4, 4)" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_two_processes_on_a_one_gpu_machine_get_a_clear_error(monkeypatch):
+    """`train -n 2` on one GPU: rank 1 used to fail deep in CUDA with an invalid device ordinal."""
+    from resnet_gluon import dist
+
+    monkeypatch.setattr(runtime, "num_gpus", lambda: 1)
+    monkeypatch.setattr(dist, "local_rank", lambda: 1)
+    monkeypatch.setattr(dist, "local_size", lambda: 2)
+    with pytest.raises(ValueError, match=r"local rank 1 has no GPU: this machine has 1 GPU\(s\) but 2 processes"):
+        runtime.default_context()
+    monkeypatch.setattr(dist, "local_rank", lambda: 0)
+    assert runtime.default_context() == mx.gpu(0)
