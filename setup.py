@@ -15,6 +15,7 @@ setup(
         # "mxnet-cu112", ...) are different distributions of the same package; install exactly one.
         "numpy>=1.16,<1.24",
         "tqdm",
+        "safetensors",
     ],
     extras_require={
         "cpu": ["mxnet==1.9.1"],
@@ -24,6 +25,7 @@ setup(
         "dali": ["nvidia-dali-cuda120==1.35.0"],
         "horovod": ["horovod==0.28.1"],
         "plot": ["matplotlib<3.8"],
+        "tensorboard": ["tensorboardX"],
         "test": ["pytest", "gluoncv==0.10.5.post0", "Pillow"],
     },
     entry_points={"console_scripts": ["resnet-gluon=resnet_gluon.cli:main"]},

@@ -31,6 +31,8 @@ from .models import (  # noqa: E402
     resnet101_v1_5,
     resnet152_v1_5,
 )
+from .transfer import freeze_features, load_pretrained, set_features_lr_mult  # noqa: E402
+from .weights import save_parameters  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -43,12 +45,14 @@ _LAZY = {
     "Predictor": "inference",
 }
 
-_SUBMODULES = ("amp", "blocks", "callbacks", "checkpoint", "data", "dist", "evaluation", "files", "inference",
-               "models", "pipelines", "recipe", "runtime", "trainer", "training")
+_SUBMODULES = ("amp", "benchmark", "blocks", "callbacks", "checkpoint", "data", "dist", "evaluation", "export",
+               "fashion_mnist", "files", "image_folders", "images", "inference", "models", "pipelines",
+               "preprocessing", "quantization", "recipe", "runtime", "trainer", "training", "transfer", "weights")
 
 __all__ = [
     "BasicBlock", "Bottleneck", "ResNet", "Stage", "Stem", "Preprocessing", "Recipe",
     "count_parameters", "export_checkpoint", "get_model", "list_models", "load_parameters", "register_model",
+    "save_parameters", "load_pretrained", "freeze_features", "set_features_lr_mult",
     "resnet18_v1_5", "resnet34_v1_5", "resnet50_v1_5", "resnet101_v1_5", "resnet152_v1_5",
     *_LAZY,
 ]

@@ -51,6 +51,12 @@ def _inference_dtypes():
     return ["auto", *INFERENCE_DTYPES]
 
 
+def _default_backend() -> str:
+    from .runtime import num_gpus
+
+    return "dali-gpu" if num_gpus() > 0 else "dali-cpu"
+
+
 def _backends():
     from .pipelines import BACKENDS
 
@@ -149,8 +155,14 @@ def _add_common_training(p, *, defaults):
     p.add_argument("--dtype", default=defaults["dtype"], choices=defaults.get("dtypes", _training_dtypes()),
                    help="precision; auto = float16 on GPUs, bfloat16 on CPUs that support it, else float32 "
                         "(default: %(default)s)")
-    p.add_argument("--data-backend", default=defaults.get("backend", "dali-cpu"), choices=_backends(),
-                   help="input pipeline (default: %(default)s)")
+    p.add_argument("--data-backend", default=_default_backend(), choices=_backends(),
+                   help="input pipeline; dali-gpu decodes with nvJPEG on the GPU (default here: %(default)s)")
+    p.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
+                   help="tensor layout of data and model; NHWC (GPUs only) is the reference's on Tensor Cores")
+    p.add_argument("--data-dtype", default="float32", choices=["float32", "float16"],
+                   help="dtype of the pipeline's output batches (float16 halves the copy to the model)")
+    p.add_argument("--pad-output", action="store_true",
+                   help="pad images to 4 channels (DALI's pad_output, the reference's GPU input) with a 4-channel stem")
     p.add_argument("--image-size", type=_positive, default=defaults["image_size"],
                    help="training/validation crop (default: %(default)s)")
     p.add_argument("--num-classes", type=_positive, default=None,
@@ -252,7 +264,8 @@ def _train(args) -> int:
     import mxnet as mx
 
     mx.random.seed(args.seed)
-    preprocessing = Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0))
+    preprocessing = Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0), layout=args.layout,
+                                           dtype=args.data_dtype, pad_output=args.pad_output)
     if args.mode == "val":
         ctx = default_context()
         net, epoch, _ = checkpoint.load_network(args.model_prefix, args.load_epoch, ctx=ctx)
@@ -262,7 +275,8 @@ def _train(args) -> int:
         print(json.dumps(dict(epoch=epoch, **logs), indent=1))
         return 0
     train_data, val_data = _pipelines(args, preprocessing)
-    net = models.get_model(args.arch, classes=_classes(args))
+    net = models.get_model(args.arch, classes=_classes(args), layout=args.layout,
+                           in_channels=preprocessing.channels)
     from .transfer import prepare_fine_tuning
 
     prepare_fine_tuning(net, args.pretrained, freeze_features=args.freeze_features,

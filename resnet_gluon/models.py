@@ -7,25 +7,23 @@ A variant is a registered function whose name is its registry key::
 
 Weight I/O lives in :mod:`resnet_gluon.weights` and is re-exported here: :func:`load_parameters` reads Gluon's
 ``save_parameters`` files of these networks, gluoncv's ``resnet*_v1b`` parameter files, the ``<prefix>-NNNN.params``
-of the reference's checkpoint pair written by :func:`export_checkpoint`, and torchvision's/timm's state dicts
+of the reference's checkpoint pair (:func:`resnet_gluon.checkpoint.export_checkpoint`), and torchvision's/timm's state dicts
 (safetensors, or ``.pth`` with torch); :func:`save_parameters` writes Gluon, gluoncv and torchvision files.
 """
 from __future__ import annotations
 
 import functools
-import os
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List
 
-import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
 from .blocks import BasicBlock, Bottleneck, ResNet
 from .weights import load_parameters, save_gluoncv_parameters, save_parameters
 
-__all__ = ["register_model", "get_model", "list_models", "load_parameters", "save_parameters", "export_checkpoint",
-           "checkpoint_files", "count_parameters", "save_gluoncv_parameters", "resnet18_v1_5", "resnet34_v1_5",
-           "resnet50_v1_5", "resnet101_v1_5", "resnet152_v1_5"]
+__all__ = ["register_model", "get_model", "list_models", "load_parameters", "save_parameters", "count_parameters",
+           "save_gluoncv_parameters", "resnet18_v1_5", "resnet34_v1_5", "resnet50_v1_5", "resnet101_v1_5",
+           "resnet152_v1_5"]
 
 _REGISTRY: Dict[str, Callable[..., ResNet]] = {}
 
@@ -100,51 +98,3 @@ def resnet152_v1_5(**kwargs) -> ResNet:
 def count_parameters(net: gluon.Block) -> int:
     """Number of trainable parameter values (BatchNorm running statistics excluded, as in published counts)."""
     return sum(int(np.prod(p.shape)) for p in net.collect_params().values() if p.grad_req != "null")
-
-
-def checkpoint_files(prefix: Union[str, os.PathLike], epoch: int) -> tuple:
-    """The reference's checkpoint file names: ``(<prefix>-symbol.json, <prefix>-<epoch:04d>.params)``."""
-    prefix = os.fspath(prefix)
-    return f"{prefix}-symbol.json", f"{prefix}-{epoch:04d}.params"
-
-
-def export_checkpoint(net: gluon.HybridBlock, prefix: Union[str, os.PathLike], epoch: int = 0, *,
-                      input_shape: Optional[tuple] = None) -> tuple:
-    """Write ``net`` as ``<prefix>-symbol.json`` + ``<prefix>-<epoch:04d>.params`` (the reference's format).
-
-    The files load back with ``gluon.SymbolBlock.imports(symbol, ['data'], params)`` and with
-    :func:`load_parameters`. Each file is written to a temporary name and renamed, so an interrupted export
-    never leaves a truncated file under the final name.
-
-    Parameters
-    ----------
-    net : HybridBlock
-        An initialised network. If it has not run forward since it was hybridized, ``input_shape`` is required.
-    prefix : str or PathLike
-        Path prefix of the files.
-    epoch : int
-        Epoch number in the params file name.
-    input_shape : tuple, optional
-        Shape of a dummy float32 batch, e.g. ``(1, 3, 224, 224)`` (NCHW), to run one forward pass first.
-
-    Returns
-    -------
-    tuple of str
-        The symbol file and the params file.
-    """
-    if not getattr(net, "_active", False):  # hybridize() again would drop the cached graph
-        net.hybridize()
-    if input_shape is not None:
-        ctx = next(iter(net.collect_params().values())).list_ctx()[0]
-        net(mx.nd.zeros(input_shape, ctx=ctx))
-    symbol_file, params_file = checkpoint_files(prefix, epoch)
-    tmp_prefix = f"{os.fspath(prefix)}.tmp{os.getpid()}"
-    try:
-        net.export(tmp_prefix, epoch)
-    except RuntimeError as err:
-        raise RuntimeError(f"cannot export: {err}; run one forward pass after hybridize() or pass "
-                           "input_shape=") from err
-    tmp_symbol, tmp_params = checkpoint_files(tmp_prefix, epoch)
-    os.replace(tmp_params, params_file)
-    os.replace(tmp_symbol, symbol_file)
-    return symbol_file, params_file

@@ -252,6 +252,7 @@ class DALIPipeline(_Pipeline):
             images = fn.crop_mirror_normalize(
                 images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" else types.FLOAT,
                 output_layout=p.layout[1:], crop=(p.image_size, p.image_size), mean=list(p.mean), std=list(p.std),
+                pad_output=p.pad_output,
                 mirror=mirror)
             return images, labels.gpu() if ops == "gpu" else labels
 
@@ -331,7 +332,7 @@ class RecordIterPipeline(_Pipeline):
     """The same preprocessing as :class:`DALIPipeline` with MXNet's ``mx.io.ImageRecordIter`` (no DALI needed).
 
     Parameters are those of :class:`DALIPipeline` except ``device`` (always the CPU) and ``prefetch``
-    (``prefetch_buffer`` batches). Only ``layout='NCHW'`` and float32 output are supported.
+    (``prefetch_buffer`` batches). Only ``layout='NCHW'`` and float32 3-channel output are supported.
 
     Notes
     -----
@@ -346,7 +347,7 @@ class RecordIterPipeline(_Pipeline):
                  num_shards: Optional[int] = None, num_threads: Optional[int] = None, prefetch: int = 4,
                  seed: int = 0, ctx: Optional[mx.Context] = None):
         p = preprocessing
-        if p.layout != "NCHW" or p.dtype != "float32":
+        if p.layout != "NCHW" or p.dtype != "float32" or p.pad_output:
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         if train and self.num_shards > 1:

@@ -31,7 +31,8 @@ class Preprocessing:
     Training: random resized crop to ``image_size`` (area fraction in ``area``, aspect ratio in ``aspect``),
     horizontal flip with probability ``flip``, then ``(x - mean) / std``.
     Validation: resize the shorter side to ``resize``, centre crop ``image_size``, then ``(x - mean) / std``.
-    Output: ``dtype`` tensors in ``layout`` ('NCHW' or 'NHWC'), RGB.
+    Output: ``dtype`` tensors in ``layout`` ('NCHW' or 'NHWC'), RGB, plus a zero fourth channel with
+    ``pad_output`` (DALI's ``pad_output``, as the reference feeds GPUs; the model then takes ``in_channels=4``).
     """
 
     image_size: int = 224
@@ -43,6 +44,7 @@ class Preprocessing:
     std: Tuple[float, float, float] = IMAGENET_STD
     layout: str = "NCHW"
     dtype: str = "float32"
+    pad_output: bool = False
 
     def __post_init__(self):
         if self.image_size < 1 or self.resize < self.image_size:
@@ -62,19 +64,28 @@ class Preprocessing:
         return cls(image_size=image_size, resize=kwargs.pop("resize", round(image_size * 256 / 224)), **kwargs)
 
     def validation_settings(self) -> dict:
-        """The validation part (``image_size``, ``resize``, ``mean``, ``std``) as JSON-ready values (checkpoint records)."""
-        return dict(image_size=self.image_size, resize=self.resize, mean=list(self.mean), std=list(self.std))
+        """The validation part (``image_size``, ``resize``, ``mean``, ``std``, ``layout``, ``pad_output``) as
+        JSON-ready values (checkpoint records)."""
+        return dict(image_size=self.image_size, resize=self.resize, mean=list(self.mean), std=list(self.std),
+                    layout=self.layout, pad_output=self.pad_output)
 
     @classmethod
     def from_validation_settings(cls, settings: dict) -> "Preprocessing":
         """The inverse of :meth:`validation_settings` (other fields at their defaults)."""
         return cls(image_size=int(settings["image_size"]), resize=int(settings["resize"]),
-                   mean=tuple(settings["mean"]), std=tuple(settings["std"]))
+                   mean=tuple(settings["mean"]), std=tuple(settings["std"]),
+                   layout=settings.get("layout", "NCHW"), pad_output=bool(settings.get("pad_output", False)))
+
+    @property
+    def channels(self) -> int:
+        """Channels of a batch: 3 (RGB), or 4 with ``pad_output`` (RGB and a zero channel, the reference's
+        4-channel input on GPUs, with a stem of ``in_channels=4``)."""
+        return 4 if self.pad_output else 3
 
     def data_shape(self, batch_size: int) -> Tuple[int, int, int, int]:
         """Shape of a batch of ``batch_size`` images in this layout."""
-        s = self.image_size
-        return (batch_size, 3, s, s) if self.layout == "NCHW" else (batch_size, s, s, 3)
+        s, c = self.image_size, self.channels
+        return (batch_size, c, s, s) if self.layout == "NCHW" else (batch_size, s, s, c)
 
 
 
@@ -165,11 +176,13 @@ def preprocess(images: Sequence[ImageLike], preprocessing: Preprocessing = Prepr
     Returns
     -------
     ndarray
-        ``(N, 3, image_size, image_size)`` float32 ('NCHW', RGB), normalised as ``(x - mean) / std``.
+        ``preprocessing.data_shape(N)`` float32: ``(N, 3, image_size, image_size)`` ('NCHW', RGB) by default,
+        normalised as ``(x - mean) / std``; a zero fourth channel with ``pad_output``; channels last in 'NHWC'.
     """
     if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
         raise TypeError("preprocess takes a sequence of images; wrap a single image in a list")
-    out = np.empty((len(images), 3, preprocessing.image_size, preprocessing.image_size), np.float32)
+    s = preprocessing.image_size
+    out = np.zeros((len(images), preprocessing.channels, s, s), np.float32)  # a padded channel stays 0
     for i, image in enumerate(images):
-        out[i] = _validation_transform(load_image(image), preprocessing)
-    return out
+        out[i, :3] = _validation_transform(load_image(image), preprocessing)
+    return out if preprocessing.layout == "NCHW" else np.ascontiguousarray(out.transpose(0, 2, 3, 1))

@@ -8,7 +8,8 @@ import pytest
 
 import resnet_gluon as rg
 from resnet_gluon.blocks import Bottleneck
-from resnet_gluon.models import checkpoint_files, save_gluoncv_parameters
+from resnet_gluon.checkpoint import checkpoint_files
+from resnet_gluon.models import save_gluoncv_parameters
 
 PUBLISHED_COUNTS = {
     "resnet18_v1_5": 11_689_512,
@@ -102,7 +103,8 @@ def test_hybridized_equals_imperative_and_export_roundtrip(tmp_path):
     np.testing.assert_allclose(hybrid, imperative, atol=1e-5, rtol=1e-5)
 
     symbol_file, params_file = rg.export_checkpoint(net, tmp_path / "model", 3)
-    assert (symbol_file, params_file) == checkpoint_files(tmp_path / "model", 3)
+    files = checkpoint_files(tmp_path / "model", 3)
+    assert (symbol_file, params_file) == (files.symbol, files.params)
     assert sorted(os.listdir(tmp_path)) == ["model-0003.params", "model-symbol.json"]
     imported = mx.gluon.SymbolBlock.imports(symbol_file, ["data"], params_file)
     np.testing.assert_allclose(imported(x).asnumpy(), imperative, atol=1e-5, rtol=1e-5)
