@@ -98,3 +98,23 @@ def test_two_processes_on_a_one_gpu_machine_get_a_clear_error(monkeypatch):
         runtime.default_context()
     monkeypatch.setattr(dist, "local_rank", lambda: 0)
     assert runtime.default_context() == mx.gpu(0)
+
+
+def test_pad_output_gives_four_channels_for_a_four_channel_stem(tmp_path):
+    """The reference's GPU input: DALI pads RGB to 4 channels (zero); the stem takes in_channels=4."""
+    from resnet_gluon import pipelines
+    from resnet_gluon.preprocessing import preprocess
+
+    make_records(tmp_path / "train", 16, classes=3, size=(40, 40))
+    prep = Preprocessing(image_size=32, resize=36, pad_output=True)
+    data = pipelines.DALIPipeline(str(tmp_path / "train.rec"), batch_size=8, train=False, preprocessing=prep,
+                                  num_shards=1, shard_id=0, num_threads=1)
+    x, y = next(iter(data))
+    assert x.shape == (8, 4, 32, 32) and float(abs(x[:, 3]).max().asscalar()) == 0.0
+    plain = pipelines.DALIPipeline(str(tmp_path / "train.rec"), batch_size=8, train=False, num_shards=1, shard_id=0,
+                                   preprocessing=Preprocessing(image_size=32, resize=36), num_threads=1)
+    np.testing.assert_array_equal(x[:, :3].asnumpy(), next(iter(plain))[0].asnumpy())
+    assert preprocess([np.zeros((40, 40, 3), np.uint8)], prep).shape == (1, 4, 32, 32)
+    net = resnet18_v1_5(classes=3, in_channels=4)
+    history = fit(net, data, epochs=1, dtype="float32", lr=0.01, progress=False)
+    assert history.history["num_images"] == [16]
