@@ -81,6 +81,11 @@ h = fit(resnet18_v1_5(classes=4), ArrayBatches(x, y, 16), epochs=2, dtype='float
         progress=False, callbacks=[Checkpoint({repr(str(tmp_path / 'm'))})])
 assert h.history['loss_scale'][-1] > 1
 p = Predictor.from_checkpoint({repr(str(tmp_path / 'm'))}, ctx=mx.gpu(0), dtype='float16', image_size=32)
+# a float16-AMP checkpoint's weights are float32: it reloads on a CPU through the record (not the fp16 symbol)
+from resnet_gluon import checkpoint
+cpu_net, _, record = checkpoint.load_network({repr(str(tmp_path / 'm'))}, ctx=mx.cpu())
+assert record['train_dtype'] == 'float16' and record['dtype'] == 'float32'
+assert cpu_net(mx.nd.array(x[:2])).shape == (2, 4)
 print('OK', p.logits(x[:4]).shape)
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)

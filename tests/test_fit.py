@@ -177,3 +177,20 @@ def test_clear_errors(tmp_path):
             fit(net, ArrayBatches(x, y, 16), epochs=1, dtype="bfloat16", progress=False)
     with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
         fit(net, ArrayBatches(x, y, 16), epochs=1, dtype="fp8", progress=False)
+
+
+def test_metric_cadence_does_not_change_the_reported_figures():
+    """Metrics read from the device every batch or every 50 batches give the same epoch figures."""
+    x, y = quadrant_problem(96, size=16)
+    results = []
+    for read_every in (1, 50):
+        mx.random.seed(3)
+        net = ResNet(BasicBlock, (1,), classes=4, stem_channels=8)
+        h = fit(net, ArrayBatches(x, y, 16), ArrayBatches(x, y, 16), epochs=2, lr=0.1, warmup_epochs=0,
+                progress=False, dtype="float32", read_every=read_every)
+        results.append({k: h.history[k] for k in ("loss", "top1", "top5", "val_loss", "val_top1", "num_images")})
+    for key in results[0]:
+        if results[0][key][0] is None:
+            assert results[1][key] == results[0][key]
+            continue
+        np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-6, err_msg=key)
