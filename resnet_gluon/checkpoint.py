@@ -5,6 +5,9 @@ A checkpoint of epoch ``E`` under ``prefix`` is the reference's pair ``<prefix>-
 for training runs the trainer state ``<prefix>-EEEE.states``, and the record ``<prefix>-EEEE.json``, written
 last. The record says what the files are: model, classes, class names, layout, dtype, the validation
 preprocessing, the recipe and the schedule position, the loss scale, the metrics, and the list of files.
+The weights are float32 whatever the training dtype (AMP keeps float32 master weights), but the symbol of a
+float16-AMP run holds float16 casts that only a GPU runs: on a CPU load such a checkpoint with
+:func:`load_network` (which rebuilds the model from the record) rather than ``SymbolBlock.imports``.
 
 **Completeness.** A checkpoint is complete when its record exists and every file the record lists exists.
 Each file is written atomically, the record last, so a run killed mid-save leaves at most an incomplete
