@@ -14,7 +14,7 @@ import numpy as np
 
 from .data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, PathLike, RecordFiles, record_files, write_records
 
-__all__ = ["fashion_mnist_to_recordio"]
+__all__ = ["fashion_mnist_to_recordio", "load_split"]
 
 
 def _read_idx_images(path: str) -> np.ndarray:
@@ -28,7 +28,15 @@ def _read_idx_images(path: str) -> np.ndarray:
     raise ValueError(f"{path!r} is not an IDX image or label file")
 
 
-def _fashion_mnist_split(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
+def load_split(root: str = FASHION_MNIST_DIR, split: str = "train") -> Tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST images ``(N, 28, 28)`` uint8 and labels ``(N,)`` uint8 of ``split`` ('train': 60,000;
+    'val'/'test': the 10,000 test images) from the IDX files in ``root`` (gzipped or not).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing file and the Debian package that provides it.
+    """
     stem = "train" if split == "train" else "t10k"
     paths = []
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
@@ -58,7 +66,7 @@ def fashion_mnist_to_recordio(out_dir: PathLike, *, image_size: int = 32, root: 
     result = []
     for split, limit in (("train", train_limit), ("val", val_limit)):
         prefix = os.path.join(out_dir, split)
-        images, labels = _fashion_mnist_split(os.fspath(root), split)
+        images, labels = load_split(os.fspath(root), split)
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
         if not overwrite and os.path.exists(prefix + ".rec") and os.path.exists(prefix + ".idx"):

@@ -277,9 +277,8 @@ def test_every_image_kind_decodes_alike_everywhere(prepared_kinds, group):
     _agree(train[order], squashed, 2.5, 8)
 
 
-@pytest.mark.xfail(strict=True, reason="resnet_gluon.inference.load_image decodes with cv2.IMREAD_UNCHANGED, "
-                                       "which ignores EXIF orientation; prepare stores such images upright")
 def test_predictor_applies_exif_orientation_like_prepare(prepared_kinds):
+    """A photo with EXIF orientation 6 given to the Predictor is decoded upright, as prepare stores it."""
     prep = data.Preprocessing(image_size=32, resize=36)
     original = inference.preprocess([str(prepared_kinds / "originals" / "exif6.jpg")], prep)
     upright = inference.preprocess([image_kind_references(["exif6.jpg"])["exif6.jpg"]], prep)

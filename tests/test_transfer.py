@@ -133,9 +133,9 @@ def test_cli_transfer_flags_give_one_line_errors(tmp_path, monkeypatch, capsys, 
 
 # ------------------------------------------------------------------------------------- the measurement
 def _fashion_mnist(classes, count, split, seed):
-    from resnet_gluon import data
+    from resnet_gluon import data, fashion_mnist
 
-    images, labels = data._fashion_mnist_split(data.FASHION_MNIST_DIR, split)
+    images, labels = fashion_mnist.load_split(data.FASHION_MNIST_DIR, split)
     picked = np.flatnonzero(np.isin(labels, classes))
     picked = np.random.RandomState(seed).permutation(picked)[:count]
     x = (images[picked].astype(np.float32) / 255 - 0.286) / 0.353  # Fashion-MNIST's mean and std
