@@ -47,7 +47,7 @@ _LAZY = {
 
 _SUBMODULES = ("amp", "benchmark", "blocks", "callbacks", "checkpoint", "data", "dist", "evaluation", "export",
                "fashion_mnist", "files", "image_folders", "images", "inference", "models", "pipelines",
-               "preprocessing", "quantization", "recipe", "runtime", "trainer", "training", "transfer", "weights")
+               "preprocessing", "quantization", "recipe", "runtime", "sharding", "trainer", "training", "transfer", "weights")
 
 __all__ = [
     "BasicBlock", "Bottleneck", "ResNet", "Stage", "Stem", "Preprocessing", "Recipe",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,15 +122,6 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
                 **{k: float(np.mean([e[k] for e in measured])) for k in LATENCY_KEYS})
 
 
-def _launcher(workers: int) -> List[str]:
-    if workers == 1:
-        return [sys.executable]
-    exe = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or shutil.which("horovodrun")
-    if exe is None:
-        raise RuntimeError("more than one worker needs horovodrun (pip install horovod, built with MXNet)")
-    return [exe, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo", sys.executable]
-
-
 def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32,),
           on_result: Optional[Callable[[Dict], None]] = None, **options) -> List[Dict]:
     """:func:`measure` for every workers x batch size pair, each in a fresh process; returns the results in order.
@@ -143,14 +133,18 @@ def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32
     ------
     ChildProcessError
         When a run fails (with the last line of its error output).
+    FileNotFoundError
+        For more than one worker without ``horovodrun``.
     """
+    from .dist import worker_command
+
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for workers in num_workers:
             for batch in batch_sizes:
                 out = os.path.join(tmp, f"{workers}x{batch}.json")
                 spec = json.dumps(dict(options, batch_size=batch))
-                proc = subprocess.run([*_launcher(workers), "-m", "resnet_gluon.benchmark", spec, out],
+                proc = subprocess.run([*worker_command(workers), "-m", "resnet_gluon.benchmark", spec, out],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 if proc.returncode or not os.path.isfile(out):
                     lines = [line for line in proc.stderr.splitlines() if "Error" in line] or \

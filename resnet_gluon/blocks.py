@@ -82,18 +82,8 @@ class _Layers:
                             in_channels=in_channels, gamma_initializer="zeros" if zero_gamma else "ones")
 
 
-_LAYER_DOC = """layout : {'NCHW', 'NHWC'}
-        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
-    bn_epsilon, bn_momentum : float
-        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
-    weight_initializer : mxnet.init.Initializer, optional
-        Initializer of convolution weights; default :func:`reference_initializer`.
-    prefix, params
-        Gluon's naming and parameter sharing arguments."""
-
-
 class Stem(HybridBlock):
-    __doc__ = f"""The ResNet input stem: 7x7 convolution with stride 2, BatchNorm, ReLU, 3x3 max-pool with stride 2.
+    """The ResNet input stem: 7x7 convolution with stride 2, BatchNorm, ReLU, 3x3 max-pool with stride 2.
 
     Parameters
     ----------
@@ -102,7 +92,14 @@ class Stem(HybridBlock):
     in_channels : int
         Input channels: 3 for RGB images, 4 for the reference's padded input (DALI's ``pad_output``: RGB plus a
         zero channel, as the reference feeds NHWC float16 on GPUs).
-    {_LAYER_DOC}
+    layout : {'NCHW', 'NHWC'}
+        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
+    bn_epsilon, bn_momentum : float
+        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
+    weight_initializer : mxnet.init.Initializer, optional
+        Initializer of convolution weights; default :func:`reference_initializer`.
+    prefix, params
+        Gluon's naming and parameter sharing arguments.
 
     Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/4), ceil(W/4))``.
     """
@@ -155,13 +152,15 @@ class _ResidualBlock(HybridBlock):
         return F.Activation(self._body(F, x) + shortcut, act_type="relu")
 
 
-_BLOCK_DOC = """
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions with a residual connection (ResNet-18/34).
+
     Parameters
     ----------
     channels : int
         Output channels.
     strides : int
-        Stride of the {stride_conv} (and of the shortcut when ``downsample``).
+        Stride of the first 3x3 convolution (and of the shortcut when ``downsample``).
     downsample : bool
         Give the shortcut a 1x1 convolution + BatchNorm (needed when the shape changes).
     in_channels : int
@@ -169,15 +168,17 @@ _BLOCK_DOC = """
     last_gamma : bool
         Initialise the gamma of the last BatchNorm to zero, so the block starts as an identity (the reference's
         default).
-    """ + _LAYER_DOC + """
+    layout : {'NCHW', 'NHWC'}
+        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
+    bn_epsilon, bn_momentum : float
+        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
+    weight_initializer : mxnet.init.Initializer, optional
+        Initializer of convolution weights; default :func:`reference_initializer`.
+    prefix, params
+        Gluon's naming and parameter sharing arguments.
 
     Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
     """
-
-
-class BasicBlock(_ResidualBlock):
-    __doc__ = "Two 3x3 convolutions with a residual connection (ResNet-18/34).\n" + _BLOCK_DOC.replace(
-        "{stride_conv}", "first 3x3 convolution")
 
     expansion = 1
 
@@ -193,9 +194,33 @@ class BasicBlock(_ResidualBlock):
 
 
 class Bottleneck(_ResidualBlock):
-    __doc__ = ("The ResNet v1.5 bottleneck: 1x1 reduce to ``channels // 4``, 3x3 carrying the stride (v1.5), "
-               "1x1 expand,\n    with a residual connection.\n" + _BLOCK_DOC.replace(
-                   "{stride_conv}", "3x3 convolution (v1.5; v1 strides the first 1x1)"))
+    """The ResNet v1.5 bottleneck: 1x1 reduce to ``channels // 4``, 3x3 carrying the stride (v1.5), 1x1 expand,
+    with a residual connection.
+
+    Parameters
+    ----------
+    channels : int
+        Output channels.
+    strides : int
+        Stride of the 3x3 convolution (v1.5; v1 strides the first 1x1) and of the shortcut when ``downsample``.
+    downsample : bool
+        Give the shortcut a 1x1 convolution + BatchNorm (needed when the shape changes).
+    in_channels : int
+        Input channels; 0 means ``channels``.
+    last_gamma : bool
+        Initialise the gamma of the last BatchNorm to zero, so the block starts as an identity (the reference's
+        default).
+    layout : {'NCHW', 'NHWC'}
+        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
+    bn_epsilon, bn_momentum : float
+        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
+    weight_initializer : mxnet.init.Initializer, optional
+        Initializer of convolution weights; default :func:`reference_initializer`.
+    prefix, params
+        Gluon's naming and parameter sharing arguments.
+
+    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
+    """
 
     expansion = 4
 
@@ -215,7 +240,7 @@ class Bottleneck(_ResidualBlock):
 
 
 class Stage(nn.HybridSequential):
-    __doc__ = """A stage of ``blocks`` residual blocks of one type; the first one may downsample.
+    """A stage of ``blocks`` residual blocks of one type; the first one may downsample.
 
     Parameters
     ----------
@@ -231,7 +256,14 @@ class Stage(nn.HybridSequential):
         Input channels of the first block.
     last_gamma : bool
         As for :class:`Bottleneck`.
-    """ + _LAYER_DOC + """
+    layout : {'NCHW', 'NHWC'}
+        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
+    bn_epsilon, bn_momentum : float
+        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
+    weight_initializer : mxnet.init.Initializer, optional
+        Initializer of convolution weights; default :func:`reference_initializer`.
+    prefix, params
+        Gluon's naming and parameter sharing arguments.
     """
 
     def __init__(self, block: Type[_ResidualBlock], blocks: int, channels: int, strides: int = 1, *,
@@ -252,7 +284,7 @@ class Stage(nn.HybridSequential):
 
 
 class ResNet(HybridBlock):
-    __doc__ = """A ResNet v1.5 classifier built from a residual block type and the number of blocks per stage.
+    """A ResNet v1.5 classifier built from a residual block type and the number of blocks per stage.
 
     Parameters
     ----------
@@ -269,7 +301,14 @@ class ResNet(HybridBlock):
         Channels of the stem and of the first stage's inner width.
     last_gamma : bool
         Zero-initialise the last BatchNorm gamma of every residual block (the reference's default).
-    """ + _LAYER_DOC + """
+    layout : {'NCHW', 'NHWC'}
+        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
+    bn_epsilon, bn_momentum : float
+        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
+    weight_initializer : mxnet.init.Initializer, optional
+        Initializer of convolution weights; default :func:`reference_initializer`.
+    prefix, params
+        Gluon's naming and parameter sharing arguments.
 
     Attributes
     ----------

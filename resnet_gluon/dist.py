@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import sys
 from typing import Any, Callable, List, Sequence, TypeVar
 
 __all__ = ["import_horovod", "horovod", "init", "rank", "size", "local_rank", "local_size", "is_rank_zero", "rank_zero_only",
-           "under_horovodrun", "allreduce_sum", "broadcast_object", "barrier"]
+           "under_horovodrun", "worker_command", "allreduce_sum", "broadcast_object", "barrier"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -21,6 +23,23 @@ def under_horovodrun() -> bool:
         if int(os.environ.get(var, "1")) > 1:
             return True
     return False
+
+
+def worker_command(workers: int) -> List[str]:
+    """The command that starts ``workers`` processes of this Python on this host, to be followed by ``-m module``
+    or a script: ``[python]`` for one; ``horovodrun -np N -H localhost:N --gloo python`` for more.
+
+    Raises
+    ------
+    FileNotFoundError
+        For more than one worker without ``horovodrun`` beside this Python or on the ``PATH``.
+    """
+    if workers == 1:
+        return [sys.executable]
+    exe = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or shutil.which("horovodrun")
+    if exe is None:
+        raise FileNotFoundError(f"{workers} workers need horovodrun (pip install horovod, built with MXNet)")
+    return [exe, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo", sys.executable]
 
 
 def import_horovod():

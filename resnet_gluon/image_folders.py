@@ -78,6 +78,14 @@ class PrepareSummary:
         parts += [f"{self.other} without an image extension"] if self.other else []
         return f"skipped {' and '.join(parts)}" if parts else ""
 
+    def warning(self) -> str:
+        """A warning when this run replaced the data root's ``classes.json`` ('' when it did not)."""
+        if not self.replaced_classes:
+            return ""
+        root = os.path.dirname(self.files.rec) or "."
+        return (f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {list(self.replaced_classes)}); "
+                f"record files prepared before in {root} use the old numbering: prepare them again")
+
 
 @dataclasses.dataclass
 class _Tree:

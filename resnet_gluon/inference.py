@@ -61,6 +61,10 @@ class Prediction:
         """The probability of the most probable class."""
         return self.probabilities[0]
 
+    def __str__(self) -> str:
+        """``'name (class) probability, ...'``, most probable first, probabilities to 4 decimals."""
+        return ", ".join(f"{n} ({c}) {p:.4f}" for c, n, p in zip(self.classes, self.names, self.probabilities))
+
 
 def _deprecated_precision(dtype: Optional[str], precision: Optional[str], where: str) -> Optional[str]:
     if precision is None:
@@ -274,6 +278,43 @@ class Predictor:
                                       probabilities=tuple(float(probs[i]) for i in order),
                                       names=tuple(self.class_names[i] for i in order)))
         return results[0] if single else results
+
+    def evaluate(self, rec: PathLike, *, data_backend: str = "dali-cpu",
+                 num_threads: Optional[int] = None) -> Dict[str, Any]:
+        """Accuracy and speed of this predictor on a ``.rec``/``.idx`` validation set, read in file order.
+
+        Parameters
+        ----------
+        rec : str or PathLike
+            The ``.rec`` file (its ``.idx`` beside it).
+        data_backend : {'dali-cpu', 'dali-gpu', 'mxnet'}
+            Pipeline that decodes it (:func:`resnet_gluon.pipelines.make_pipeline`), one shard.
+        num_threads : int, optional
+            Pipeline threads; default :func:`~resnet_gluon.runtime.default_data_threads`.
+
+        Returns
+        -------
+        dict
+            ``dtype``, ``rec``, ``top1``, ``top5`` (None with fewer than 5 classes), ``total_ips`` (img/s, data
+            loading included), ``latency_avg``/``_50``/``_90``/``_99`` (seconds per batch), ``num_images`` and
+            ``batch_size`` (:attr:`batch_size`, at most the records of ``rec``), as
+            :func:`resnet_gluon.evaluation.evaluate` measures them.
+
+        Raises
+        ------
+        FileNotFoundError, ValueError
+            A missing or unreadable record pair, an unknown backend (from the pipeline).
+        """
+        from . import pipelines  # DALI is imported only when its pipeline is built
+        from .data import record_files
+        from .evaluation import evaluate
+
+        data = pipelines.make_pipeline(data_backend, rec, batch_size=min(self.batch_size, len(record_files(rec))),
+                                       train=False, preprocessing=self.preprocessing, num_shards=1, shard_id=0,
+                                       num_threads=num_threads)
+        logs = evaluate(self.net, data, ctx=self.ctx, prefix="")
+        keys = ("top1", "top5", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_99", "num_images")
+        return dict(dtype=self.dtype, rec=os.fspath(rec), **{k: logs[k] for k in keys}, batch_size=data.batch_size)
 
     def __repr__(self) -> str:
         return (f"Predictor(dtype={self.dtype!r}, classes={self.num_classes}, "

@@ -14,16 +14,13 @@ batch size except for the last batch of a shard, which holds its remaining image
 (``N == 0``) that end a shard with fewer batches than the longest one. ``len(pipeline)`` is the number of
 batches per epoch, the same on every shard; ``num_samples`` the images of all shards.
 
-Order: a training epoch is a permutation of the whole file, a pure function of ``(seed, epoch)``
-(:func:`epoch_order`), cut into one contiguous part per shard, so it does not depend on how the ``.rec``
-was written (a class-sorted file trains like a shuffled one), every shard sees every class every epoch, and
-a resumed run replays the same images. Validation reads the file in order.
+Order: a training epoch is a permutation of the whole file, a pure function of ``(seed, epoch)``, cut into
+one contiguous part per shard; validation reads the file in order (:mod:`resnet_gluon.sharding`).
 
 This module is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
 """
 from __future__ import annotations
 
-import collections
 import math
 import os
 from typing import Iterator, List, Optional, Tuple
@@ -31,10 +28,10 @@ from typing import Iterator, List, Optional, Tuple
 import mxnet as mx
 import numpy as np
 
-from . import dist
-from .data import PathLike, RecordFiles, RecordReader, read_labels, record_files
+from .data import PathLike, RecordReader, record_files
 from .preprocessing import Preprocessing
 from .runtime import default_data_threads, gpu_device_id
+from .sharding import ShardSource, check_mixed, epoch_order, record_iter_part, resolve_shard, shard_positions
 
 __all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "epoch_order",
            "shard_positions", "BACKENDS"]
@@ -52,27 +49,6 @@ def _import_dali():
                           "install it with 'pip install nvidia-dali-cuda120==1.35.0', or use "
                           "data_backend='mxnet'") from err
     return dali, fn, types, dali_mxnet
-
-
-def epoch_order(num_samples: int, *, seed: int, epoch: int) -> np.ndarray:
-    """The records of training epoch ``epoch`` in the order they are read: a permutation of
-    ``0 .. num_samples - 1`` (places in the ``.idx``), a pure function of ``(seed, epoch)``."""
-    return np.random.default_rng([seed, epoch]).permutation(num_samples)
-
-
-def shard_positions(num_samples: int, shard_id: int, num_shards: int,
-                    order: Optional[np.ndarray] = None) -> np.ndarray:
-    """Shard ``shard_id``'s part of ``order`` (default file order): contiguous, sizes differ by at most one,
-    possibly empty when there are fewer records than shards."""
-    return np.array_split(np.arange(num_samples) if order is None else order, num_shards)[shard_id]
-
-
-def _shard(shard_id: Optional[int], num_shards: Optional[int]) -> Tuple[int, int]:
-    num_shards = dist.size() if num_shards is None else num_shards
-    shard_id = dist.rank() if shard_id is None else shard_id
-    if not 0 <= shard_id < num_shards:
-        raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
-    return shard_id, num_shards
 
 
 class _Pipeline:
@@ -100,7 +76,7 @@ class _Pipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         files = record_files(path)
-        shard_id, num_shards = _shard(shard_id, num_shards)
+        shard_id, num_shards = resolve_shard(shard_id, num_shards)
         _Pipeline.__init__(self, len(files), batch_size, num_shards)
         return files, shard_id
 
@@ -124,24 +100,6 @@ class _Pipeline:
             empty = self._empty(self.ctx or ctx)
             for _ in range(len(self) - n):
                 yield empty
-
-
-class _ShardSource:
-    """DALI ``external_source`` callback: the encoded images and labels of ``positions`` (places in the
-    ``.idx``), batch by batch; StopIteration after the last one."""
-
-    def __init__(self, reader: RecordReader, positions: np.ndarray, batch_size: int):
-        self.reader, self.positions, self.batch_size = reader, positions, batch_size
-        self.served = collections.deque(maxlen=8)  # the latest batches' positions, to name a bad record
-
-    def __call__(self, info) -> Tuple[List[np.ndarray], List[np.ndarray]]:
-        start = info.iteration * self.batch_size
-        chunk = self.positions[start:start + self.batch_size]
-        if not len(chunk):
-            raise StopIteration
-        records = [self.reader[int(i)] for i in chunk]
-        self.served.append(chunk)
-        return [image for _, image in records], [np.array([label], np.float32) for label, _ in records]
 
 
 class DALIPipeline(_Pipeline):
@@ -224,7 +182,7 @@ class DALIPipeline(_Pipeline):
         """The graph's ``(encoded images, labels)`` nodes: the records at ``positions``, in that order."""
         if self._reader is None:
             self._reader = RecordReader(self.files.rec)
-        self._source = _ShardSource(self._reader, positions, self.batch_size)
+        self._source = ShardSource(self._reader, positions, self.batch_size)
         return fn.external_source(source=self._source, num_outputs=2, batch=True, batch_info=True,
                                   dtype=[types.UINT8, types.FLOAT])
 
@@ -300,34 +258,6 @@ class DALIPipeline(_Pipeline):
                 "data set from intact images.")
 
 
-def _record_iter_part(num_samples: int, part: int, parts: int) -> int:
-    """Records of part ``part`` of ``parts`` as ``ImageRecordIter`` splits a file (dmlc-core's
-    ``IndexedRecordIOSplitter``: contiguous parts of ``ceil(n / parts)`` records, the last ones shorter or empty)."""
-    step = math.ceil(num_samples / parts)
-    return max(0, min((part + 1) * step, num_samples) - min(part * step, num_samples))
-
-
-def _check_mixed(files: RecordFiles, num_shards: int, samples: int = 4096) -> None:
-    """Refuse a class-sorted file for several ``ImageRecordIter`` training shards (each would see some classes).
-
-    Reads the labels of up to ``samples`` records spread over the file: in a shuffled file neighbours share
-    a label about as often as two random records do (the sum of squared class shares); in a sorted one
-    almost always.
-    """
-    n = len(files)
-    labels = read_labels(files.rec, np.unique(np.linspace(0, n - 1, min(n, samples)).astype(np.int64)))
-    if len(labels) < 3:
-        return
-    same = float(np.mean(labels[1:] == labels[:-1]))
-    chance = float(np.sum((np.unique(labels, return_counts=True)[1] / len(labels)) ** 2))
-    if same > chance + 0.25:
-        raise ValueError(f"{files.rec!r} is ordered by class ({same:.0%} of neighbouring records share a label, "
-                         f"{chance:.0%} by chance) and mx.io.ImageRecordIter gives each of the {num_shards} shards a "
-                         "contiguous part of the file, so each would train on some classes only; re-create it "
-                         "shuffled ('resnet-gluon prepare' shuffles by default) or use a DALI backend, which reads "
-                         "a fresh global order every epoch")
-
-
 class RecordIterPipeline(_Pipeline):
     """The same preprocessing as :class:`DALIPipeline` with MXNet's ``mx.io.ImageRecordIter`` (no DALI needed).
 
@@ -351,9 +281,9 @@ class RecordIterPipeline(_Pipeline):
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         if train and self.num_shards > 1:
-            _check_mixed(files, self.num_shards)
+            check_mixed(files, self.num_shards)
         self.files, self.ctx, self.preprocessing = files, ctx, preprocessing
-        self.part_size = _record_iter_part(self.num_samples, shard_id, self.num_shards)
+        self.part_size = record_iter_part(self.num_samples, shard_id, self.num_shards)
         # ImageRecordIter refuses a part much smaller than its batch; such a part is one batch anyway.
         common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, p.image_size, p.image_size),
                       batch_size=min(batch_size, max(1, self.part_size)), part_index=shard_id,

@@ -160,6 +160,16 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         cb.state = state
     for cb in callbacks:
         cb.on_train_begin({})
+    history = _run_epochs(state, train_data, val_data, callbacks, read_every, target_accuracy)
+    for cb in callbacks:
+        cb.on_train_end({})
+    return history
+
+
+def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterable], callbacks: Sequence[Callback],
+                read_every: int, target_accuracy: Optional[float]) -> History:
+    """The epochs of :func:`fit` from ``state.initial_epoch``, with their callbacks; stops early on request."""
+    net, ctx, recipe = state.net, state.ctx, state.recipe
     history = History()
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not (recipe.label_smoothing or recipe.mixup))
     for epoch in range(state.initial_epoch, state.epochs):
@@ -178,8 +188,6 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
             state.stop_training = True
         if state.stop_training:
             break
-    for cb in callbacks:
-        cb.on_train_end({})
     return history
 
 

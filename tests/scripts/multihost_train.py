@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from resnet_gluon import Callback, Checkpoint, Report, dist, fit, pipelines, runtime  # first: threads before mxnet
+from resnet_gluon import Callback, Checkpoint, Report, dist, fit, runtime, sharding  # first: threads before mxnet
 
 import mxnet as mx
 
@@ -62,7 +62,7 @@ print("SLOT " + json.dumps(dict(
     rank=dist.rank(), size=dist.size(), local_rank=dist.local_rank(), local_size=dist.local_size(),
     cross_rank=hvd.cross_rank() if hvd else 0, host=os.environ.get("HOROVOD_HOSTNAME"),
     omp_num_threads=os.environ.get("OMP_NUM_THREADS"), cores=len(os.sched_getaffinity(0)),
-    data_threads=runtime.default_data_threads(), data_shard=pipelines._shard(None, None))), flush=True)
+    data_threads=runtime.default_data_threads(), data_shard=sharding.resolve_shard(None, None))), flush=True)
 mx.random.seed(42)
 net = tiny_net()
 x, y = quadrant_problem(n, size=8)
