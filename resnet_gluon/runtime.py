@@ -143,8 +143,8 @@ def gpu_device_id(local_rank: Optional[int] = None, *, num_gpus: Optional[int] =
         return local_rank
     if gpus == 0:
         raise ValueError(f"local rank {local_rank} has no GPU: MXNet sees no GPU on this machine (the CPU build "
-                         "of mxnet, or no NVIDIA driver); train on the CPU, or install a CUDA build "
-                         "(MXNET_DIST=mxnet-cu112 tools/setup_env.sh) on a machine with a GPU")
+                         "of mxnet, no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them); train on the CPU, or "
+                         "install a CUDA build (MXNET_DIST=mxnet-cu112 tools/setup_env.sh) on a machine with a GPU")
     processes = max(local_rank + 1, dist.local_size())
     raise ValueError(f"local rank {local_rank} has no GPU: this machine has {gpus} GPU(s) but {processes} processes "
                      f"run on it; run at most {gpus} process(es) per machine (horovodrun -np N -H host1:{gpus},"

@@ -49,12 +49,12 @@ if [ "$cuda" = 1 ]; then
   fi
   nvcc=$(command -v nvcc || true)
   [ -z "$nvcc" ] && [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] && nvcc="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
-  [ -n "$nvcc" ] || die "MXNET_DIST=$mxnet_dist needs a CUDA toolkit (nvcc not found on PATH or in ${CUDA_HOME:-/usr/local/cuda}/bin): horovod's build compiles GPU code against a CUDA build of mxnet; install the CUDA toolkit (11.x or 12.x, no newer than the driver supports) and run again"
+  [ -n "$nvcc" ] || die "MXNET_DIST=$mxnet_dist needs a CUDA toolkit (nvcc not found on PATH or in ${CUDA_HOME:-/usr/local/cuda}/bin): horovod's build compiles GPU code against a CUDA build of mxnet; install a CUDA toolkit no newer than the driver supports (CUDA 12 or older for Volta GPUs) and run again"
   hvd_ops=nccl
   # The toolkit's folder, also when nvcc is a wrapper script: nvcc names it (TOP) in a dry run.
   cuda_home=$("$nvcc" --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1 || true)
   cuda_home=$(cd "${cuda_home:-$(dirname "$(readlink -f "$nvcc")")/..}" && pwd)
-  # Horovod links the toolkit's CUDA runtime: one newer than the driver cannot start.
+  # Horovod links the toolkit's CUDA runtime (statically): one newer than the driver cannot start.
   toolkit_cuda=$("$nvcc" --version | grep -o 'release [0-9]*' | grep -o '[0-9]*$' || true)
   driver_cuda=$(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9]*' | grep -o '[0-9]*$' || true)
   if [ -n "$toolkit_cuda" ] && [ -n "$driver_cuda" ] && [ "$toolkit_cuda" -gt "$driver_cuda" ]; then
@@ -159,14 +159,20 @@ if ! "$venv/bin/python" -c "import horovod.mxnet" >/dev/null 2>&1; then
               "HOROVOD_CUDA_HOME=$cuda_home")
     nccl_lib=$(echo "${LD_LIBRARY_PATH:-}" | tr ':' '\n' | grep '/nvidia/nccl/lib$' | head -1 || true)
     if [ -n "$nccl_lib" ]; then   # the nvidia-nccl-cu11 wheel (mxnet-cu102: the system's NCCL)
-      # The wheel holds libnccl.so.2 only; horovod's build looks for libnccl.so.
+      # The wheel holds libnccl.so.2 only; horovod's build looks for libnccl.so (and its library keeps this
+      # folder as its run path, so that it finds libnccl.so.2 there).
       nccl_home="$venv/horovod-nccl"
       mkdir -p "$nccl_home/lib"
       ln -sfn "${nccl_lib%/lib}/include" "$nccl_home/include"
       ln -sf "$nccl_lib/libnccl.so.2" "$nccl_home/lib/libnccl.so"
+      ln -sf "$nccl_lib/libnccl.so.2" "$nccl_home/lib/libnccl.so.2"
       hvd_env+=("HOROVOD_NCCL_HOME=$nccl_home" "HOROVOD_NCCL_INCLUDE=$nccl_home/include" "HOROVOD_NCCL_LIB=$nccl_home/lib")
     fi
-    say "building horovod $horovod_version against $mxnet_dist with NCCL (CUDA toolkit: $cuda_home)"
+    # mxnet's headers include cuBLAS, cuRAND and cuSOLVER headers, which a minimal toolkit lacks: the wheels have them.
+    wheel_includes=$(echo "${LD_LIBRARY_PATH:-}" | tr ':' '\n' | sed -n 's|/nvidia/\([a-z_0-9]*\)/lib$|/nvidia/\1/include|p' |
+                     while read -r d; do if [ -d "$d" ]; then echo "$d"; fi; done | paste -sd: -)
+    [ -n "$wheel_includes" ] && hvd_env+=("CPLUS_INCLUDE_PATH=$wheel_includes${CPLUS_INCLUDE_PATH:+:$CPLUS_INCLUDE_PATH}")
+    say "building horovod $horovod_version against $mxnet_dist with NCCL (CUDA toolkit: $cuda_home; 10-30 minutes: it compiles CUDA kernels for every GPU architecture nvcc knows)"
   else
     say "building horovod $horovod_version against $mxnet_dist (about 2 minutes on 2 cores)"
   fi
