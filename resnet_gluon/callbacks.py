@@ -141,8 +141,7 @@ class Checkpoint(Callback):
         if dist.is_rank_zero():
             load_parameters(net, files.params, ctx=state.ctx)
             trainer.load_states(files.states, epoch=epoch)
-        trainer.set_position(epoch * state.steps_per_epoch)
-        trainer.broadcast_states(root_rank=0)
+        trainer.broadcast_states(root_rank=0)  # other ranks get rank 0's position with the states
         state.initial_epoch = epoch
         self.resumed_from = epoch
         if dist.is_rank_zero():

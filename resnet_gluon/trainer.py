@@ -197,12 +197,15 @@ class Trainer(_hvd.DistributedTrainer):
         """Updates applied so far (the schedule's position)."""
         return self._optimizer.num_update
 
-    def _state(self) -> dict:
-        """Momentum and other per-parameter optimizer states, the update count and the loss scale."""
+    def _ensure_updaters(self) -> None:
         if not self._kv_initialized:
             self._init_kvstore()
         if self._params_to_init:
             self._init_params()
+
+    def _state(self) -> dict:
+        """Momentum and other per-parameter optimizer states, the update count and the loss scale."""
+        self._ensure_updaters()
         return dict(format="resnet_gluon.trainer/1", updater=self._updaters[0].get_states(dump_optimizer=False),
                     num_update=self.num_update,
                     loss_scale=self.loss_scale if self._amp_loss_scaler is not None else None)
@@ -236,7 +239,7 @@ class Trainer(_hvd.DistributedTrainer):
         position is set to ``epoch * steps_per_epoch``, the start of the next epoch under this trainer's
         settings; otherwise the saved update count is kept.
         """
-        self._state()  # initialises the kvstore and updaters first
+        self._ensure_updaters()
         with open(fname, "rb") as f:
             raw = f.read()
         state = pickle.loads(raw)
