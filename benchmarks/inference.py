@@ -3,61 +3,27 @@
     .venv/bin/python benchmarks/inference.py [--batch-sizes 1,16,64] [--image-size 224] [--images 320]
                                              [--precisions float32,bfloat16,int8,onnxruntime] [-o inference.json]
 
-Each precision runs in its own process through :class:`resnet_gluon.inference.Predictor` (INT8: oneDNN
-quantization calibrated on 64 random images; weights are random, which does not change the speed). For every
+Each precision runs :func:`resnet_gluon.benchmark.inference_speed` in its own process, through a
+:class:`resnet_gluon.inference.Predictor` (INT8: oneDNN quantization calibrated on 64 random images; weights are
+random, which does not change the speed). For every
 batch size it times forward passes on a preprocessed batch after 3 warm-up passes and prints img/s, latency per
 batch p50/p99 (ms) and the speed-up over float32 measured in the same run. A precision this CPU cannot run
 (bfloat16 without AVX-512) is reported with its error instead of figures.
 """
 import argparse
-import json
-import subprocess
-import sys
-
-WORKER = r"""
-import json, sys, time
-import numpy as np
-import resnet_gluon as rg                         # thread defaults before mxnet
-import mxnet as mx
-from resnet_gluon.inference import Predictor, export_onnx
-precision, size, images = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-batches = [int(b) for b in sys.argv[4].split(",")]
-pre = rg.Preprocessing.for_size(size)
-net = rg.resnet50_v1_5(classes=1000)
-net.initialize(mx.init.Xavier())
-rng = np.random.RandomState(0)
-if precision == "onnxruntime":
-    import os, tempfile, onnxruntime
-    path = export_onnx(net, os.path.join(tempfile.mkdtemp(), "r50.onnx"), preprocessing=pre)
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    run = lambda x: session.run(None, {"data": x})[0]
-else:
-    calibration = mx.io.NDArrayIter(rng.randn(64, 3, size, size).astype("float32"), batch_size=32, data_name="data")
-    predictor = Predictor(net, preprocessing=pre, dtype=precision, calibration=calibration)
-    run = lambda x: predictor.net(x).wait_to_read()
-results = []
-for bs in batches:
-    x = rng.randn(bs, 3, size, size).astype("float32")
-    x = x if precision == "onnxruntime" else mx.nd.array(x)
-    for _ in range(3):
-        run(x)
-    lat = []
-    for _ in range(max(5, images // bs)):
-        t = time.perf_counter(); run(x); lat.append(time.perf_counter() - t)
-    lat = np.array(lat)
-    results.append(dict(batch_size=bs, img_s=bs / lat.mean(), p50_ms=1e3 * np.percentile(lat, 50),
-                        p99_ms=1e3 * np.percentile(lat, 99), iterations=len(lat)))
-print(json.dumps(results))
-"""
 
 
 def measure(precision, args):
-    proc = subprocess.run([sys.executable, "-c", WORKER, precision, str(args.image_size), str(args.images),
-                           args.batch_sizes], capture_output=True, text=True)
-    if proc.returncode:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        return None, lines[-1] if lines else f"exit status {proc.returncode}"
-    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+    """The figures per batch size of one precision in a fresh process, or (None, the error)."""
+    from resnet_gluon.benchmark import in_fresh_process
+
+    engine = "onnxruntime" if precision == "onnxruntime" else "mxnet"
+    try:
+        return in_fresh_process("inference_speed", dtype="float32" if engine == "onnxruntime" else precision,
+                                engine=engine, image_size=args.image_size, images=args.images,
+                                batch_sizes=[int(b) for b in args.batch_sizes.split(",")]), ""
+    except ChildProcessError as err:
+        return None, str(err)
 
 
 def main():
@@ -86,8 +52,9 @@ def main():
             print(f"{precision:<12} {r['batch_size']:>5} {r['img_s']:>8.1f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
                   f"{ratio:>7.2f}")
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(dict(image_size=args.image_size, results=report), f, indent=1)
+        from resnet_gluon.files import atomic_write_json
+
+        atomic_write_json(args.output, dict(image_size=args.image_size, results=report))
 
 
 if __name__ == "__main__":

@@ -12,34 +12,12 @@ of the ratios).
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-
-def make_jpegs(folder: str, n: int, seed: int = 0):
-    import cv2
-
-    from resnet_gluon import data
-
-    rng = np.random.RandomState(seed)
-    items = []
-    for i in range(n):
-        base = cv2.resize(rng.randint(0, 256, (12, 16, 3)).astype(np.uint8), (500, 375), interpolation=cv2.INTER_CUBIC)
-        noise = rng.normal(0, 18, base.shape)
-        image = np.clip(base + noise, 0, 255).astype(np.uint8)
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        items.append((i % 10, buf.tobytes(), f"{i}.jpg"))
-    files = data.write_records(os.path.join(folder, "bench"), items, overwrite=True)
-    return files, sum(len(b) for _, b, _ in items) / n
-
-
 def gluon_loader(rec: str, batch_size: int, train: bool, threads: int, prep):
-    import mxnet as mx
     from mxnet.gluon.data import DataLoader
     from mxnet.gluon.data.vision import ImageRecordDataset, transforms
 
@@ -105,11 +83,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     from resnet_gluon import pipelines
-    from resnet_gluon.data import Preprocessing
+    from resnet_gluon.benchmark import make_jpeg_records
+    from resnet_gluon.preprocessing import Preprocessing
 
     prep = Preprocessing()
     with tempfile.TemporaryDirectory() as tmp:
-        files, size = make_jpegs(tmp, args.images)
+        files, size = make_jpeg_records(os.path.join(tmp, "bench"), args.images)
         print(f"{args.images} JPEGs of 500x375, {size / 1024:.0f} KB on average; batch {args.batch_size}, "
               f"{args.threads} threads, 224 px")
         for train in (True, False):

@@ -7,11 +7,7 @@ the input pipeline slows training down (goal >= 0.95). Prints img/s with data lo
 """
 import argparse
 import os
-import sys
 import tempfile
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from pipelines import make_jpegs  # noqa: E402  (benchmarks/pipelines.py)
 
 
 def main():
@@ -23,11 +19,12 @@ def main():
     args = parser.parse_args()
     import resnet_gluon as rg
     from resnet_gluon import pipelines
-    from resnet_gluon.data import Preprocessing
+    from resnet_gluon.benchmark import make_jpeg_records
+    from resnet_gluon.preprocessing import Preprocessing
 
     prep = Preprocessing.for_size(args.image_size)
     with tempfile.TemporaryDirectory() as tmp:
-        files, _ = make_jpegs(tmp, args.batch_size * args.steps)
+        files, _ = make_jpeg_records(os.path.join(tmp, "bench"), args.batch_size * args.steps)
         sources = {
             "synthetic": pipelines.SyntheticData(batch_size=args.batch_size, num_batches=args.steps, classes=10,
                                                  preprocessing=prep),

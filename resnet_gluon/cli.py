@@ -10,6 +10,9 @@ import subprocess
 import sys
 from typing import List, Optional
 
+from . import amp, benchmark, data, image_folders, models, pipelines
+from .evaluation import describe, evaluate_checkpoint
+
 __all__ = ["main"]
 
 
@@ -17,10 +20,8 @@ class _Help(argparse.HelpFormatter):
     """Appends '(default: X)' to a flag's help where the default is a value the help does not state."""
 
     def _get_help_string(self, action):
-        text = action.help
-        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
-            text += " (default: %(default)s)"
-        return text
+        shown = action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+        return action.help + (" (default: %(default)s)" if shown and "default" not in action.help else "")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,27 +42,16 @@ def _positive(text: str) -> int:
 
 
 def _int_list(text: str) -> List[int]:
-    try:
-        values = [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like '1,2' or '64 128', got {text!r}") from None
+    values = [int(v) if v.isdigit() else 0 for v in text.replace(",", " ").split()]
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected integers >= 1 like '1,2' or '64 128', got {text!r}")
     return values
-
-
-def _choices(what: str) -> List[str]:
-    """The library's own lists: 'training'/'inference' dtypes, data 'backends', 'models'."""
-    from . import amp, models, pipelines
-
-    return dict(training=list(amp.TRAINING_DTYPES), inference=["auto", *amp.INFERENCE_DTYPES],
-                backends=list(pipelines.BACKENDS), models=models.list_models())[what]
 
 
 def _add_data_flags(p, *, backend: str, root: str, backends=None, image_size: Optional[int] = 224, crop="crop size"):
     """The input-pipeline flags that train, benchmark and predict share."""
     p.add_argument("--data-root", help=root)
-    p.add_argument("--data-backend", default=backend, choices=backends or _choices("backends"),
+    p.add_argument("--data-backend", default=backend, choices=backends or pipelines.BACKENDS,
                    help="input pipeline; dali-gpu decodes with nvJPEG on the GPU")
     p.add_argument("--data-threads", type=_positive, default=None,
                    help="pipeline threads (default: 3, the reference's, at most the cores of a worker)")
@@ -88,9 +78,8 @@ def _add_prepare(sub):
                                           "--fashion-mnist, a folder for train.* and val.* (default: data)")
     p.add_argument("--val-fraction", type=float, help="--images: this fraction of each class (stratified, seeded) "
                                                       "goes to val.*, the rest to train.*, both in the folder -o")
-    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
-                   help="--images: write class by class (default: a random order, as im2rec does)")
-    p.add_argument("--shuffle", dest="shuffle", action="store_true", default=True, help=argparse.SUPPRESS)
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                   help="--images: a random order, as im2rec writes (--no-shuffle: class by class)")
     p.add_argument("--seed", type=int, default=0, help="--images: seed of the order and the split")
     p.add_argument("--resize", type=_positive, help="--images: downscale to this shorter side (as im2rec --resize)")
     p.add_argument("--image-size", type=_positive, default=32, help="Fashion-MNIST image size")
@@ -103,8 +92,6 @@ def _add_prepare(sub):
 
 
 def _prepare(args) -> int:
-    from . import data, image_folders
-
     if args.rebuild_index or args.check:
         print(data.rebuild_index(args.rebuild_index) if args.rebuild_index else
               f"{args.check}: {data.check_records(args.check)} records, all readable")
@@ -115,13 +102,9 @@ def _prepare(args) -> int:
                                                     overwrite=args.overwrite, num_threads=args.num_threads)
         print(f"{train.rec}: {len(train)} images\n{val.rec}: {len(val)} images")
     else:
-        options = dict(num_threads=args.num_threads, shuffle=args.shuffle, seed=args.seed, overwrite=args.overwrite,
-                       resize=args.resize)
-        done = (image_folders.split_images_to_recordio(args.images, args.output or "data",
-                                                       val_fraction=args.val_fraction, **options)
-                if args.val_fraction is not None else
-                [image_folders.images_to_recordio(args.images, args.output or os.path.join("data", "train"),
-                                                  **options)])
+        done = image_folders.prepare_images(args.images, args.output, val_fraction=args.val_fraction,
+                                            num_threads=args.num_threads, shuffle=args.shuffle, seed=args.seed,
+                                            overwrite=args.overwrite, resize=args.resize)
         print("\n".join(map(str, done)) + (f"\n{done[0].skipped()} in {args.images}" if done[0].skipped() else ""))
         if done[0].warning():
             print(done[0].warning(), file=sys.stderr)
@@ -138,9 +121,9 @@ def _add_train(sub):
                                    "workflow). Re-running the same command resumes from the newest checkpoint.")
     _add_workers(p)
     p.add_argument("-b", "--batch-size", type=_positive, default=256, help="images per worker per step")
-    p.add_argument("--arch", default="resnet50_v1_5", choices=_choices("models"), metavar="ARCH",
+    p.add_argument("--arch", default="resnet50_v1_5", choices=models.list_models(), metavar="ARCH",
                    help="model name: %(choices)s")
-    p.add_argument("--dtype", default="auto", choices=_choices("training"),
+    p.add_argument("--dtype", default="auto", choices=amp.TRAINING_DTYPES,
                    help="precision; auto = float16 on GPUs, bfloat16 on CPUs that support it, else float32")
     _add_data_flags(p, backend="dali-gpu" if num_gpus() > 0 else "dali-cpu", crop="training/validation crop",
                     root="folder with train.rec/.idx and val.rec/.idx")
@@ -177,64 +160,37 @@ def _add_train(sub):
     p.set_defaults(run=_train)
 
 
-def _class_names(args) -> Optional[List[str]]:
-    from .data import load_classes
-
-    return load_classes(args.data_root) if args.data_root else None
-
-
-def _pipelines(args, preprocessing):
-    from . import pipelines
-    from .runtime import default_context
-
-    if args.data_backend == "synthetic":  # on the device: no copy per step
-        classes = args.num_classes or len(_class_names(args) or range(1000))
-        return [pipelines.SyntheticData(batch_size=args.batch_size, classes=classes, ctx=default_context(),
-                                        num_batches=args.synthetic_batches, preprocessing=preprocessing)
-                for _ in range(2)]
-    if not args.data_root:
-        raise ValueError(f"--data-root is required with --data-backend {args.data_backend}")
-    return pipelines.imagenet(args.data_root, batch_size=args.batch_size, backend=args.data_backend,
-                              preprocessing=preprocessing, num_threads=args.data_threads, seed=args.seed)
-
-
 def _train(args) -> int:
     import mxnet as mx
 
     from .callbacks import Checkpoint, Report
-    from .checkpoint import load_network
     from .dist import is_rank_zero
-    from .evaluation import evaluate
-    from .models import get_model
     from .preprocessing import Preprocessing
-    from .runtime import default_context
     from .training import fit
     from .transfer import prepare_fine_tuning
 
     mx.random.seed(args.seed)
     preprocessing = Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0), layout=args.layout,
                                            dtype=args.data_dtype, pad_output=args.pad_output)
+    classes = args.num_classes or data.num_classes(args.data_root)
+    train_data, val_data = pipelines.imagenet(
+        args.data_root, batch_size=args.batch_size, backend=args.data_backend, preprocessing=preprocessing,
+        classes=classes, num_batches=args.synthetic_batches, num_threads=args.data_threads, seed=args.seed)
     if args.mode == "val":
-        net, epoch, _ = load_network(args.model_prefix, args.load_epoch, ctx=default_context())
-        net.hybridize(static_alloc=True)
-        logs = evaluate(net, _pipelines(args, preprocessing)[1], ctx=default_context())
-        print(json.dumps(dict(epoch=epoch, **logs), indent=1))
+        print(json.dumps(evaluate_checkpoint(args.model_prefix, val_data, epoch=args.load_epoch), indent=1))
         return 0
-    train_data, val_data = _pipelines(args, preprocessing)
-    classes = args.num_classes or len(_class_names(args) or range(1000))
-    net = get_model(args.arch, classes=classes, layout=args.layout, in_channels=preprocessing.channels)
+    net = models.get_model(args.arch, classes=classes, layout=args.layout, in_channels=preprocessing.channels)
     prepare_fine_tuning(net, args.pretrained, freeze_features=args.freeze_features,
                         features_lr_mult=args.features_lr_mult)
-    callbacks = [Checkpoint(args.model_prefix, class_names=_class_names(args), preprocessing=preprocessing),
+    callbacks = [Checkpoint(args.model_prefix, class_names=data.load_classes(args.data_root),
+                            preprocessing=preprocessing),
                  Report(args.report or f"{args.model_prefix}-report.json", cmd=sys.argv)]
     history = fit(net, train_data, val_data if args.mode == "train_val" else None, epochs=args.num_epochs,
                   dtype=args.dtype, lr=args.lr, schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
                   wd=args.wd, label_smoothing=args.label_smoothing, mixup=args.mixup, callbacks=callbacks,
                   progress=not args.no_progress)
     if is_rank_zero() and history.epochs:
-        keys = ("loss", "top1", "val_loss", "val_top1", "val_top5", "total_ips")
-        last = {k: v[-1] for k, v in history.history.items() if k in keys}
-        print(json.dumps({"epochs": history.epochs[-1] + 1, **last}))
+        print(json.dumps(history.summary()))
     return 0
 
 
@@ -248,8 +204,8 @@ def _add_benchmark(sub):
     p.add_argument("-e", "--epochs", type=_positive, default=3, help="epochs per run, warm-up included")
     p.add_argument("-w", "--warmup", type=int, default=1, help="warm-up epochs left out of the figures")
     p.add_argument("--only-inference", action="store_true", help="time inference instead of training")
-    p.add_argument("--arch", default="resnet50_v1_5", choices=_choices("models"), metavar="ARCH", help="model name")
-    p.add_argument("--dtype", default="auto", choices=_choices("inference"),
+    p.add_argument("--arch", default="resnet50_v1_5", choices=models.list_models(), metavar="ARCH", help="model name")
+    p.add_argument("--dtype", default="auto", choices=["auto", *amp.INFERENCE_DTYPES],
                    help="precision; int8 (oneDNN quantization, CPU) only with --only-inference")
     _add_data_flags(p, backend="synthetic", root="with a real data backend: folder with train.rec and val.rec")
     p.add_argument("--num-classes", type=_positive)
@@ -258,21 +214,11 @@ def _add_benchmark(sub):
 
 
 def _benchmark(args) -> int:
-    from .benchmark import sweep
-    from .files import atomic_write_json
-
-    if args.warmup >= args.epochs:
-        raise ValueError("--warmup must be smaller than --epochs")
-    if args.dtype == "int8" and not args.only_inference:
-        raise ValueError("--dtype int8 is for inference: add --only-inference")
-    options = dict(arch=args.arch, dtype=args.dtype, image_size=args.image_size, data_backend=args.data_backend,
-                   data_root=args.data_root, iterations=args.iterations, epochs=args.epochs, warmup=args.warmup,
-                   only_inference=args.only_inference, classes=args.num_classes, data_threads=args.data_threads)
-    results = sweep(num_workers=args.num_workers, batch_sizes=args.batch_size,
-                    on_result=lambda r: print(json.dumps(r), flush=True), **options)
-    atomic_write_json(args.output, dict(model=args.arch, mode="inference" if args.only_inference else "training",
-                                        dtype=args.dtype, image_size=args.image_size, data_backend=args.data_backend,
-                                        results=results))
+    benchmark.sweep(num_workers=args.num_workers, batch_sizes=args.batch_size, output=args.output,
+          on_result=lambda r: print(json.dumps(r), flush=True), arch=args.arch, dtype=args.dtype,
+          image_size=args.image_size, data_backend=args.data_backend, data_root=args.data_root, iterations=args.iterations, epochs=args.epochs,
+          warmup=args.warmup, only_inference=args.only_inference, classes=args.num_classes,
+          data_threads=args.data_threads)
     print(f"wrote {args.output}")
     return 0
 
@@ -284,7 +230,7 @@ def _add_predict(sub):
     p.add_argument("images", nargs="*", help="image files (JPEG, PNG, ...) to classify")
     p.add_argument("--model-prefix", default="model", help="checkpoint prefix")
     p.add_argument("--epoch", type=int, help="checkpoint epoch NNNN (default: the newest)")
-    p.add_argument("--dtype", "--precision", dest="dtype", choices=_choices("inference")[1:],
+    p.add_argument("--dtype", "--precision", dest="dtype", choices=amp.INFERENCE_DTYPES,
                    help="inference precision (default: as saved, float32 for training checkpoints; "
                         "--precision is the deprecated name)")
     p.add_argument("--rec", help="a .rec file to evaluate on (instead of <data-root>/val.rec)")
@@ -328,17 +274,10 @@ def _predict(args) -> int:
         raise ValueError("give image files, --data-root or --rec (or --save-prefix/--onnx)")
     predictor = _load_predictor(args)
     for image, prediction in zip(args.images, predictor.predict(args.images, top_k=args.top_k) if args.images else []):
-        print(json.dumps(dict(image=image, classes=prediction.classes, names=prediction.names,
-                              probabilities=[round(p, 6) for p in prediction.probabilities]))
-              if args.json else f"{image}: {prediction}")
+        print(json.dumps(dict(image=image, **prediction.as_dict())) if args.json else f"{image}: {prediction}")
     if rec:
         result = predictor.evaluate(rec, data_backend=args.data_backend, num_threads=args.data_threads)
-        batch_size = result.pop("batch_size")
-        top5 = f"{result['top5']:.4f}" if result["top5"] is not None else "n/a"
-        print(json.dumps(result) if args.json else
-              f"{rec}: {result['num_images']} images, {predictor.dtype}: top-1 {result['top1']:.4f}, top-5 {top5}, "
-              f"{result['total_ips']:.1f} img/s, latency per batch of {batch_size} "
-              f"p50 {1e3 * result['latency_50']:.1f} ms, p99 {1e3 * result['latency_99']:.1f} ms")
+        print(json.dumps(result) if args.json else f"{rec}: {predictor.dtype}: {describe(result)}")
     return 0
 
 
@@ -355,7 +294,7 @@ def _add_demo(sub):
                    help="peak lr (default: the reference's 0.1 per 256 images: 0.025 for one worker at batch 64)")
     p.add_argument("--min-area", type=float, default=0.75,
                    help="random-resized-crop min area; Fashion-MNIST items fill the frame")
-    p.add_argument("--dtype", default="auto", choices=_choices("training"), help="precision")
+    p.add_argument("--dtype", default="auto", choices=amp.TRAINING_DTYPES, help="precision")
     p.add_argument("--full", action="store_true", help="all 60,000 images for 6 epochs (89.0%% in 73 min on 2 cores)")
     p.add_argument("--num-threads", type=_positive, help="DALI threads (default: 3, at most the cores of a worker)")
     _add_workers(p)

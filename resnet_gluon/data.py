@@ -25,7 +25,8 @@ from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F
 
 __all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
            "RecordFiles", "record_files", "write_records", "read_records", "read_labels",
-           "RecordReader", "rebuild_index", "check_records", "load_classes", "check_classes", "save_classes"]
+           "RecordReader", "rebuild_index", "check_records", "load_classes", "num_classes", "check_classes",
+           "save_classes"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -195,13 +196,21 @@ def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *
     return files
 
 
-def load_classes(data_root: PathLike) -> Optional[List[str]]:
-    """Class names in label order from ``classes.json`` in ``data_root`` (None if there is none)."""
+def load_classes(data_root: Optional[PathLike]) -> Optional[List[str]]:
+    """Class names in label order from ``classes.json`` in ``data_root`` (None if there is none, or no root)."""
+    if data_root is None:
+        return None
     path = os.path.join(os.fspath(data_root), "classes.json")
     if not os.path.isfile(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def num_classes(data_root: Optional[PathLike] = None, *, default: int = 1000) -> int:
+    """The class count of ``classes.json`` in ``data_root``; ``default`` (ImageNet's 1000) without one."""
+    names = load_classes(data_root)
+    return len(names) if names else default
 
 
 def check_classes(data_root: PathLike, classes: Sequence[str]) -> None:

@@ -17,7 +17,7 @@ from mxnet import gluon
 from . import dist
 from .runtime import default_context
 
-__all__ = ["evaluate", "MetricMeter", "LATENCY_PERCENTILES"]
+__all__ = ["evaluate", "evaluate_checkpoint", "describe", "MetricMeter", "LATENCY_PERCENTILES"]
 
 LATENCY_PERCENTILES = (50, 90, 95, 99, 100)
 
@@ -178,3 +178,51 @@ def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = No
             meter.update(out, y, loss_fn(out, y), where=f"validation batch {i + 1}")
         meter.tick(x.shape[0])
     return meter.result(prefix)
+
+
+def describe(figures: Dict) -> str:
+    """One line of :func:`evaluate`'s figures (no key prefix): images, top-1, top-5, img/s and the latency per
+    batch (p50, p99, in ms; of ``batch_size`` images where the figures say)."""
+    top5 = "n/a" if figures.get("top5") is None else f"{figures['top5']:.4f}"
+    batch = f" of {figures['batch_size']}" if figures.get("batch_size") else ""
+    return (f"{figures['num_images']} images: top-1 {figures['top1']:.4f}, top-5 {top5}, "
+            f"{figures['total_ips']:.1f} img/s, latency per batch{batch} p50 {1e3 * figures['latency_50']:.1f} ms, "
+            f"p99 {1e3 * figures['latency_99']:.1f} ms")
+
+
+def evaluate_checkpoint(model_prefix: str, data: Iterable, *, epoch: Optional[int] = None,
+                        ctx: Optional[mx.Context] = None, prefix: str = "val_",
+                        read_every: int = 50) -> Dict[str, float]:
+    """:func:`evaluate` the network of a checkpoint (``train --mode val``): the figures plus ``epoch``.
+
+    Parameters
+    ----------
+    model_prefix : str
+        Checkpoint prefix, as given to :class:`~resnet_gluon.callbacks.Checkpoint`.
+    data : iterable of (NDArray, NDArray)
+        Validation batches in the checkpoint's layout and input size.
+    epoch : int, optional
+        Checkpoint epoch (1-based, as in the file name); default the newest complete one.
+    ctx : Context, optional
+        Where the network is loaded and run; default this worker's device.
+    prefix : str
+        Prefix of the returned figures' keys.
+
+    Returns
+    -------
+    dict
+        ``epoch`` and :func:`evaluate`'s figures (keys with ``prefix``).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        From :func:`~resnet_gluon.checkpoint.load_network` (no complete checkpoint, files that do not load)
+        and :func:`evaluate` (labels outside the model's classes).
+    """
+    from . import runtime
+    from .checkpoint import load_network
+
+    ctx = ctx or runtime.default_context()
+    net, epoch, _ = load_network(model_prefix, epoch, ctx=ctx)
+    net.hybridize(static_alloc=True)
+    return dict(epoch=epoch, **evaluate(net, data, ctx=ctx, prefix=prefix, read_every=read_every))

@@ -25,7 +25,7 @@ import numpy as np
 from .data import PathLike, RecordFiles, _RecordWriter, _short, load_classes, save_classes
 from .images import for_records
 
-__all__ = ["IMAGE_EXTENSIONS", "PrepareSummary", "images_to_recordio", "split_images_to_recordio"]
+__all__ = ["IMAGE_EXTENSIONS", "PrepareSummary", "images_to_recordio", "split_images_to_recordio", "prepare_images"]
 
 #: File names taken as images (case-insensitive); the content, not the name, decides how one is read.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
@@ -299,3 +299,13 @@ def split_images_to_recordio(folder: PathLike, data_root: PathLike, *, val_fract
                                      "val": (os.path.join(data_root, "val"), val)},
                     root, tree, classes, num_threads=num_threads, overwrite=overwrite, resize=resize)
     return done["train"], done["val"]
+
+
+def prepare_images(folder: PathLike, output: Optional[PathLike] = None, *, val_fraction: Optional[float] = None,
+                   **options) -> List[PrepareSummary]:
+    """``resnet-gluon prepare --images``: :func:`images_to_recordio` into the prefix ``output`` (default
+    ``data/train``), or with ``val_fraction`` :func:`split_images_to_recordio` into the folder ``output`` (default
+    ``data``). ``options`` go to either; returns the summaries written (training first)."""
+    if val_fraction is not None:
+        return list(split_images_to_recordio(folder, output or "data", val_fraction=val_fraction, **options))
+    return [images_to_recordio(folder, output or os.path.join("data", "train"), **options)]

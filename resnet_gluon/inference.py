@@ -61,6 +61,11 @@ class Prediction:
         """The probability of the most probable class."""
         return self.probabilities[0]
 
+    def as_dict(self) -> Dict[str, list]:
+        """``classes``, ``names`` and ``probabilities`` (rounded to 6 decimals) as lists, for JSON."""
+        return dict(classes=list(self.classes), names=list(self.names),
+                    probabilities=[round(float(p), 6) for p in self.probabilities])
+
     def __str__(self) -> str:
         """``'name (class) probability, ...'``, most probable first, probabilities to 4 decimals."""
         return ", ".join(f"{n} ({c}) {p:.4f}" for c, n, p in zip(self.classes, self.names, self.probabilities))

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
 
-from .data import PathLike, RecordReader, record_files
+from .data import PathLike, RecordReader, num_classes, record_files
 from .preprocessing import Preprocessing
-from .runtime import default_data_threads, gpu_device_id
+from .runtime import default_context, default_data_threads, gpu_device_id
 from .sharding import ShardSource, check_mixed, epoch_order, record_iter_part, resolve_shard, shard_positions
 
 __all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "epoch_order",
@@ -366,18 +366,31 @@ def make_pipeline(backend: str, path: Optional[PathLike] = None, *, batch_size: 
     raise ValueError(f"unknown data backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def imagenet(data_root: PathLike, *, batch_size: int, backend: str = "dali-cpu",
-             preprocessing: Preprocessing = Preprocessing(), **kwargs) -> Tuple[_Pipeline, _Pipeline]:
-    """The training and validation pipelines of a folder holding ``train.rec/.idx`` and ``val.rec/.idx``.
+def imagenet(data_root: Optional[PathLike] = None, *, batch_size: int, backend: str = "dali-cpu",
+             preprocessing: Preprocessing = Preprocessing(), classes: Optional[int] = None, num_batches: int = 20,
+             **kwargs) -> Tuple[_Pipeline, _Pipeline]:
+    """``(train, val)`` pipelines of the folder ``data_root`` holding ``train.rec/.idx`` and ``val.rec/.idx``.
 
-    Returns ``(train, val)``; ``kwargs`` go to :func:`make_pipeline` for both.
+    ``kwargs`` go to :func:`make_pipeline` for both (``num_threads``, ``seed``, ``shard_id``, ...). With
+    ``backend='synthetic'`` no file is read (``data_root`` may be None): one random batch on this worker's
+    device, ``num_batches`` an epoch, labels in ``[0, classes)`` (default: the class count of ``classes.json``
+    in ``data_root``, else 1000); of ``kwargs`` only ``seed`` applies.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data_root`` missing (for a backend that reads files) or not a folder.
     """
+    if backend == "synthetic":
+        classes = classes or num_classes(data_root)
+        return tuple(SyntheticData(batch_size=batch_size, classes=classes, num_batches=num_batches, ctx=default_context(),
+                                   preprocessing=preprocessing, seed=kwargs.get("seed") or 0) for _ in range(2))
+    if data_root is None:
+        raise FileNotFoundError(f"data backend {backend!r} reads train.rec/.idx and val.rec/.idx: give their folder "
+                                "(--data-root; make them with 'resnet-gluon prepare')")
     root = os.fspath(data_root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"data root {root!r} does not exist; it must hold train.rec/.idx and val.rec/.idx "
                                 "(make them with 'resnet-gluon prepare')")
-    train = make_pipeline(backend, os.path.join(root, "train.rec"), batch_size=batch_size, train=True,
-                          preprocessing=preprocessing, **kwargs)
-    val = make_pipeline(backend, os.path.join(root, "val.rec"), batch_size=batch_size, train=False,
-                        preprocessing=preprocessing, **kwargs)
-    return train, val
+    return tuple(make_pipeline(backend, os.path.join(root, f"{split}.rec"), batch_size=batch_size,
+                               train=split == "train", preprocessing=preprocessing, **kwargs) for split in ("train", "val"))

@@ -57,6 +57,13 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
+    def summary(self, keys: Sequence[str] = ("loss", "top1", "val_loss", "val_top1", "val_top5", "total_ips")) -> Dict:
+        """``epochs`` (epochs done, counting those before a resume) and the last epoch's ``keys`` that it logged;
+        empty when no epoch ran."""
+        if not self.epochs:
+            return {}
+        return {"epochs": self.epochs[-1] + 1, **{k: self.history[k][-1] for k in keys if k in self.history}}
+
 
 def _ensure_initialized(net: gluon.Block, ctx: mx.Context) -> None:
     params = net.collect_params()

@@ -1,0 +1,98 @@
+"""resnet_gluon.benchmark as library code, and the pieces the CLI's train command was cut into (issue 14)."""
+import ast
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from resnet_gluon import benchmark, data, pipelines
+from resnet_gluon.evaluation import describe
+from resnet_gluon.inference import Prediction
+from resnet_gluon.preprocessing import Preprocessing
+from resnet_gluon.training import History
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_benchmark_scripts_are_plain_python_over_the_library():
+    """No worker code kept in strings for ``python -c``, no sys.path imports of one script from another."""
+    scripts = sorted(BENCHMARKS.glob("*.py"))
+    assert len(scripts) >= 6
+    for script in scripts:
+        text = script.read_text()
+        tree = ast.parse(text)  # everything a script runs is code a linter sees
+        assert "sys.path" not in text, script.name
+        assert '"-c"' not in text and "WORKER" not in text, script.name
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not imported & {p.stem for p in scripts}, f"{script.name} imports another benchmark script"
+
+
+def test_in_fresh_process_returns_the_functions_result_and_names_failures():
+    result = benchmark.in_fresh_process("step_speed", model="resnet18_v1_5", mode="infer", batch_size=2,
+                                        image_size=32, steps=2, warmup=1)
+    assert result["img_s"] > 0 and result["iterations"] == 2 and result["p99_ms"] >= result["p50_ms"] > 0
+    with pytest.raises(ChildProcessError, match="step_speed.*failed: .*resnet7"):
+        benchmark.in_fresh_process("step_speed", model="resnet7", steps=1)
+    with pytest.raises(ValueError, match="unknown benchmark function 'nope'; choose one of measure"):
+        benchmark.in_fresh_process("nope")
+
+
+def test_inference_speed_reports_each_batch_size():
+    results = benchmark.inference_speed(batch_sizes=[1, 3], image_size=32, images=6, arch="resnet18_v1_5")
+    assert [r["batch_size"] for r in results] == [1, 3]
+    assert [r["iterations"] for r in results] == [6, 5]  # max(5, images // batch)
+    assert all(r["img_s"] > 0 for r in results)
+    with pytest.raises(ValueError, match="unknown inference engine 'tvm'"):
+        benchmark.inference_speed(engine="tvm", batch_sizes=[1], image_size=32, arch="resnet18_v1_5")
+
+
+def test_sweep_checks_its_options_before_starting_a_process(tmp_path):
+    with pytest.raises(ValueError, match="warmup \\(2\\) must be smaller than epochs \\(2\\)"):
+        benchmark.sweep(warmup=2, epochs=2, output=str(tmp_path / "b.json"))
+    with pytest.raises(ValueError, match="add --only-inference"):
+        benchmark.sweep(dtype="int8")
+    assert not os.path.exists(tmp_path / "b.json")
+
+
+def test_make_jpeg_records_writes_readable_photos_of_about_100_kb(tmp_path):
+    files, mean_bytes = benchmark.make_jpeg_records(str(tmp_path / "b"), 3)
+    assert len(files) == 3 and 60_000 < mean_bytes < 160_000
+    assert list(data.read_labels(files.rec)) == [0, 1, 2]
+
+
+def test_imagenet_gives_synthetic_pipelines_with_the_data_roots_class_count(tmp_path):
+    prep = Preprocessing.for_size(16)
+    train, val = pipelines.imagenet(batch_size=4, backend="synthetic", preprocessing=prep, classes=7,
+                                    num_batches=3, num_threads=5, seed=2)
+    assert len(train) == 3 and len(val) == 3
+    x, y = next(iter(train))
+    assert x.shape == (4, 3, 16, 16) and y.asnumpy().max() < 7
+    data.save_classes(tmp_path, ["a", "b"])
+    _, val = pipelines.imagenet(tmp_path, batch_size=64, backend="synthetic", preprocessing=prep)
+    assert set(next(iter(val))[1].asnumpy().astype(int)) == {0, 1}  # 2 classes from classes.json
+    with pytest.raises(FileNotFoundError, match="'dali-cpu' reads train.rec.*--data-root"):
+        pipelines.imagenet(batch_size=4)
+
+
+def test_num_classes_reads_classes_json_else_the_default(tmp_path):
+    assert data.num_classes(None) == 1000 and data.num_classes(tmp_path, default=10) == 10
+    data.save_classes(tmp_path, ["a", "b", "c"])
+    assert data.num_classes(tmp_path) == 3
+
+
+def test_describe_and_the_json_forms_of_results():
+    figures = dict(num_images=16, top1=0.5, top5=None, total_ips=123.45, latency_50=0.0123, latency_99=0.05,
+                   batch_size=8)
+    assert describe(figures) == ("16 images: top-1 0.5000, top-5 n/a, 123.5 img/s, latency per batch of 8 "
+                                 "p50 12.3 ms, p99 50.0 ms")
+    prediction = Prediction(classes=(2, 0), probabilities=(np.float32(0.7500004), 0.25), names=("c", "a"))
+    assert json.loads(json.dumps(prediction.as_dict())) == dict(classes=[2, 0], names=["c", "a"],
+                                                                probabilities=[0.75, 0.25])
+    history = History()
+    assert history.summary() == {}
+    history.append(4, dict(loss=1.0, top1=0.5, lr=0.1))
+    history.append(5, dict(loss=0.5, top1=0.75, lr=0.01))
+    assert history.summary() == dict(epochs=6, loss=0.5, top1=0.75)
