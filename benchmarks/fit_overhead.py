@@ -13,7 +13,7 @@ Two figures per side: img/s (wall clock; on the reference's terms: fit's ``total
 milliseconds per image (all threads). CPU time counts the work each side does and is far less sensitive than
 wall time to the machine's speed changing under the run; a stall with idle threads would show in img/s only.
 The goal of issue 16: fit >= 0.98x the bare loop at 28 px, batch 64, float32. The +- figure is the 95%
-interval of the mean round ratio: on a 2-core machine whose speed changes by 10% within seconds, a round's
+t-interval of the mean round ratio: on a 2-core machine whose speed changes by 10% within seconds, a round's
 ratio scatters widely, and only many rounds narrow it.
 """
 import argparse
@@ -96,11 +96,14 @@ def main():
     fit_ips, fit_cpu = zip(*fit)
     bare_ips, bare_cpu = zip(*bare)
     ratios = [f / b for f, b in zip(fit_ips, bare_ips)]
-    spread = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
+    from scipy import stats
+
+    t = stats.t.ppf(0.975, len(ratios) - 1) if len(ratios) > 1 else float("nan")
+    spread = t * statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
     print(f"img/s: fit {statistics.mean(fit_ips):.2f}, bare loop {statistics.mean(bare_ips):.2f}; ratio of means "
           f"{statistics.mean(fit_ips) / statistics.mean(bare_ips):.3f}, median of round ratios "
           f"{statistics.median(ratios):.3f}, mean of round ratios {statistics.mean(ratios):.3f} +- {spread:.3f} "
-          f"(95% interval over rounds; goal >= 0.98)")
+          f"(95% t-interval over rounds; goal >= 0.98)")
     print(f"CPU ms per image: fit {statistics.median(fit_cpu):.2f}, bare loop {statistics.median(bare_cpu):.2f} "
           f"(medians); bare / fit {statistics.median(bare_cpu) / statistics.median(fit_cpu):.3f}; "
           f"load average {os.getloadavg()[0]:.1f}")

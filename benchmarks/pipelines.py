@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+
 def gluon_loader(rec: str, batch_size: int, train: bool, threads: int, prep):
     from mxnet.gluon.data import DataLoader
     from mxnet.gluon.data.vision import ImageRecordDataset, transforms

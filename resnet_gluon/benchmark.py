@@ -8,8 +8,9 @@
 - :func:`forward_speed` times a forward function on one batch; :func:`step_speed` a bare training step or forward
   pass of a model (ours or gluoncv's); :func:`inference_speed` a :class:`~resnet_gluon.inference.Predictor` per
   dtype (or ONNX Runtime); :func:`make_jpeg_records` writes realistic JPEG records to read.
-- :func:`in_fresh_process` runs any of them in a new Python process (``python -m resnet_gluon.benchmark``), as
-  the scripts in ``benchmarks/`` do to compare settings MXNet reads once per process.
+- :func:`in_fresh_process` runs :func:`measure`, :func:`step_speed` or :func:`inference_speed` in a new Python
+  process (``python -m resnet_gluon.benchmark --function NAME``), as the scripts in ``benchmarks/`` do to
+  compare settings MXNet reads once per process.
 
 Figures: ``total_ips`` (images/s over all workers, data loading included), ``latency_avg`` and
 ``latency_50/90/95/99/100`` (seconds per batch), as in the reference's benchmark report.
@@ -34,7 +35,14 @@ __all__ = ["measure", "sweep", "forward_speed", "step_speed", "inference_speed",
 LATENCY_KEYS = ("total_ips", "latency_avg", "latency_50", "latency_90", "latency_95", "latency_99", "latency_100")
 
 
-def _check(*, warmup: int = 1, epochs: int = 3, dtype: str = "auto", only_inference: bool = False, **_) -> None:
+def _check(**options) -> None:
+    """The errors :func:`measure` would raise for ``options``, before any process starts."""
+    try:
+        bound = inspect.signature(measure).bind(**options)
+    except TypeError as err:
+        raise TypeError(f"benchmark options: {err}") from None
+    bound.apply_defaults()
+    warmup, epochs, dtype, only_inference = map(bound.arguments.get, ("warmup", "epochs", "dtype", "only_inference"))
     if warmup >= epochs:
         raise ValueError(f"warmup ({warmup}) must be smaller than epochs ({epochs}) (--warmup, --epochs)")
     if dtype == "int8" and not only_inference:
@@ -71,7 +79,9 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
     Raises
     ------
     ValueError
-        ``warmup >= epochs``; int8 for training; a real backend without ``data_root``.
+        ``warmup >= epochs``; int8 for training.
+    FileNotFoundError
+        A backend that reads files without ``data_root``, or a ``data_root`` that is not a folder.
     """
     import mxnet as mx
 
@@ -117,12 +127,15 @@ def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32
           on_result: Optional[Callable[[Dict], None]] = None, output: Optional[str] = None, **options) -> List[Dict]:
     """:func:`measure` for every workers x batch size pair, each in a fresh process; returns the results in order.
 
-    ``options`` are :func:`measure`'s other keyword arguments, checked before the first run; ``on_result`` is
+    ``options`` are :func:`measure`'s other keyword arguments (their names and the values :func:`measure`
+    refuses are checked before the first run); ``on_result`` is
     called with each result as it comes. With ``output``, the report (``model``, ``mode``, ``dtype``,
     ``image_size``, ``data_backend`` and ``results``) is written there as JSON (atomically).
 
     Raises
     ------
+    TypeError
+        An option :func:`measure` does not take.
     ValueError
         ``warmup >= epochs``; int8 for training.
     ChildProcessError
@@ -157,8 +170,12 @@ def in_fresh_process(function: str, *, workers: int = 1, env: Optional[Dict[str,
 
     Raises
     ------
+    ValueError
+        An unknown ``function``.
     ChildProcessError
         When the process fails, with the last error line of its output.
+    FileNotFoundError
+        For more than one worker without ``horovodrun``.
     """
     from .dist import worker_command
 
@@ -172,7 +189,7 @@ def in_fresh_process(function: str, *, workers: int = 1, env: Optional[Dict[str,
         if proc.returncode or not os.path.isfile(out):
             lines = [line for line in proc.stderr.splitlines() if "Error" in line] or \
                 proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
-            what = f"benchmark of {workers} worker(s) x batch {kwargs['batch_size']}" \
+            what = f"benchmark of {workers} worker(s) x batch {kwargs.get('batch_size', 32)}" \
                 if function == "measure" else f"{function}({json.dumps(kwargs)})"
             raise ChildProcessError(f"{what} failed: {lines[-1]}")
         with open(out) as f:
@@ -210,6 +227,11 @@ def step_speed(*, model: str = "resnet50_v1_5", mode: str = "train", dtype: str 
     dtype : {'float32', 'bfloat16'}
         bfloat16: AMP for training, a converted network for inference (CPUs with AVX-512).
 
+    Raises
+    ------
+    ValueError
+        Another mode or dtype.
+
     Returns
     -------
     dict
@@ -220,6 +242,9 @@ def step_speed(*, model: str = "resnet50_v1_5", mode: str = "train", dtype: str 
 
     from . import amp, models
 
+    if mode not in ("train", "infer") or dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"step_speed measures mode 'train' or 'infer' in dtype 'float32' or 'bfloat16', not "
+                         f"{mode!r} in {dtype!r}")
     if dtype == "bfloat16" and mode == "train":
         amp.init("bfloat16")
     if model.startswith("gluoncv:"):

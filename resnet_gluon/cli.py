@@ -78,8 +78,9 @@ def _add_prepare(sub):
                                           "--fashion-mnist, a folder for train.* and val.* (default: data)")
     p.add_argument("--val-fraction", type=float, help="--images: this fraction of each class (stratified, seeded) "
                                                       "goes to val.*, the rest to train.*, both in the folder -o")
-    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
-                   help="--images: a random order, as im2rec writes (--no-shuffle: class by class)")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="--images: write class by class (default: a random order, as im2rec does)")
+    p.add_argument("--shuffle", dest="shuffle", action="store_true", default=True, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help="--images: seed of the order and the split")
     p.add_argument("--resize", type=_positive, help="--images: downscale to this shorter side (as im2rec --resize)")
     p.add_argument("--image-size", type=_positive, default=32, help="Fashion-MNIST image size")
@@ -215,10 +216,10 @@ def _add_benchmark(sub):
 
 def _benchmark(args) -> int:
     benchmark.sweep(num_workers=args.num_workers, batch_sizes=args.batch_size, output=args.output,
-          on_result=lambda r: print(json.dumps(r), flush=True), arch=args.arch, dtype=args.dtype,
-          image_size=args.image_size, data_backend=args.data_backend, data_root=args.data_root, iterations=args.iterations, epochs=args.epochs,
-          warmup=args.warmup, only_inference=args.only_inference, classes=args.num_classes,
-          data_threads=args.data_threads)
+                    on_result=lambda r: print(json.dumps(r), flush=True), arch=args.arch, dtype=args.dtype,
+                    image_size=args.image_size, data_backend=args.data_backend, data_root=args.data_root,
+                    iterations=args.iterations, epochs=args.epochs, warmup=args.warmup,
+                    only_inference=args.only_inference, classes=args.num_classes, data_threads=args.data_threads)
     print(f"wrote {args.output}")
     return 0
 
@@ -277,7 +278,8 @@ def _predict(args) -> int:
         print(json.dumps(dict(image=image, **prediction.as_dict())) if args.json else f"{image}: {prediction}")
     if rec:
         result = predictor.evaluate(rec, data_backend=args.data_backend, num_threads=args.data_threads)
-        print(json.dumps(result) if args.json else f"{rec}: {predictor.dtype}: {describe(result)}")
+        print(json.dumps({k: v for k, v in result.items() if k != "batch_size"}) if args.json else
+              f"{rec}: {describe(result, dtype=predictor.dtype)}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``evaluate()`` and the metric meter shared with ``fit``; nothing here needs Horovod outside ``horovodrun``.
+"""``evaluate()`` and the metric meter shared with ``fit``, ``evaluate_checkpoint()`` (``train --mode val``) and
+``describe()`` (one line of figures); nothing here needs Horovod outside ``horovodrun``.
 
 The meter accumulates loss, top-1 and top-5 counts on the device where the outputs are, and reads them back
 to the host only every ``read_every`` batches and at the end, so the host never waits for the device after
@@ -180,12 +181,13 @@ def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = No
     return meter.result(prefix)
 
 
-def describe(figures: Dict) -> str:
-    """One line of :func:`evaluate`'s figures (no key prefix): images, top-1, top-5, img/s and the latency per
-    batch (p50, p99, in ms; of ``batch_size`` images where the figures say)."""
+def describe(figures: Dict, *, dtype: Optional[str] = None) -> str:
+    """One line of :func:`evaluate`'s figures (no key prefix): images (and ``dtype``), top-1, top-5, img/s and the
+    latency per batch (p50, p99, in ms; of ``batch_size`` images where the figures say), e.g. ``'1000 images,
+    float32: top-1 0.9012, top-5 0.9987, 812.3 img/s, latency per batch of 64 p50 78.1 ms, p99 80.2 ms'``."""
     top5 = "n/a" if figures.get("top5") is None else f"{figures['top5']:.4f}"
     batch = f" of {figures['batch_size']}" if figures.get("batch_size") else ""
-    return (f"{figures['num_images']} images: top-1 {figures['top1']:.4f}, top-5 {top5}, "
+    return (f"{figures['num_images']} images{', ' + dtype if dtype else ''}: top-1 {figures['top1']:.4f}, top-5 {top5}, "
             f"{figures['total_ips']:.1f} img/s, latency per batch{batch} p50 {1e3 * figures['latency_50']:.1f} ms, "
             f"p99 {1e3 * figures['latency_99']:.1f} ms")
 

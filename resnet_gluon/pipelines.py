@@ -349,11 +349,8 @@ class SyntheticData(_Pipeline):
 
 def make_pipeline(backend: str, path: Optional[PathLike] = None, *, batch_size: int, train: bool,
                   preprocessing: Preprocessing = Preprocessing(), **kwargs) -> _Pipeline:
-    """Build a pipeline by backend name: 'dali-cpu', 'dali-gpu', 'mxnet' or 'synthetic'.
-
-    ``kwargs`` go to the chosen class (``shard_id``, ``num_shards``, ``num_threads``, ``seed``, ``ctx``, ...;
-    for 'synthetic': ``num_batches`` and ``classes``).
-    """
+    """Build a pipeline by backend name ('dali-cpu', 'dali-gpu', 'mxnet', 'synthetic'); ``kwargs`` go to the chosen
+    class (``shard_id``, ``num_shards``, ``num_threads``, ``seed``, ``ctx``; 'synthetic': ``num_batches``, ``classes``)."""
     if backend == "synthetic":
         return SyntheticData(batch_size=batch_size, preprocessing=preprocessing, **kwargs)
     if path is None:
@@ -372,25 +369,31 @@ def imagenet(data_root: Optional[PathLike] = None, *, batch_size: int, backend: 
     """``(train, val)`` pipelines of the folder ``data_root`` holding ``train.rec/.idx`` and ``val.rec/.idx``.
 
     ``kwargs`` go to :func:`make_pipeline` for both (``num_threads``, ``seed``, ``shard_id``, ...). With
-    ``backend='synthetic'`` no file is read (``data_root`` may be None): one random batch on this worker's
-    device, ``num_batches`` an epoch, labels in ``[0, classes)`` (default: the class count of ``classes.json``
-    in ``data_root``, else 1000); of ``kwargs`` only ``seed`` applies.
+    ``backend='synthetic'`` no file is read (``data_root`` may be None): one random batch on ``ctx`` (default
+    this worker's device), ``num_batches`` an epoch, labels in ``[0, classes)`` (default: the class count of
+    ``classes.json`` in ``data_root``, else 1000); ``seed`` applies, the options of file readers
+    (``num_threads``, ``shard_id``, ``num_shards``) are ignored, and any other option is an error.
 
     Raises
     ------
     FileNotFoundError
         ``data_root`` missing (for a backend that reads files) or not a folder.
+    TypeError
+        An option synthetic data does not take.
     """
     if backend == "synthetic":
-        classes = classes or num_classes(data_root)
-        return tuple(SyntheticData(batch_size=batch_size, classes=classes, num_batches=num_batches, ctx=default_context(),
-                                   preprocessing=preprocessing, seed=kwargs.get("seed") or 0) for _ in range(2))
+        unknown = sorted(set(kwargs) - {"seed", "ctx", "num_threads", "shard_id", "num_shards"})
+        if unknown:
+            raise TypeError(f"synthetic data takes no option {', '.join(unknown)}")
+        return tuple(SyntheticData(batch_size=batch_size, classes=classes or num_classes(data_root),
+                                   num_batches=num_batches, preprocessing=preprocessing, seed=kwargs.get("seed") or 0,
+                                   ctx=kwargs.get("ctx") or default_context()) for _ in range(2))
     if data_root is None:
         raise FileNotFoundError(f"data backend {backend!r} reads train.rec/.idx and val.rec/.idx: give their folder "
-                                "(--data-root; make them with 'resnet-gluon prepare')")
+                                "as data_root (--data-root; make them with 'resnet-gluon prepare')")
     root = os.fspath(data_root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"data root {root!r} does not exist; it must hold train.rec/.idx and val.rec/.idx "
                                 "(make them with 'resnet-gluon prepare')")
-    return tuple(make_pipeline(backend, os.path.join(root, f"{split}.rec"), batch_size=batch_size,
-                               train=split == "train", preprocessing=preprocessing, **kwargs) for split in ("train", "val"))
+    return tuple(make_pipeline(backend, os.path.join(root, f"{split}.rec"), batch_size=batch_size, train=split == "train",
+                               preprocessing=preprocessing, **kwargs) for split in ("train", "val"))

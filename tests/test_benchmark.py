@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -38,6 +39,8 @@ def test_in_fresh_process_returns_the_functions_result_and_names_failures():
         benchmark.in_fresh_process("step_speed", model="resnet7", steps=1)
     with pytest.raises(ValueError, match="unknown benchmark function 'nope'; choose one of measure"):
         benchmark.in_fresh_process("nope")
+    with pytest.raises(ValueError, match="not 'train' in 'float16'"):  # not float32 figures under another name
+        benchmark.step_speed(dtype="float16")
 
 
 def test_inference_speed_reports_each_batch_size():
@@ -54,6 +57,8 @@ def test_sweep_checks_its_options_before_starting_a_process(tmp_path):
         benchmark.sweep(warmup=2, epochs=2, output=str(tmp_path / "b.json"))
     with pytest.raises(ValueError, match="add --only-inference"):
         benchmark.sweep(dtype="int8")
+    with pytest.raises(TypeError, match="benchmark options: .*'iterattions'"):
+        benchmark.sweep(iterattions=5)
     assert not os.path.exists(tmp_path / "b.json")
 
 
@@ -73,8 +78,12 @@ def test_imagenet_gives_synthetic_pipelines_with_the_data_roots_class_count(tmp_
     data.save_classes(tmp_path, ["a", "b"])
     _, val = pipelines.imagenet(tmp_path, batch_size=64, backend="synthetic", preprocessing=prep)
     assert set(next(iter(val))[1].asnumpy().astype(int)) == {0, 1}  # 2 classes from classes.json
-    with pytest.raises(FileNotFoundError, match="'dali-cpu' reads train.rec.*--data-root"):
+    with pytest.raises(FileNotFoundError, match="'dali-cpu' reads train.rec.*as data_root"):
         pipelines.imagenet(batch_size=4)
+    with pytest.raises(TypeError, match="synthetic data takes no option num_batch"):
+        pipelines.imagenet(batch_size=4, backend="synthetic", num_batch=3)
+    train, _ = pipelines.imagenet(batch_size=4, backend="synthetic", preprocessing=prep, ctx=mx.cpu(1))
+    assert next(iter(train))[0].context == mx.cpu(1)
 
 
 def test_num_classes_reads_classes_json_else_the_default(tmp_path):
@@ -88,6 +97,8 @@ def test_describe_and_the_json_forms_of_results():
                    batch_size=8)
     assert describe(figures) == ("16 images: top-1 0.5000, top-5 n/a, 123.5 img/s, latency per batch of 8 "
                                  "p50 12.3 ms, p99 50.0 ms")
+    assert describe(dict(figures, top5=0.875, batch_size=None), dtype="int8").startswith(
+        "16 images, int8: top-1 0.5000, top-5 0.8750, 123.5 img/s, latency per batch p50")
     prediction = Prediction(classes=(2, 0), probabilities=(np.float32(0.7500004), 0.25), names=("c", "a"))
     assert json.loads(json.dumps(prediction.as_dict())) == dict(classes=[2, 0], names=["c", "a"],
                                                                 probabilities=[0.75, 0.25])

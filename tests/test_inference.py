@@ -1,6 +1,6 @@
 """The inference API: predictor from a checkpoint, validation preprocessing, INT8/bfloat16, ONNX export.
 
-A briefly trained resnet50_v1_5 on the embedded Fashion-MNIST (3,000 training images, 1 epoch, 32 px) is made
+A briefly trained resnet50_v1_5 on the embedded Fashion-MNIST (3,000 training images, 3 epochs, 32 px) is made
 once per session; the low-precision models are compared with it on 1,000 test images.
 """
 import json
@@ -30,14 +30,16 @@ def trained(tmp_path_factory):
     if not os.path.isdir(data.FASHION_MNIST_DIR):
         pytest.fail(f"{data.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
     root = tmp_path_factory.mktemp("fmnist")
-    mx.random.seed(0)  # the same model whichever tests ran before in this process (INT8's margin depends on it)
+    mx.random.seed(0)
     np.random.seed(0)
     data.fashion_mnist_to_recordio(root, image_size=IMAGE_SIZE, train_limit=3000, val_limit=1000)
     pre = data.Preprocessing.for_size(IMAGE_SIZE, area=(0.75, 1.0))
     train, val = pipelines.imagenet(root, batch_size=32, preprocessing=pre, seed=0, num_shards=1, shard_id=0)
     net = resnet50_v1_5(classes=10)
     prefix = os.path.join(root, "model")
-    history = fit(net, train, val, epochs=1, lr=0.05, schedule="cosine", warmup_epochs=0.2, progress=False,
+    # Three epochs, not one: after one the model is still moving fast (top-1 ~0.55) and its INT8 copy swings by
+    # +-5 points depending on float rounding order alone; after three (~0.70) INT8 agrees on ~98% of images.
+    history = fit(net, train, val, epochs=3, lr=0.05, schedule="cosine", warmup_epochs=0.2, progress=False,
                   callbacks=[Checkpoint(prefix, class_names=data.FASHION_MNIST_CLASSES, preprocessing=pre)], dtype="float32")
     top1 = history.history["val_top1"][-1]
     assert top1 > 0.3, f"the briefly trained model should learn something (chance: 0.1), got top-1 {top1}"
@@ -121,7 +123,7 @@ def test_predictor_errors(trained, tmp_path):
     prefix, root, _ = trained
     with pytest.raises(ValueError, match="unknown dtype 'int4'"):
         Predictor.from_checkpoint(prefix, dtype="int4")
-    with pytest.raises(FileNotFoundError, match="no checkpoint .*model-0007.params.*complete epochs.*: 1"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint .*model-0007.params.*complete epochs.*: 1, 2, 3"):
         Predictor.from_checkpoint(prefix, 7)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Predictor.from_checkpoint(tmp_path / "nothing")
@@ -152,7 +154,11 @@ def test_int8_accuracy_and_reload_in_a_fresh_process(trained, tmp_path):
     assert sum(n.get("attrs", {}).get("quantized") == "true" for n in symbol["nodes"]) >= 50
     top1_f32, top1_int8 = _top1(f32, images, labels), _top1(int8, images, labels)
     print(f"top-1 on {len(labels)} test images: float32 {top1_f32:.4f}, int8 {top1_int8:.4f}")
-    assert top1_int8 >= top1_f32 - 0.01, (top1_f32, top1_int8)
+    agree = float((f32.logits(preprocess(images, f32.preprocessing)).argmax(1) ==
+                   int8.logits(preprocess(images, int8.preprocessing)).argmax(1)).mean())
+    print(f"INT8 and float32 agree on {agree:.1%} of the images")
+    # ~2% of images change class, so the paired top-1 difference has a standard deviation of ~0.5 points
+    assert top1_int8 >= top1_f32 - 0.015 and agree >= 0.95, (top1_f32, top1_int8, agree)
 
     batch = preprocess(images[:16], f32.preprocessing)
     np.save(tmp_path / "batch.npy", batch)
