@@ -35,8 +35,9 @@ __all__ = ["measure", "sweep", "forward_speed", "step_speed", "inference_speed",
 LATENCY_KEYS = ("total_ips", "latency_avg", "latency_50", "latency_90", "latency_95", "latency_99", "latency_100")
 
 
-def _check(**options) -> None:
-    """The errors :func:`measure` would raise for ``options``, before any process starts."""
+def _check(**options) -> Dict:
+    """The errors :func:`measure` would raise for ``options``, before any process starts; returns every argument
+    of :func:`measure`, defaults filled in."""
     try:
         bound = inspect.signature(measure).bind(**options)
     except TypeError as err:
@@ -47,6 +48,7 @@ def _check(**options) -> None:
         raise ValueError(f"warmup ({warmup}) must be smaller than epochs ({epochs}) (--warmup, --epochs)")
     if dtype == "int8" and not only_inference:
         raise ValueError("dtype int8 is for inference: set only_inference (add --only-inference)")
+    return dict(bound.arguments)
 
 
 def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "auto", image_size: int = 224,
@@ -128,9 +130,9 @@ def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32
     """:func:`measure` for every workers x batch size pair, each in a fresh process; returns the results in order.
 
     ``options`` are :func:`measure`'s other keyword arguments (their names and the values :func:`measure`
-    refuses are checked before the first run); ``on_result`` is
-    called with each result as it comes. With ``output``, the report (``model``, ``mode``, ``dtype``,
-    ``image_size``, ``data_backend`` and ``results``) is written there as JSON (atomically).
+    refuses are checked before the first run); ``on_result`` is called with each result as it comes. With
+    ``output``, the report (``model``, ``mode``, ``dtype``, ``image_size``, ``data_backend`` and ``results``)
+    is written there as JSON (atomically).
 
     Raises
     ------
@@ -145,7 +147,7 @@ def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32
     """
     from .files import atomic_write_json
 
-    _check(**options)
+    spec = _check(**options)
     results = []
     for workers in num_workers:
         for batch in batch_sizes:
@@ -153,7 +155,6 @@ def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32
             if on_result:
                 on_result(results[-1])
     if output:
-        spec = {**{k: p.default for k, p in inspect.signature(measure).parameters.items()}, **options}
         atomic_write_json(output, dict(model=spec["arch"], mode="inference" if spec["only_inference"] else "training",
                                        dtype=spec["dtype"], image_size=spec["image_size"],
                                        data_backend=spec["data_backend"], results=results))

@@ -34,9 +34,9 @@ class DemoResult:
     def __str__(self) -> str:
         if not self.history.epochs:
             return f"demo: already complete; see {self.output}/report.json"
-        h = self.history.history
-        return (f"demo: {self.history.epochs[-1] + 1} epochs, test top-1 {h['val_top1'][-1]:.4f}, top-5 "
-                f"{h['val_top5'][-1]:.4f}, {self.seconds:.0f} s; files in {self.output}/")
+        last = self.history.summary()
+        return (f"demo: {last['epochs']} epochs, test top-1 {last['val_top1']:.4f}, top-5 {last['val_top5']:.4f}, "
+                f"{self.seconds:.0f} s; files in {self.output}/")
 
 
 def run_demo(output: str = os.path.join("runs", "demo"), *, epochs: int = 2, train_images: Optional[int] = 36000,
