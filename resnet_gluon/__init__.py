@@ -7,15 +7,18 @@ neither) and every submodule (``resnet_gluon.amp``, ``resnet_gluon.pipelines``, 
 """
 import importlib
 
-from .runtime import apply_cpu_thread_defaults as _apply_cpu_thread_defaults
-from .runtime import preload_cuda_libraries as _preload_cuda_libraries
+from . import runtime as _runtime
 
-# Both must happen before mxnet is imported (below): MXNet reads its threading variables at import, and a CUDA
-# build of mxnet looks for its CUDA libraries when it is loaded.
-_apply_cpu_thread_defaults()
-_preload_cuda_libraries()
+# All three must happen before mxnet is imported (below): MXNet reads its threading variables at import, a CUDA
+# build of mxnet looks for its CUDA libraries when it is loaded, and oneDNN's AMX kernels need the permission and
+# the ISA variable before oneDNN first runs.
+_runtime.apply_cpu_thread_defaults()
+_runtime.preload_cuda_libraries()
+_runtime.enable_amx()
 
 from .blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem  # noqa: E402
+
+_runtime._settle_onednn_isa()  # pylint: disable=protected-access
 from .preprocessing import Preprocessing  # noqa: E402
 from .recipe import Recipe  # noqa: E402
 from .checkpoint import export_checkpoint  # noqa: E402

@@ -18,6 +18,8 @@ import mxnet as mx
 from mxnet.contrib import amp as _amp
 from mxnet.contrib.amp.loss_scaler import LossScaler
 
+from . import runtime
+
 __all__ = ["DType", "DTYPE_TABLE", "DTYPES", "TRAINING_DTYPES", "INFERENCE_DTYPES", "bfloat16_supported",
            "resolve_dtype", "init", "initialized_dtype", "enable_loss_scaling", "scale_loss", "loss_scale", "convert",
            "check_not_run"]
@@ -96,8 +98,10 @@ def resolve_dtype(dtype: str, ctx: Optional[mx.Context] = None, *, inference: bo
     """Turn ``'auto'`` into the fastest precision here and check that ``dtype`` can run on ``ctx``.
 
     'auto' is the AMP dtype already switched on in this process, if any (MXNet's AMP is process-wide);
-    otherwise float16 on a GPU context, and on a CPU bfloat16 where the CPU supports it
-    (:func:`bfloat16_supported`), else float32.
+    otherwise float16 on a GPU context, and on a CPU bfloat16 only where it is measured faster than float32:
+    with oneDNN's AMX kernels on (:func:`resnet_gluon.runtime.amx_enabled`), else float32. Without AMX,
+    oneDNN 2.4's bfloat16 kernels (AVX512_BF16) trained ResNet-50 at 0.76x float32 (issue #21), so 'auto'
+    never picks them: it is never slower than float32.
 
     Parameters
     ----------
@@ -123,7 +127,9 @@ def resolve_dtype(dtype: str, ctx: Optional[mx.Context] = None, *, inference: bo
     if dtype == "auto":
         if _initialized is not None:
             return _initialized
-        return "float16" if on_gpu else ("bfloat16" if bfloat16_supported() else "float32")
+        if on_gpu:
+            return "float16"
+        return "bfloat16" if runtime.amx_enabled() and bfloat16_supported() else "float32"
     device = DTYPE_TABLE[dtype].device
     if device == "gpu" and not on_gpu:
         raise ValueError(f"{dtype} needs a GPU: MXNet has no float16 GEMM on CPU ('FP16 gemm on cpu not "
@@ -221,7 +227,14 @@ def convert(net: mx.gluon.HybridBlock, dtype: str = "bfloat16", *, input_shape=(
     Returns
     -------
     HybridBlock
-        A converted ``SymbolBlock`` taking and returning float32 ``input_shape``-like tensors.
+        A converted ``SymbolBlock`` taking float32 ``input_shape``-like tensors; its weights are stored in
+        ``dtype`` (``cast_optional_params``), so no weight is cast on every call (54 float32 -> bfloat16
+        reorders per call made ResNet-50 at batch 1 slower than float32, issue #21).
+
+    Raises
+    ------
+    ValueError
+        A dtype that ``ctx`` cannot run (see :func:`resolve_dtype`).
     """
     ctx = ctx or mx.cpu()
     dtype = resolve_dtype(dtype, ctx)
@@ -229,5 +242,6 @@ def convert(net: mx.gluon.HybridBlock, dtype: str = "bfloat16", *, input_shape=(
         return net
     net.hybridize()
     net(mx.nd.zeros(input_shape, ctx=ctx))
-    target = "float16" if dtype == "float16" else _amp.amp.bfloat16
-    return _amp.convert_hybrid_block(net, target_dtype=target, ctx=ctx)
+    # MXNet's convert_symbol takes the names 'float16' and 'bfloat16', not NumPy's bfloat16 dtype object.
+    return _amp.convert_hybrid_block(net, target_dtype=DTYPE_TABLE[dtype].amp_target, ctx=ctx,
+                                     cast_optional_params=True)

@@ -48,13 +48,16 @@ def _check(**options) -> Dict:
         raise ValueError(f"warmup ({warmup}) must be smaller than epochs ({epochs}) (--warmup, --epochs)")
     if dtype == "int8" and not only_inference:
         raise ValueError("dtype int8 is for inference: set only_inference (add --only-inference)")
+    if bound.arguments["backend"] != "mxnet" and not only_inference:
+        raise ValueError(f"backend {bound.arguments['backend']!r} is for inference: set only_inference (add "
+                         "--only-inference); training runs on MXNet")
     return dict(bound.arguments)
 
 
 def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "auto", image_size: int = 224,
             data_backend: str = "synthetic", data_root: Optional[str] = None, iterations: int = 20,
             epochs: int = 3, warmup: int = 1, only_inference: bool = False, classes: Optional[int] = None,
-            data_threads: Optional[int] = None) -> Dict:
+            data_threads: Optional[int] = None, backend: str = "mxnet") -> Dict:
     """Train (or run inference) for ``epochs`` epochs and return the mean figures of the epochs after ``warmup``.
 
     Parameters
@@ -72,16 +75,20 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
         over ``data_root`` (whole epochs).
     classes : int, optional
         Default: ``classes.json`` in ``data_root``, else 1000.
+    backend : {'mxnet', 'openvino'}
+        The inference engine with ``only_inference`` (:class:`~resnet_gluon.inference.Predictor`).
 
     Returns
     -------
     dict
-        ``workers``, ``batch_size``, ``dtype`` (as resolved), ``epochs`` (measured) and :data:`LATENCY_KEYS`.
+        ``workers``, ``batch_size``, ``dtype`` (as resolved), ``backend``, ``cpu_isa``
+        (:func:`resnet_gluon.runtime.onednn_isa`), ``epochs`` (measured) and :data:`LATENCY_KEYS` (latencies:
+        seconds until each batch's result exists).
 
     Raises
     ------
     ValueError
-        ``warmup >= epochs``; int8 for training.
+        ``warmup >= epochs``; int8 for training; the openvino backend for training.
     FileNotFoundError
         A backend that reads files without ``data_root``, or a ``data_root`` that is not a folder.
     """
@@ -91,9 +98,9 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
     from .data import num_classes
     from .evaluation import evaluate
     from .preprocessing import Preprocessing
-    from .runtime import default_context
+    from .runtime import default_context, onednn_isa
 
-    _check(warmup=warmup, epochs=epochs, dtype=dtype, only_inference=only_inference)
+    _check(warmup=warmup, epochs=epochs, dtype=dtype, only_inference=only_inference, backend=backend)
     classes = classes or num_classes(data_root)
     preprocessing = Preprocessing.for_size(image_size)
     train, val = pipelines.imagenet(data_root, batch_size=batch_size, backend=data_backend, classes=classes,
@@ -105,14 +112,17 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
         from .inference import Predictor
 
         net.initialize(ctx=ctx)
-        dtype = "int8" if dtype == "int8" else amp.resolve_dtype(dtype, ctx)
+        if backend == "mxnet":
+            dtype = "int8" if dtype == "int8" else amp.resolve_dtype(dtype, ctx)
         calibration = None
         if dtype == "int8":  # calibrate on validation images (synthetic: the repeated random batch)
             calibration = (os.path.join(data_root, "val.rec") if data_root else
                            mx.io.NDArrayIter(next(iter(val))[0].as_in_context(mx.cpu()), batch_size=batch_size,
                                              data_name="data"))
         predictor = Predictor(net, preprocessing=preprocessing, dtype=dtype, calibration=calibration,
-                              calibration_options=dict(batch_size=min(batch_size, 32)), ctx=ctx, batch_size=batch_size)
+                              calibration_options=dict(batch_size=min(batch_size, 32)), ctx=ctx, batch_size=batch_size,
+                              backend=backend)
+        dtype = predictor.dtype
         logs = [evaluate(predictor.net, val, ctx=ctx, prefix="") for _ in range(epochs)]
     else:
         from .training import fit
@@ -121,8 +131,8 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
         logs = [{k: v[i] for k, v in history.history.items()} for i in range(len(history.epochs))]
         dtype = amp.initialized_dtype() or "float32"
     measured = logs[warmup:]
-    return dict(workers=dist.size(), batch_size=batch_size, dtype=dtype, epochs=len(measured),
-                **{k: float(np.mean([e[k] for e in measured])) for k in LATENCY_KEYS})
+    return dict(workers=dist.size(), batch_size=batch_size, dtype=dtype, backend=backend, cpu_isa=onednn_isa(),
+                epochs=len(measured), **{k: float(np.mean([e[k] for e in measured])) for k in LATENCY_KEYS})
 
 
 def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32,),
@@ -278,10 +288,12 @@ def step_speed(*, model: str = "resnet50_v1_5", mode: str = "train", dtype: str 
 def inference_speed(*, dtype: str = "float32", batch_sizes: Sequence[int] = (1, 16, 64), image_size: int = 224,
                     images: int = 320, arch: str = "resnet50_v1_5", engine: str = "mxnet") -> List[Dict]:
     """Inference speed of a random-weight model per batch size, through a :class:`~resnet_gluon.inference.Predictor`
-    of ``dtype`` (int8: calibrated on 64 random images) or, with ``engine='onnxruntime'``, its ONNX export.
+    of ``dtype`` (int8: calibrated on 64 random images) with ``engine='mxnet'`` or ``'openvino'`` (its backend),
+    or, with ``engine='onnxruntime'``, its ONNX export.
 
     Each batch size runs ``max(5, images // batch)`` timed forward passes after 3 warm-up ones. Returns
-    :func:`forward_speed`'s figures with ``batch_size``, one dict per batch size.
+    :func:`forward_speed`'s figures with ``batch_size``, ``dtype`` (as resolved: 'auto' names what it took) and
+    ``engine``, one dict per batch size.
     """
     import mxnet as mx
 
@@ -301,20 +313,21 @@ def inference_speed(*, dtype: str = "float32", batch_sizes: Sequence[int] = (1, 
             path = export_onnx(net, os.path.join(tmp, f"{arch}.onnx"), preprocessing=preprocessing)
             session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         run, to_batch = (lambda x: session.run(None, {"data": x})[0]), (lambda x: x)
-    elif engine == "mxnet":
+    elif engine in ("mxnet", "openvino"):
         from .inference import Predictor
 
         calibration = mx.io.NDArrayIter(rng.randn(64, 3, image_size, image_size).astype("float32"), batch_size=32,
                                         data_name="data")
-        predictor = Predictor(net, preprocessing=preprocessing, dtype=dtype, calibration=calibration)
+        predictor = Predictor(net, preprocessing=preprocessing, dtype=dtype, calibration=calibration, backend=engine)
         run, to_batch = (lambda x: predictor.net(x).wait_to_read()), mx.nd.array
+        dtype = predictor.dtype  # 'auto' resolved
     else:
-        raise ValueError(f"unknown inference engine {engine!r}; choose 'mxnet' or 'onnxruntime'")
+        raise ValueError(f"unknown inference engine {engine!r}; choose 'mxnet', 'openvino' or 'onnxruntime'")
     results = []
     for batch_size in batch_sizes:
         batch = to_batch(rng.randn(batch_size, 3, image_size, image_size).astype("float32"))
         figures = forward_speed(run, batch, iterations=max(5, images // batch_size))
-        results.append(dict(batch_size=batch_size, **figures))
+        results.append(dict(batch_size=batch_size, dtype=dtype, engine=engine, **figures))
     return results
 
 

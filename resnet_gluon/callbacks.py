@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from . import checkpoint, dist
+from . import checkpoint, dist, runtime
 from .dist import rank_zero_only
 from .files import atomic_path, atomic_write_json
 from .models import load_parameters
@@ -36,11 +36,14 @@ class Callback:
     Epochs and batches are 0-based. What ``logs`` holds at each hook:
 
     - ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``, ``on_train_end(logs)``: ``{}``.
-    - ``on_batch_end(batch, logs)``: ``loss`` and ``top1`` of this worker as last read from the device
-      (every ``fit(read_every=...)`` batches); not called for an empty batch.
+    - ``on_batch_end(batch, logs)``: called once the batch's result exists (fit runs at most
+      :data:`~resnet_gluon.training.RUN_AHEAD` batches ahead of the device, so a little after the batch was
+      taken); ``loss`` and ``top1`` of this worker as last read from the device (every
+      ``fit(read_every=...)`` batches; absent before the first read); not called for an empty batch.
     - ``on_epoch_end(epoch, logs)``: the epoch over all workers: ``loss``, ``top1``, ``top5``, ``total_ips``,
-      ``num_images``, ``latency_avg``, ``latency_50/90/95/99/100`` (seconds per batch), ``lr``, ``loss_scale``,
-      and with validation data the same with a ``val_`` prefix.
+      ``num_images``, ``latency_avg``, ``latency_50/90/95/99/100`` (seconds from one batch's result to the
+      next's), ``lr``, ``loss_scale``, and with validation data the same with a ``val_`` prefix (there: seconds
+      from taking a batch to its result).
     """
 
     state = None
@@ -182,7 +185,11 @@ class Checkpoint(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm progress bar per epoch on rank 0, with the running loss and top-1."""
+    """A tqdm progress bar per epoch on rank 0, with the running loss and top-1.
+
+    It counts batches whose results exist (so its rate and ETA are the device's), and shows loss and top-1
+    only once they have been read from the device (every ``fit(read_every=...)`` batches).
+    """
 
     def __init__(self, *, file=None, mininterval: float = 1.0):
         self.file = file
@@ -199,7 +206,8 @@ class ProgressBar(Callback):
     @rank_zero_only
     def on_batch_end(self, batch, logs):
         self._bar.update(1)
-        self._bar.set_postfix(loss=f"{logs['loss']:.3f}", top1=f"{logs['top1']:.3f}", refresh=False)
+        if "loss" in logs:
+            self._bar.set_postfix(loss=f"{logs['loss']:.3f}", top1=f"{logs['top1']:.3f}", refresh=False)
 
     @rank_zero_only
     def on_epoch_end(self, epoch, logs):
@@ -211,8 +219,9 @@ class ProgressBar(Callback):
 class Report(Callback):
     """The reference's JSON report, rewritten atomically after every epoch (valid JSON even if killed).
 
-    ``{"model", "ngpus", "total_duration", "cmd", "metrics": {"train.top1": [...], ..., "val.latency_100": [...]}}``
-    with one value per epoch; a resumed run appends to the report it finds. ``plot=True`` also writes the
+    ``{"model", "ngpus", "workers", "dtype", "cpu_isa", "total_duration", "cmd", "metrics": {"train.top1": [...],
+    ..., "val.latency_100": [...]}}`` with one value per epoch (``cpu_isa``: oneDNN's instruction set on a CPU,
+    :func:`resnet_gluon.runtime.onednn_isa`); a resumed run appends to the report it finds. ``plot=True`` also writes the
     curves as a PNG beside it (``<report>.png``).
     """
 
@@ -232,9 +241,11 @@ class Report(Callback):
             for key, values in previous.get("metrics", {}).items():
                 metrics[key] = list(values)[: self.state.initial_epoch]
             self._start -= previous.get("total_duration", 0.0)
+        on_cpu = self.state.ctx.device_type == "cpu"
         self.report = dict(model=getattr(self.state.net, "model_name", type(self.state.net).__name__),
-                           ngpus=dist.size() if self.state.ctx.device_type == "gpu" else 0, workers=dist.size(),
-                           total_duration=0.0, cmd=self.cmd, metrics=metrics)
+                           ngpus=0 if on_cpu else dist.size(), workers=dist.size(), dtype=self.state.dtype,
+                           cpu_isa=runtime.onednn_isa() if on_cpu else None, total_duration=0.0, cmd=self.cmd,
+                           metrics=metrics)
 
     def _previous(self) -> Optional[Dict]:
         if self.state.initial_epoch == 0 or not os.path.isfile(self.path):

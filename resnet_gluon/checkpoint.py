@@ -23,7 +23,7 @@ import os
 import re
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
 from mxnet import gluon
@@ -61,6 +61,11 @@ class CheckpointFiles:
     @property
     def record(self) -> str:
         return f"{self.prefix}-{self.epoch:04d}.json"
+
+    @property
+    def onnx(self) -> str:
+        """The ONNX model of an OpenVINO predictor's checkpoint (``Predictor.save`` with ``backend='openvino'``)."""
+        return f"{self.prefix}-{self.epoch:04d}.onnx"
 
 
 def checkpoint_files(prefix: PathLike, epoch: int) -> CheckpointFiles:
@@ -160,6 +165,10 @@ def resolve_epoch(prefix: PathLike, epoch: Optional[int] = None) -> Tuple[int, O
                 f"no complete checkpoint under {prefix!r}: {checkpoint_files(prefix, saved[-1]).params!r} has no "
                 "record beside it (an interrupted save, or a checkpoint not written by resnet_gluon); name its "
                 "epoch to load it as a plain symbol + params pair")
+        elif _epochs_with(prefix, ".json"):  # records whose files are missing (e.g. an OpenVINO predictor's)
+            record = checkpoint_files(prefix, _epochs_with(prefix, ".json")[-1]).record
+            raise FileNotFoundError(f"no complete checkpoint under {prefix!r}: {record!r} lists files that are "
+                                    "missing (an interrupted save, or files moved away)")
         else:
             raise FileNotFoundError(f"no checkpoint '{prefix}-NNNN.params'; train first, or check the model prefix")
     files = checkpoint_files(prefix, epoch)
@@ -232,18 +241,19 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
     return files.symbol, files.params
 
 
-def write_record(prefix: PathLike, epoch: int, record: Dict[str, Any], *, states: bool = False) -> str:
+def write_record(prefix: PathLike, epoch: int, record: Dict[str, Any], *, states: bool = False,
+                 files: Optional[Sequence[str]] = None) -> str:
     """Write the record of epoch ``epoch`` last, making the checkpoint complete; returns its path.
 
     ``record`` holds the fields described in the module docstring; ``format``, ``epoch``, ``time`` and ``files``
-    (symbol, params and, with ``states``, the trainer state) are filled in here.
+    (symbol, params and, with ``states``, the trainer state; or the paths given as ``files``) are filled in here.
     """
-    files = checkpoint_files(prefix, epoch)
-    names = [files.symbol, files.params] + ([files.states] if states else [])
+    paths = checkpoint_files(prefix, epoch)
+    names = list(files) if files is not None else [paths.symbol, paths.params] + ([paths.states] if states else [])
     full = dict(record, format=FORMAT, epoch=int(epoch), time=time.time(),
                 files=[os.path.basename(n) for n in names])
-    atomic_write_json(files.record, full)
-    return files.record
+    atomic_write_json(paths.record, full)
+    return paths.record
 
 
 def load_network(prefix: PathLike, epoch: Optional[int] = None, *,

@@ -208,6 +208,8 @@ def _add_benchmark(sub):
     p.add_argument("--arch", default="resnet50_v1_5", choices=models.list_models(), metavar="ARCH", help="model name")
     p.add_argument("--dtype", default="auto", choices=["auto", *amp.INFERENCE_DTYPES],
                    help="precision; int8 (oneDNN quantization, CPU) only with --only-inference")
+    p.add_argument("--backend", default="mxnet", choices=["mxnet", "openvino"],
+                   help="inference engine with --only-inference (openvino: CPU; dtype auto is OpenVINO's choice)")
     _add_data_flags(p, backend="synthetic", root="with a real data backend: folder with train.rec and val.rec")
     p.add_argument("--num-classes", type=_positive)
     p.add_argument("-o", "--output", default="benchmark.json", help="JSON report")
@@ -219,7 +221,8 @@ def _benchmark(args) -> int:
                     on_result=lambda r: print(json.dumps(r), flush=True), arch=args.arch, dtype=args.dtype,
                     image_size=args.image_size, data_backend=args.data_backend, data_root=args.data_root,
                     iterations=args.iterations, epochs=args.epochs, warmup=args.warmup,
-                    only_inference=args.only_inference, classes=args.num_classes, data_threads=args.data_threads)
+                    only_inference=args.only_inference, classes=args.num_classes, data_threads=args.data_threads,
+                    backend=args.backend)
     print(f"wrote {args.output}")
     return 0
 
@@ -231,9 +234,12 @@ def _add_predict(sub):
     p.add_argument("images", nargs="*", help="image files (JPEG, PNG, ...) to classify")
     p.add_argument("--model-prefix", default="model", help="checkpoint prefix")
     p.add_argument("--epoch", type=int, help="checkpoint epoch NNNN (default: the newest)")
-    p.add_argument("--dtype", "--precision", dest="dtype", choices=amp.INFERENCE_DTYPES,
-                   help="inference precision (default: as saved, float32 for training checkpoints; "
-                        "--precision is the deprecated name)")
+    p.add_argument("--dtype", "--precision", dest="dtype", choices=[*amp.INFERENCE_DTYPES, "auto"],
+                   help="inference precision (default: as saved, float32 for training checkpoints; auto: the "
+                        "fastest here; --precision is the deprecated name)")
+    p.add_argument("--backend", default=None, choices=["mxnet", "openvino"],
+                   help="inference engine (default: as saved, mxnet for training checkpoints; openvino runs the "
+                        "ONNX export on the CPU, INT8 calibrated on the same images)")
     p.add_argument("--rec", help="a .rec file to evaluate on (instead of <data-root>/val.rec)")
     p.add_argument("--calibration", help="INT8: .rec file of calibration images (default: <data-root>/train.rec)")
     p.add_argument("--num-calib-images", type=_positive, default=256, help="INT8 calibration images")
@@ -259,9 +265,10 @@ def _load_predictor(args):
         raise FileNotFoundError(f"data root {args.data_root!r} does not exist")
     calibration = args.calibration or (os.path.join(args.data_root, "train.rec") if args.data_root else None)
     options = dict(num_images=args.num_calib_images, batch_size=args.calib_batch_size, calib_mode=args.calib_mode)
+    engine = {} if args.backend is None else dict(backend=args.backend)
     predictor = Predictor.from_checkpoint(args.model_prefix, args.epoch, dtype=args.dtype, image_size=args.image_size,
                                           batch_size=args.batch_size, calibration=calibration,
-                                          calibration_options=options)
+                                          calibration_options=options, **engine)
     if args.save_prefix:
         print(f"wrote {predictor.dtype} model: {', '.join(predictor.save(args.save_prefix))}", file=sys.stderr)
     if args.onnx:

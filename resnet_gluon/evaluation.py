@@ -105,16 +105,18 @@ class MetricMeter:
         raise FloatingPointError("non-finite loss; stopping (the last complete checkpoint is kept)")
 
     def tick(self, n: int) -> None:
-        """End of a batch of ``n`` images (0 for an empty batch)."""
+        """End of a batch of ``n`` images (0 for an empty batch): call it once the batch's result exists
+        (``wait_to_read``), so that the latency is the time until the result, not the dispatch."""
         now = time.perf_counter()
         self.latencies.append(now - self.last)
         self.last = now
         self.images += n
 
     def running(self) -> Dict[str, float]:
-        """Loss and top-1 of this worker as of the last read (no device sync)."""
-        n = max(self._read_n, 1)
-        return dict(loss=self._read[0] / n, top1=self._read[1] / n)
+        """Loss and top-1 of this worker as of the last read (no device sync); ``{}`` before the first read."""
+        if not self._read_n:
+            return {}
+        return dict(loss=self._read[0] / self._read_n, top1=self._read[1] / self._read_n)
 
     @property
     def num_inst(self) -> int:
@@ -160,7 +162,8 @@ def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = No
     -------
     dict
         ``{prefix}loss``, ``top1``, ``top5``, ``total_ips`` (images/s with data loading included),
-        ``latency_avg`` and ``latency_50/90/95/99/100`` (seconds per batch), ``num_images``.
+        ``latency_avg`` and ``latency_50/90/95/99/100`` (seconds from taking a batch to its result: each batch
+        is synchronised, as the reference measures it), ``num_images``.
 
     Raises
     ------
@@ -177,19 +180,23 @@ def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = No
             x, y = x.as_in_context(ctx), y.as_in_context(ctx)
             out = net(x)
             meter.update(out, y, loss_fn(out, y), where=f"validation batch {i + 1}")
+            out.wait_to_read()  # the latency is the time until this batch's result exists
         meter.tick(x.shape[0])
     return meter.result(prefix)
 
 
 def describe(figures: Dict, *, dtype: Optional[str] = None) -> str:
     """One line of :func:`evaluate`'s figures (no key prefix): images (and ``dtype``), top-1, top-5, img/s and the
-    latency per batch (p50, p99, in ms; of ``batch_size`` images where the figures say), e.g. ``'1000 images,
-    float32: top-1 0.9012, top-5 0.9987, 812.3 img/s, latency per batch of 64 p50 78.1 ms, p99 80.2 ms'``."""
+    latency per batch (p50, p99, in ms; of ``batch_size`` images where the figures say), the engine when it is not
+    MXNet and the CPU's instruction set where the figures give them, e.g. ``'1000 images, float32: top-1 0.9012,
+    top-5 0.9987, 812.3 img/s, latency per batch of 64 p50 78.1 ms, p99 80.2 ms, CPU ISA avx2'``."""
     top5 = "n/a" if figures.get("top5") is None else f"{figures['top5']:.4f}"
     batch = f" of {figures['batch_size']}" if figures.get("batch_size") else ""
-    return (f"{figures['num_images']} images{', ' + dtype if dtype else ''}: top-1 {figures['top1']:.4f}, top-5 {top5}, "
-            f"{figures['total_ips']:.1f} img/s, latency per batch{batch} p50 {1e3 * figures['latency_50']:.1f} ms, "
-            f"p99 {1e3 * figures['latency_99']:.1f} ms")
+    engine = f" ({figures['backend']})" if figures.get("backend") not in (None, "mxnet") else ""
+    isa = f", CPU ISA {figures['cpu_isa']}" if figures.get("cpu_isa") else ""
+    return (f"{figures['num_images']} images{', ' + dtype if dtype else ''}{engine}: top-1 {figures['top1']:.4f}, "
+            f"top-5 {top5}, {figures['total_ips']:.1f} img/s, latency per batch{batch} p50 "
+            f"{1e3 * figures['latency_50']:.1f} ms, p99 {1e3 * figures['latency_99']:.1f} ms{isa}")
 
 
 def evaluate_checkpoint(model_prefix: str, data: Iterable, *, epoch: Optional[int] = None,

@@ -9,6 +9,8 @@
   (:mod:`resnet_gluon.quantization`). :meth:`Predictor.save` writes a converted network as a checkpoint that
   :meth:`Predictor.from_checkpoint` loads again; :meth:`Predictor.export_onnx` writes ONNX
   (:mod:`resnet_gluon.export`).
+- Engines (``backend``): ``'mxnet'`` (the default) or ``'openvino'`` (:mod:`resnet_gluon.openvino_backend`:
+  the exported ONNX model run by OpenVINO in float32, bfloat16, its own choice 'auto', or INT8).
 
 Nothing here imports Horovod or DALI.
 """
@@ -31,11 +33,13 @@ from .preprocessing import ImageLike, Preprocessing, load_image, preprocess
 from .quantization import calibration_batches, quantize
 
 # load_image ... onnx_logits: their modules' names, kept importable from here as before.
-__all__ = ["PRECISIONS", "Prediction", "Predictor", "load_image", "preprocess", "calibration_batches",
+__all__ = ["PRECISIONS", "BACKENDS", "Prediction", "Predictor", "load_image", "preprocess", "calibration_batches",
            "quantize", "export_onnx", "onnx_logits"]
 
 #: Inference dtypes (see :data:`resnet_gluon.amp.DTYPE_TABLE`); the old name of ``amp.INFERENCE_DTYPES``.
 PRECISIONS = _amp.INFERENCE_DTYPES
+#: Inference engines of the :class:`Predictor`.
+BACKENDS = ("mxnet", "openvino")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,14 +97,17 @@ class Predictor:
         The validation preprocessing the network was trained with (``image_size``, ``resize``, mean/std).
     class_names : sequence of str, optional
         Names in label order; default ``'0'``, ``'1'``, ...
-    dtype : {'float32', 'float16', 'bfloat16', 'int8'}
+    dtype : {'float32', 'float16', 'bfloat16', 'int8', 'auto'}
         Convert ``net`` to this precision (see :data:`resnet_gluon.amp.DTYPE_TABLE`): bfloat16 with MXNet AMP
         (CPUs with AVX-512), float16 with MXNet AMP on a GPU ``ctx``, INT8 with :func:`quantize` (CPU; needs
-        ``calibration``).
+        ``calibration``); 'auto' as :func:`resnet_gluon.amp.resolve_dtype` picks (float32 on CPUs without AMX).
+        With ``backend='openvino'``: 'float32', 'bfloat16', 'int8' or 'auto' (OpenVINO's own choice), see
+        :mod:`resnet_gluon.openvino_backend`. :attr:`dtype` is the precision in force.
     calibration : str, PathLike or mx.io.DataIter, optional
         INT8 only: a ``.rec`` file or batches for calibration (see :func:`quantize`).
     calibration_options : dict, optional
-        More keyword arguments of :func:`quantize` (``num_images``, ``batch_size``, ``calib_mode``, ...).
+        More keyword arguments of :func:`quantize` (``num_images``, ``batch_size``, ``calib_mode``, ...; the
+        OpenVINO backend takes ``num_images`` and ``batch_size``).
     batch_size : int
         Images per forward pass in :meth:`predict`.
     ctx : Context, optional
@@ -109,38 +116,43 @@ class Predictor:
         ``net`` is already in ``dtype`` (as loaded by :meth:`from_checkpoint` from :meth:`save`'s files).
     precision : str, optional
         Deprecated name of ``dtype``.
+    backend : {'mxnet', 'openvino'}
+        The inference engine (:data:`BACKENDS`); OpenVINO runs on the CPU only.
 
     Raises
     ------
     ValueError
-        Unknown dtype; a dtype the device cannot run (bfloat16 without AVX-512 or on a GPU, float16 on a CPU,
-        INT8 on a GPU); INT8 without calibration data.
+        Unknown dtype or backend; a dtype the device cannot run (bfloat16 without AVX-512 or on a GPU, float16 on
+        a CPU, INT8 on a GPU); INT8 without calibration data; OpenVINO on a GPU context.
+    ImportError
+        ``backend='openvino'`` without the openvino package.
     """
 
     def __init__(self, net: gluon.HybridBlock, *, preprocessing: Preprocessing = Preprocessing(),
                  class_names: Optional[Sequence[str]] = None, dtype: Optional[str] = None,
                  calibration: Optional[Union[PathLike, mx.io.DataIter]] = None,
                  calibration_options: Optional[Dict[str, Any]] = None, batch_size: int = 64,
-                 ctx: Optional[mx.Context] = None, converted: bool = False, precision: Optional[str] = None):
+                 ctx: Optional[mx.Context] = None, converted: bool = False, precision: Optional[str] = None,
+                 backend: str = "mxnet"):
         dtype = _deprecated_precision(dtype, precision, "Predictor") or "float32"
-        if dtype not in PRECISIONS:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.ctx = ctx or mx.cpu()
-        if not converted:
-            _amp.resolve_dtype(dtype, self.ctx, inference=True)
+        self.backend = backend
         self.preprocessing = preprocessing
-        self.dtype = dtype
         self.batch_size = batch_size
-        _move_to(net, self.ctx)
-        if not converted and dtype in ("bfloat16", "float16"):
-            net = _amp.convert(net, dtype, input_shape=preprocessing.data_shape(1), ctx=self.ctx)
-        elif not converted and dtype == "int8":
-            if calibration is None:
-                raise ValueError("dtype='int8' needs calibration data: pass calibration='<file>.rec' "
-                                 "(a few hundred images of the training or validation set)")
-            net = quantize(net, calibration, preprocessing=preprocessing, **(calibration_options or {}))
+        if backend == "openvino":
+            net = self._openvino_net(net, dtype, converted, calibration, calibration_options)
+            dtype = net.dtype
+        else:
+            if dtype not in PRECISIONS + ("auto",):
+                raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS + ('auto',))}")
+            if not converted:
+                dtype = _amp.resolve_dtype(dtype, self.ctx, inference=True)
+            net = self._mxnet_net(net, dtype, converted, calibration, calibration_options)
+        self.dtype = dtype
         self.net = net
         self._optimize()
         self.num_classes = int(net(mx.nd.zeros(preprocessing.data_shape(1), ctx=self.ctx)).shape[1])
@@ -154,8 +166,41 @@ class Predictor:
         """Deprecated name of :attr:`dtype`."""
         return self.dtype
 
+    def _mxnet_net(self, net, dtype, converted, calibration, calibration_options):
+        _move_to(net, self.ctx)
+        if not converted and dtype in ("bfloat16", "float16"):
+            return _amp.convert(net, dtype, input_shape=self.preprocessing.data_shape(1), ctx=self.ctx)
+        if not converted and dtype == "int8":
+            if calibration is None:
+                raise ValueError("dtype='int8' needs calibration data: pass calibration='<file>.rec' "
+                                 "(a few hundred images of the training or validation set)")
+            return quantize(net, calibration, preprocessing=self.preprocessing, **(calibration_options or {}))
+        return net
+
+    def _openvino_net(self, net, dtype, converted, calibration, calibration_options):
+        from . import openvino_backend
+
+        if self.ctx.device_type != "cpu":
+            raise ValueError(f"backend='openvino' runs on the CPU, not {self.ctx}; use backend='mxnet' on a GPU")
+        if converted:
+            return net
+        if dtype not in openvino_backend.DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r} for backend='openvino'; choose one of "
+                             f"{', '.join(openvino_backend.DTYPES)}")
+        batches = None
+        if dtype == "int8" and calibration is not None:
+            options = {k: v for k, v in (calibration_options or {}).items() if k in ("num_images", "batch_size")}
+            if not isinstance(calibration, mx.io.DataIter):
+                calibration = calibration_batches(calibration, preprocessing=self.preprocessing, **options)
+            calibration.reset()
+            batches = [b.data[0].asnumpy() for b in calibration]
+        _move_to(net, mx.cpu())
+        return openvino_backend.build(net, dtype=dtype, preprocessing=self.preprocessing, calibration=batches)
+
     def _optimize(self) -> None:
         """Hybridize for inference; float32 on the CPU also gets oneDNN's fusion (conv + BN + ReLU + sum)."""
+        if self.backend == "openvino":
+            return
         if self.dtype == "float32" and self.ctx.device_type == "cpu":
             self.net.optimize_for(mx.nd.zeros(self.preprocessing.data_shape(1), ctx=self.ctx), backend="MKLDNN",
                                   static_alloc=True, static_shape=True)
@@ -167,6 +212,8 @@ class Predictor:
         if self.dtype != "float32":
             raise ValueError(f"ONNX export takes the float32 model, not this {self.dtype} one; load the "
                              "float32 checkpoint for export")
+        if self.backend == "openvino":
+            return self.net.save(path)
         try:
             return export_onnx(self.net, path, preprocessing=self.preprocessing, dynamic_batch=dynamic_batch)
         finally:
@@ -190,7 +237,7 @@ class Predictor:
             Checkpoint prefix, e.g. ``'runs/demo/model'``.
         epoch : int, optional
             Checkpoint epoch (the ``NNNN``); default the newest complete one.
-        dtype : {'float32', 'float16', 'bfloat16', 'int8'}, optional
+        dtype : {'float32', 'float16', 'bfloat16', 'int8', 'auto'}, optional
             Convert to this precision (default: as saved). A saved INT8/bfloat16 model cannot change dtype.
         image_size : int, optional
             Override the recorded crop size (the resize keeps the ratio 256/224).
@@ -199,14 +246,16 @@ class Predictor:
         precision : str, optional
             Deprecated name of ``dtype``.
         **options
-            Other :class:`Predictor` arguments (``calibration``, ``batch_size``, ``ctx``, ...).
+            Other :class:`Predictor` arguments (``calibration``, ``batch_size``, ``ctx``, ``backend``, ...). A
+            checkpoint that an OpenVINO predictor saved loads with ``backend='openvino'`` whatever is asked.
 
         Raises
         ------
         FileNotFoundError
             No complete checkpoint, or the named epoch is missing or incomplete.
         ValueError
-            A saved low-precision model asked for another dtype; unknown dtype.
+            A saved low-precision model asked for another dtype; unknown dtype; an OpenVINO checkpoint asked
+            for ``backend='mxnet'``.
         """
         dtype = _deprecated_precision(dtype, precision, "Predictor.from_checkpoint")
         ctx = options.pop("ctx", None) or mx.cpu()
@@ -214,11 +263,13 @@ class Predictor:
         record = record or {}
         saved = record.get("dtype", "float32")
         dtype = dtype or saved
-        if dtype not in PRECISIONS:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS)}")
+        if dtype not in PRECISIONS + ("auto",):
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS + ('auto',))}")
+        files = checkpoint.checkpoint_files(prefix, epoch)
         if saved != "float32" and dtype != saved:
-            raise ValueError(f"{checkpoint.checkpoint_files(prefix, epoch).params!r} is a {saved} model; it cannot "
-                             f"be loaded as {dtype}. Load the float32 checkpoint it was made from instead")
+            raise ValueError(f"{files.params if record.get('backend') != 'openvino' else files.onnx!r} is a {saved} "
+                             f"model; it cannot be loaded as {dtype}. Load the float32 checkpoint it was made from "
+                             "instead")
         pre = record.get("preprocessing")
         if image_size is not None:
             preprocessing = Preprocessing.for_size(image_size)
@@ -227,22 +278,39 @@ class Predictor:
         else:
             preprocessing = Preprocessing()
         preprocessing = dataclasses.replace(preprocessing, layout=record.get("layout", "NCHW"))
-        net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx)
         names = class_names if class_names is not None else record.get("class_names")
+        if record.get("backend") == "openvino":
+            from .openvino_backend import OpenVINONet
+
+            if options.setdefault("backend", "openvino") != "openvino":
+                raise ValueError(f"{files.onnx!r} was saved by an OpenVINO predictor; load it with "
+                                 "backend='openvino' (or load the float32 checkpoint it was made from)")
+            net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.get("requested_dtype", saved))
+            return cls(net, preprocessing=preprocessing, class_names=names, dtype=saved, ctx=ctx, converted=True,
+                       **options)
+        net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx)
         return cls(net, preprocessing=preprocessing, class_names=names, dtype=dtype, ctx=ctx,
                    converted=saved != "float32", **options)
 
-    def save(self, prefix: PathLike, epoch: int = 0) -> Tuple[str, str]:
-        """Write this predictor's network (e.g. the INT8 one) as a complete checkpoint of epoch ``epoch``.
+    def save(self, prefix: PathLike, epoch: int = 0) -> Tuple[str, ...]:
+        """Write this predictor's network (e.g. the INT8 one) as a complete checkpoint of epoch ``epoch``; returns
+        the files written before the record: the symbol and params, or with ``backend='openvino'`` the ONNX model
+        (``<prefix>-NNNN.onnx``, the INT8 one quantized).
 
-        The record gives the dtype, class names and preprocessing, so :meth:`from_checkpoint` (in any process)
-        rebuilds the same predictor. Files are written to temporary names and renamed, the record last.
+        The record gives the dtype, backend, class names and preprocessing, so :meth:`from_checkpoint` (in any
+        process) rebuilds the same predictor. Files are written to temporary names and renamed, the record last.
         """
+        common = dict(dtype=self.dtype, classes=self.num_classes, class_names=self.class_names,
+                      preprocessing=self.preprocessing.validation_settings(), layout=self.preprocessing.layout)
+        if self.backend == "openvino":  # the ONNX model (float32 or INT8 QDQ) and the record
+            path = self.net.save(checkpoint.checkpoint_files(prefix, epoch).onnx)
+            record = dict(common, model=None, backend="openvino", requested_dtype=self.net.requested_dtype,
+                          in_channels=self.preprocessing.data_shape(1)[1])
+            checkpoint.write_record(prefix, epoch, record, files=[path])
+            return (path,)
         files = checkpoint.export_checkpoint(self.net, prefix, epoch)
         # model=None: the saved graph may be fused or quantized, so it is always imported as a SymbolBlock.
-        record = dict(checkpoint.network_record(self.net), model=None, dtype=self.dtype, classes=self.num_classes,
-                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings(),
-                      layout=self.preprocessing.layout)
+        record = dict(checkpoint.network_record(self.net), **common, model=None)
         checkpoint.write_record(prefix, epoch, record)
         return files
 
@@ -300,10 +368,11 @@ class Predictor:
         Returns
         -------
         dict
-            ``dtype``, ``rec``, ``top1``, ``top5`` (None with fewer than 5 classes), ``total_ips`` (img/s, data
-            loading included), ``latency_avg``/``_50``/``_90``/``_99`` (seconds per batch), ``num_images`` and
-            ``batch_size`` (:attr:`batch_size`, at most the records of ``rec``), as
-            :func:`resnet_gluon.evaluation.evaluate` measures them.
+            ``dtype``, ``backend``, ``rec``, ``top1``, ``top5`` (None with fewer than 5 classes), ``total_ips``
+            (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99`` (seconds from taking a batch
+            to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most the records of ``rec``), as
+            :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa`` (oneDNN's instruction set,
+            :func:`resnet_gluon.runtime.onednn_isa`; None on a GPU).
 
         Raises
         ------
@@ -318,11 +387,14 @@ class Predictor:
                                        train=False, preprocessing=self.preprocessing, num_shards=1, shard_id=0,
                                        num_threads=num_threads)
         logs = evaluate(self.net, data, ctx=self.ctx, prefix="")
+        from .runtime import onednn_isa
+
         keys = ("top1", "top5", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_99", "num_images")
-        return dict(dtype=self.dtype, rec=os.fspath(rec), **{k: logs[k] for k in keys}, batch_size=data.batch_size)
+        return dict(dtype=self.dtype, backend=self.backend, rec=os.fspath(rec), **{k: logs[k] for k in keys},
+                    batch_size=data.batch_size, cpu_isa=onednn_isa() if self.ctx.device_type == "cpu" else None)
 
     def __repr__(self) -> str:
-        return (f"Predictor(dtype={self.dtype!r}, classes={self.num_classes}, "
+        return (f"Predictor(dtype={self.dtype!r}, backend={self.backend!r}, classes={self.num_classes}, "
                 f"image_size={self.preprocessing.image_size}, ctx={self.ctx})")
 
 

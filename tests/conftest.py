@@ -19,12 +19,15 @@ def _has_gpu() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     from resnet_gluon.amp import bfloat16_supported
+    from resnet_gluon.runtime import cpu_flags
 
     skips = {}
     if not _has_gpu():
         skips["gpu"] = pytest.mark.skip(reason="needs a GPU (none found by mxnet)")
     if not bfloat16_supported():
         skips["bf16"] = pytest.mark.skip(reason="this CPU has no oneDNN bfloat16 support (needs AVX-512)")
+    if not {"amx_tile", "amx_bf16"} <= cpu_flags():
+        skips["amx"] = pytest.mark.skip(reason="this CPU has no AMX (amx_tile, amx_bf16 flags)")
     for item in items:
         for marker, skip in skips.items():
             if marker in item.keywords:

@@ -194,3 +194,33 @@ def test_metric_cadence_does_not_change_the_reported_figures():
             assert results[1][key] == results[0][key]
             continue
         np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-6, err_msg=key)
+
+
+def test_loop_runs_a_bounded_distance_ahead_and_the_bar_shows_only_computed_work():
+    """Callbacks see batch i once its result exists, with at most RUN_AHEAD batches taken beyond it; the progress
+    bar counts those batches and shows no loss before one was read from the device."""
+    import io
+
+    from resnet_gluon import Callback, ProgressBar
+    from resnet_gluon.training import RUN_AHEAD
+
+    x, y = quadrant_problem(160, size=16)
+    data = ArrayBatches(x, y, 16)   # data.reads grows as fit takes batches
+
+    class Watch(Callback):
+        seen, logs = [], []
+
+        def on_batch_end(self, batch, logs):
+            self.seen.append((batch, len(data.reads)))
+            self.logs.append(dict(logs))
+
+    out = io.StringIO()
+    net = ResNet(BasicBlock, (1,), classes=4, stem_channels=8)
+    fit(net, data, epochs=1, lr=0.1, warmup_epochs=0, progress=False, dtype="float32", read_every=100,
+        callbacks=[Watch(), ProgressBar(file=out, mininterval=0)])
+    assert [b for b, _ in Watch.seen] == list(range(10))
+    assert all(taken <= batch + 1 + RUN_AHEAD for batch, taken in Watch.seen), Watch.seen
+    assert max(taken - batch - 1 for batch, taken in Watch.seen) == RUN_AHEAD  # the device still gets work queued
+    assert all(logs == {} for logs in Watch.logs)     # read_every=100: nothing read during the epoch
+    text = out.getvalue()
+    assert "10/10" in text and "loss=0.000" not in text and "top1=" not in text.split("10/10")[0], text

@@ -184,6 +184,26 @@ print('same outputs')
     assert proc.returncode == 0 and "same outputs" in proc.stdout, proc.stderr[-3000:]
 
 
+def test_openvino_float32_and_int8_accuracy(trained):
+    """OpenVINO runs the same float32 model (same top-1), and INT8 calibrated on the MXNet path's images (the same
+    .rec, the same preprocessing) stays within the MXNet INT8 test's bounds of float32."""
+    prefix, root, _ = trained
+    images, labels = _val_images(root)
+    f32 = Predictor.from_checkpoint(prefix)
+    ov32 = Predictor.from_checkpoint(prefix, backend="openvino")
+    ov8 = Predictor.from_checkpoint(prefix, dtype="int8", backend="openvino", calibration=os.path.join(root, "train.rec"))
+    batch = preprocess(images, f32.preprocessing)
+    reference, same, int8 = f32.logits(batch), ov32.logits(batch), ov8.logits(batch)
+    assert np.abs(same - reference).max() <= 1e-4 * max(1.0, np.abs(reference).max())
+    top1 = [float((logits.argmax(1) == labels).mean()) for logits in (reference, same, int8)]
+    agree = float((int8.argmax(1) == reference.argmax(1)).mean())
+    print(f"top-1 on {len(labels)} test images: float32 {top1[0]:.4f}, OpenVINO float32 {top1[1]:.4f}, "
+          f"OpenVINO INT8 {top1[2]:.4f} (agrees with float32 on {agree:.1%})")
+    assert top1[1] == top1[0]
+    assert top1[2] >= top1[0] - 0.015 and agree >= 0.95, (top1, agree)
+    assert ov8.class_names == f32.class_names and ov8.preprocessing == f32.preprocessing
+
+
 @pytest.mark.bf16
 def test_bfloat16_accuracy(trained):
     prefix, root, _ = trained

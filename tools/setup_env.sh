@@ -202,7 +202,7 @@ print('%d GPU(s); horovod built with CUDA and NCCL %s' % (n, hvd.nccl_built()))
 fi
 "$venv/bin/python" -c "import nvidia.dali.plugin.mxnet" ||
   die "nvidia.dali.plugin.mxnet does not import; the DALI wheel must be nvidia-dali-cuda120==1.35.0"
-"$venv/bin/python" -c "import numpy, onnxruntime, onnx.mapping; assert numpy.__version__ == '1.23.5', numpy.__version__" ||
+"$venv/bin/python" -c "import numpy, onnxruntime, onnx.mapping, openvino; assert numpy.__version__ == '1.23.5', numpy.__version__" ||
   die "numpy must stay 1.23.5 with onnx/onnxruntime beside it; remove $venv and run again"
 "$venv/bin/python" -W error::UserWarning -c "import resnet_gluon" || die "import resnet_gluon failed"
 
