@@ -41,6 +41,7 @@ def test_notebooks_run_top_to_bottom(tmp_path, monkeypatch):
         if name == "03_inference.ipynb":
             assert "SymbolBlock agrees with the resnet_gluon model on 100% of a batch" in text
             assert "int8 top-1" in text and "largest logit difference from MXNet" in text
+            assert "OpenVINO float32: largest logit difference from MXNet" in text
         if name == "04_transfer_learning.ipynb":
             assert "its classifier has 5 classes, the network 4: loaded all but the classifier" in text
             assert "fine-tuned top-1" in text and text.count(" -> ") == 8
