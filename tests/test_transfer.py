@@ -14,7 +14,7 @@ from conftest import REPO
 from helpers import ArrayBatches, quadrant_problem
 from resnet_gluon.transfer import freeze_features, load_pretrained, prepare_fine_tuning, set_features_lr_mult
 from resnet_gluon.weights import load_parameters, save_parameters
-from test_weights import torchvision_file
+from test_weights import torch_zip, torchvision_file
 
 
 def _features(net):
@@ -125,7 +125,7 @@ def test_cli_transfer_flags_give_one_line_errors(tmp_path, monkeypatch, capsys, 
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "torch", None)
-    (tmp_path / "w.pth").write_bytes(b"PK\x03\x04" + bytes(60))
+    torch_zip(tmp_path / "w.pth")
     assert main([*map(str, _TRAIN), "--model-prefix", str(tmp_path / "m"), *extra]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("resnet-gluon train: error: ") and message in err[0], err
