@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 import resnet_gluon as rg
 from resnet_gluon.transfer import load_pretrained
 from resnet_gluon.weights import load_parameters
-from test_weights import torchvision_file, torchvision_state_dict_shapes
+from test_weights import state_dict_file, torchvision_file, torchvision_state_dict_shapes
 
 # microsoft/resnet-18 and microsoft/resnet-50's config.json (transformers' ResNetConfig): layer_type, depths,
 # hidden_sizes; embedding_size 64, downsample_in_first_stage and downsample_in_bottleneck false.
@@ -67,21 +67,10 @@ def transformers_to_torchvision(key):
     return key
 
 
-def transformers_file(path, name, *, seed=0, num_labels=1000, prefix="resnet.", drop=(), extra=None):
-    rng = np.random.RandomState(seed)
-    arrays = {}
-    for key, shape in transformers_state_dict_shapes(*TRANSFORMERS[name], num_labels=num_labels, prefix=prefix):
-        if key.endswith("num_batches_tracked"):
-            arrays[key] = np.zeros((), np.int64)
-        elif key.endswith("running_var"):
-            arrays[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        else:
-            arrays[key] = rng.normal(0, 0.1, shape).astype(np.float32)
-    for key in drop:
-        del arrays[key]
-    arrays.update(extra or {})
-    save_file(arrays, str(path), metadata={"format": "pt"})
-    return arrays
+def transformers_file(path, name, *, num_labels=1000, prefix="resnet.", **options):
+    """A safetensors file of transformers' keys and shapes (options: :func:`state_dict_file`'s)."""
+    entries = transformers_state_dict_shapes(*TRANSFORMERS[name], num_labels=num_labels, prefix=prefix)
+    return state_dict_file(path, entries, **options)
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMERS))

@@ -59,13 +59,13 @@ def torchvision_state_dict_shapes(block: str, layers, classes: int = 1000):
     return entries
 
 
-def torchvision_file(path, name, *, seed=0, classes=1000, drop=(), extra=None, metadata=(("format", "pt"),)):
-    """A safetensors file with torchvision's keys, shapes and dtypes, every value distinct and random.
-    ``metadata=None`` writes what ``safetensors.torch.save_file(model.state_dict(), path)`` writes."""
-    block, layers, _, _ = TORCHVISION[name]
+def state_dict_file(path, entries, *, seed=0, drop=(), extra=None, metadata=(("format", "pt"),)):
+    """A safetensors file of PyTorch's dtypes for ``(key, shape)`` entries, every value distinct and random
+    (running variances in [0.5, 1.5]); ``metadata=None`` writes what ``safetensors.torch.save_file(sd, path)``
+    writes."""
     rng = np.random.RandomState(seed)
     arrays = {}
-    for key, shape in torchvision_state_dict_shapes(block, layers, classes):
+    for key, shape in entries:
         if key.endswith("num_batches_tracked"):
             arrays[key] = np.zeros((), np.int64)
         elif key.endswith("running_var"):
@@ -77,6 +77,12 @@ def torchvision_file(path, name, *, seed=0, classes=1000, drop=(), extra=None, m
     arrays.update(extra or {})
     save_file(arrays, str(path), metadata=dict(metadata) if metadata is not None else None)
     return arrays
+
+
+def torchvision_file(path, name, *, classes=1000, **options):
+    """A safetensors file with torchvision's keys, shapes and dtypes (options: :func:`state_dict_file`'s)."""
+    block, layers, _, _ = TORCHVISION[name]
+    return state_dict_file(path, torchvision_state_dict_shapes(block, layers, classes), **options)
 
 
 def torch_zip(path):
