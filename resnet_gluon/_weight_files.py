@@ -15,6 +15,7 @@ little-endian uint64 whose first byte can be anything (torchvision's ResNet-50 s
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickletools
@@ -71,10 +72,10 @@ def _is_torch_pickle(f, size: int) -> bool:
         return False
     f.seek(0)
     try:  # genops decodes opcodes and their arguments only: nothing is built or run
-        ops = [(op.name, arg) for op, arg, _ in pickletools.genops(f)]
+        ops = [(op.name, arg) for op, arg, _ in itertools.islice(pickletools.genops(f), 4)]
     except Exception:  # noqa: BLE001 -- any decoding failure means "not a pickle"
         return False
-    return ("LONG1", _TORCH_MAGIC) in ops[:3]
+    return ("LONG1", _TORCH_MAGIC) in ops  # PROTO, [FRAME,] LONG1 magic, STOP
 
 
 _KINDS: Tuple[Tuple[str, Callable], ...] = (("mxnet", _is_mxnet), ("safetensors", _is_safetensors),

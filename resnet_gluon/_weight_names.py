@@ -2,8 +2,8 @@
 
 Our networks' parameters have Gluon's structural names (``features.0.conv.weight``, ``features.1.0.bn2.gamma``,
 ``features.2.0.downsample.0.weight``, ``output.bias``). A file's naming is the one under which most of its keys
-name a parameter of the network; a file none of whose keys does is refused, with the list of namings read here
-(:data:`SUPPORTED`). The namings, each from the library's own module structure:
+name a parameter of the network; a file none of whose keys does (the classifier's aside) is refused, with the
+list of namings read here (:data:`SUPPORTED`). The namings, each from the library's own module structure:
 
 - Gluon: the structural names themselves (``save_parameters`` of these networks);
 - exported checkpoint: ``arg:``/``aux:`` plus the blocks' prefixed names (``HybridBlock.export``);
@@ -192,8 +192,8 @@ def name_map(params: Dict[str, gluon.Parameter], keys: Iterable[str],
     Raises
     ------
     ValueError
-        A file that holds no tensors, none of whose keys names a parameter of the network in any naming (the
-        message lists the supported ones), two of whose keys name the same parameter, or whose naming's check
+        A file that holds no tensors, none of whose keys names a parameter of the network other than the
+        classifier's in any naming (the message lists the supported ones), two of whose keys name the same parameter, or whose naming's check
         refuses it (:func:`check_transformers_config`).
     """
     keys = list(keys)
@@ -204,7 +204,8 @@ def name_map(params: Dict[str, gluon.Parameter], keys: Iterable[str],
     best: Optional[Tuple[int, Naming, Dict[str, Optional[str]]]] = None
     for naming in _namings(params, list(bare.values())):
         mapped = {k: naming.to_net(b) for k, b in bare.items()}
-        hits = sum(name in params for name in mapped.values())
+        # The classifier's names alone do not make a naming: Gluon's model zoo names its classifier "output" too.
+        hits = sum(name in params and not name.startswith("output.") for name in mapped.values())
         if best is None or hits > best[0]:
             best = (hits, naming, mapped)
     hits, naming, mapped = best

@@ -85,7 +85,8 @@ def other_zip(path):
         archive.writestr("weights.txt", "not a state dict")
 
 
-@pytest.mark.parametrize("make,kind", [(torch_zip, "torch"), (torch_legacy, "torch"), (other_zip, None),
+@pytest.mark.parametrize("make,kind", [(torch_zip, "torch"), (torch_legacy, "torch"),
+                                       (lambda p: torch_legacy(p, protocol=4), "torch"), (other_zip, None),
                                        (lambda p: p.write_bytes(pickle.dumps({"w": [1.0]}, protocol=2)), None),
                                        (lambda p: p.write_bytes(b"\x80\x02" + bytes(30)), None),
                                        (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(60)), None),

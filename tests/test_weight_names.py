@@ -12,10 +12,15 @@ from resnet_gluon.transfer import load_pretrained
 from resnet_gluon.weights import load_parameters
 from test_weights import state_dict_file, torchvision_file, torchvision_state_dict_shapes
 
-# microsoft/resnet-18 and microsoft/resnet-50's config.json (transformers' ResNetConfig): layer_type, depths,
-# hidden_sizes; embedding_size 64, downsample_in_first_stage and downsample_in_bottleneck false.
+# microsoft/resnet-{18,34,50,101,152}'s config.json (transformers' ResNetConfig): layer_type, depths, hidden_sizes;
+# embedding_size 64, downsample_in_first_stage and downsample_in_bottleneck false.
 TRANSFORMERS = {"resnet18_v1_5": ("basic", (2, 2, 2, 2), (64, 128, 256, 512)),
-                "resnet50_v1_5": ("bottleneck", (3, 4, 6, 3), (256, 512, 1024, 2048))}
+                "resnet34_v1_5": ("basic", (3, 4, 6, 3), (64, 128, 256, 512)),
+                "resnet50_v1_5": ("bottleneck", (3, 4, 6, 3), (256, 512, 1024, 2048)),
+                "resnet101_v1_5": ("bottleneck", (3, 4, 23, 3), (256, 512, 1024, 2048)),
+                "resnet152_v1_5": ("bottleneck", (3, 8, 36, 3), (256, 512, 1024, 2048))}
+TORCHVISION_KEYS = {"resnet18_v1_5": 122, "resnet34_v1_5": 218, "resnet50_v1_5": 320, "resnet101_v1_5": 626,
+                    "resnet152_v1_5": 932}
 
 
 def transformers_state_dict_shapes(layer_type, depths, hidden_sizes, *, num_labels=1000, prefix="resnet."):
@@ -79,10 +84,10 @@ def test_transformers_names_map_onto_the_modules_torchvision_names(name):
     block = TRANSFORMERS[name][0]
     theirs = {transformers_to_torchvision(k): s for k, s in transformers_state_dict_shapes(*TRANSFORMERS[name])}
     assert theirs == dict(torchvision_state_dict_shapes(block, TRANSFORMERS[name][1]))
-    assert len(theirs) == {"resnet18_v1_5": 122, "resnet50_v1_5": 320}[name]
+    assert len(theirs) == TORCHVISION_KEYS[name]
 
 
-@pytest.mark.parametrize("name", sorted(TRANSFORMERS))
+@pytest.mark.parametrize("name", ["resnet18_v1_5", "resnet50_v1_5", "resnet101_v1_5"])  # 101: 23 blocks in a stage
 def test_transformers_weights_land_where_torchvision_weights_do(tmp_path, name):
     source = transformers_file(tmp_path / "model.safetensors", name, seed=11)
     net = load_parameters(rg.get_model(name), tmp_path / "model.safetensors")
@@ -171,6 +176,18 @@ def test_an_unknown_naming_lists_the_supported_ones(tmp_path):
         message = str(err.value)
         assert "\n" not in message and "allow_missing" not in message
         assert all(label in message for label in SUPPORTED), message
+
+
+def test_gluon_model_zoo_files_are_an_unknown_naming_not_a_lone_classifier(tmp_path):
+    """Gluon's model zoo resnet18_v1 names its classifier 'output' as we do, and nothing else alike: loading
+    only its classifier is not offered."""
+    zoo = mx.gluon.model_zoo.vision.resnet18_v1()
+    zoo.initialize()
+    zoo(mx.nd.zeros((1, 3, 32, 32)))  # its shapes are inferred on the first call
+    zoo.save_parameters(str(tmp_path / "zoo.params"))
+    assert "output.weight" in mx.nd.load(str(tmp_path / "zoo.params"))
+    with pytest.raises(ValueError, match=r"none of the namings read here \(first key 'features\.0\.weight'\)"):
+        load_parameters(rg.resnet18_v1_5(), tmp_path / "zoo.params", allow_missing=True, ignore_extra=True)
 
 
 def test_hints_name_only_options_the_function_has(tmp_path):

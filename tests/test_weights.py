@@ -93,10 +93,11 @@ def torch_zip(path):
         archive.writestr("resnet50/data/0", bytes(16))
 
 
-def torch_legacy(path):
-    """The start of a legacy torch.save file: pickles of the magic number, the protocol version, system info."""
-    path.write_bytes(pickle.dumps(TORCH_MAGIC, protocol=2) + pickle.dumps(1001, protocol=2)
-                     + pickle.dumps({"little_endian": True}, protocol=2) + bytes(32))
+def torch_legacy(path, protocol=2):
+    """The start of a legacy torch.save file (pickle protocol 2 unless told): pickles of the magic number, the
+    protocol version, system info."""
+    path.write_bytes(pickle.dumps(TORCH_MAGIC, protocol=protocol) + pickle.dumps(1001, protocol=protocol)
+                     + pickle.dumps({"little_endian": True}, protocol=protocol) + bytes(32))
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
