@@ -155,9 +155,9 @@ def _add_train(sub):
     p.add_argument("--pretrained", metavar="FILE", help="start from these weights: ours/gluoncv .params, an "
                    "exported checkpoint's -NNNN.params, torchvision/timm .safetensors or .pth (needs torch); a "
                    "classifier with another class count is replaced by a new one")
-    p.add_argument("--freeze-features", action="store_true", help="train only the classifier")
-    p.add_argument("--features-lr-mult", type=float,
-                   help="learning-rate multiplier of everything but the classifier, e.g. 0.1 (default: 1)")
+    p.add_argument("--freeze-features", action="store_true", help="train only the classifier (BatchNorm frozen too)")
+    p.add_argument("--features-lr-mult", type=float, help="learning-rate multiplier of everything but the "
+                   "classifier, e.g. 0.1 (default: 1); 0 freezes the features as --freeze-features does")
     p.set_defaults(run=_train)
 
 

@@ -7,8 +7,9 @@ A variant is a registered function whose name is its registry key::
 
 Weight I/O lives in :mod:`resnet_gluon.weights` and is re-exported here: :func:`load_parameters` reads Gluon's
 ``save_parameters`` files of these networks, gluoncv's ``resnet*_v1b`` parameter files, the ``<prefix>-NNNN.params``
-of the reference's checkpoint pair (:func:`resnet_gluon.checkpoint.export_checkpoint`), and torchvision's/timm's state dicts
-(safetensors, or ``.pth`` with torch); :func:`save_parameters` writes Gluon, gluoncv and torchvision files.
+of the reference's checkpoint pair (:func:`resnet_gluon.checkpoint.export_checkpoint`), and torchvision's/timm's
+and Hugging Face transformers' state dicts (safetensors, or ``.pth`` with torch); :func:`save_parameters` writes
+Gluon, gluoncv and torchvision files.
 """
 from __future__ import annotations
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 from mxnet import gluon
+from mxnet.gluon import nn
 
 from .weights import _assign, _check, _read, _structural_params
 
-__all__ = ["load_pretrained", "freeze_features", "set_features_lr_mult", "prepare_fine_tuning", "CLASSES_MISMATCH"]
+__all__ = ["load_pretrained", "freeze_features", "features_frozen", "set_features_lr_mult", "prepare_fine_tuning",
+           "CLASSES_MISMATCH"]
 
 CLASSES_MISMATCH = ("reinit", "error")
 
@@ -44,7 +46,7 @@ def load_pretrained(net: gluon.Block, filename: Union[str, os.PathLike], *, clas
         E.g. ``resnet50_v1_5(classes=5)``; it need not be initialised.
     filename : str or PathLike
         Any file :func:`~resnet_gluon.weights.load_parameters` reads: Gluon, gluoncv, exported checkpoint,
-        torchvision/timm safetensors or ``.pth`` (with torch).
+        torchvision/timm or Hugging Face transformers safetensors, or ``.pth`` (with torch).
     classes_mismatch : {'reinit', 'error'}
         What to do when the classifiers differ: a new classifier, or the shape error of ``load_parameters``.
     ctx : Context, optional
@@ -92,17 +94,40 @@ def _rank_zero() -> bool:
 
 
 def freeze_features(net: gluon.Block) -> gluon.Block:
-    """Train only the classifier: ``grad_req='null'`` on every parameter of ``net.features``.
+    """Train only the classifier: ``net.features`` is frozen, its BatchNorm layers included.
 
-    Gluon's and Horovod's trainers skip parameters with ``grad_req='null'`` (no gradient, no allreduce, no
-    update, no weight decay). BatchNorm running statistics still follow the data in training mode, as with
-    PyTorch's ``requires_grad=False``. Call it before training starts (before ``fit`` hybridizes ``net``).
+    The rule for frozen features (the same for this function, ``set_features_lr_mult(net, 0)``,
+    ``prepare_fine_tuning`` and ``train --freeze-features`` / ``--features-lr-mult 0``) is torchvision's
+    ``FrozenBatchNorm2d`` (its detection models' pretrained backbones): every parameter of ``net.features`` gets
+    ``grad_req='null'`` (Gluon's and Horovod's trainers skip it: no gradient, allreduce, update or weight decay),
+    and every BatchNorm normalises with its running statistics in training too (``use_global_stats=True``) and
+    never updates them. So the classifier learns on the features that ``evaluate``, ``predict``, INT8
+    calibration and ONNX compute, and frozen features stay bit-for-bit the pretrained ones. (Left to MXNet,
+    a BatchNorm would normalise with each batch's statistics in training while its running statistics stay
+    where they are, or, with an lr multiplier of 0, drift with the new data.)
+
+    A hybridized network's cached graph is dropped, so the next call builds it with the frozen BatchNorm; the
+    setting lives in the blocks, so it holds through ``hybridize``, ``export`` (the symbol records it) and
+    loading weights. :func:`set_features_lr_mult` with a multiplier > 0 unfreezes.
 
     Returns
     -------
     The same ``net``.
+
+    Raises
+    ------
+    ValueError
+        For a network without ``.features`` and ``.output``.
     """
-    return _set_features(net, "grad_req", "null")
+    return _set_frozen(net, True)
+
+
+def features_frozen(net: gluon.Block) -> bool:
+    """Whether ``net.features`` is frozen as :func:`freeze_features` does (False for a network without them)."""
+    if not (hasattr(net, "features") and hasattr(net, "output")):
+        return False
+    frozen_norms = all(bn._kwargs["use_global_stats"] for bn in _batch_norms(net.features))  # pylint: disable=W0212
+    return frozen_norms and all(p.grad_req == "null" for p in net.features.collect_params().values())
 
 
 def set_features_lr_mult(net: gluon.Block, mult: float) -> gluon.Block:
@@ -110,21 +135,38 @@ def set_features_lr_mult(net: gluon.Block, mult: float) -> gluon.Block:
 
     MXNet's optimizers multiply each parameter's learning rate (schedule included) by its ``lr_mult`` at every
     update (``Optimizer._get_lrs`` reads the Trainer's live ``param_dict``), so this also works on a running
-    Trainer. Typical fine-tuning values are 0.1 or 0.01.
+    Trainer. Typical fine-tuning values are 0.1 or 0.01. ``mult=0`` freezes the features as
+    :func:`freeze_features` does (BatchNorm included); ``mult > 0`` on frozen features unfreezes them (their
+    parameters take the classifier's ``grad_req``, their BatchNorm layers follow the batches again), for the
+    second phase of a two-phase fine-tuning.
 
     Raises
     ------
     ValueError
-        For a negative ``mult``.
+        For a negative ``mult``, or a network without ``.features`` and ``.output``.
     """
     if not mult >= 0:
         raise ValueError(f"the features' lr multiplier must be >= 0, got {mult}")
-    return _set_features(net, "lr_mult", float(mult))
-
-
-def _set_features(net: gluon.Block, attr: str, value) -> gluon.Block:
     _check_resnet(net)
-    net.features.collect_params().setattr(attr, value)
+    net.features.collect_params().setattr("lr_mult", float(mult))
+    return _set_frozen(net, mult == 0)
+
+
+def _batch_norms(block: gluon.Block) -> List[nn.BatchNorm]:
+    found: List[nn.BatchNorm] = []
+    block.apply(lambda b: found.append(b) if isinstance(b, nn.BatchNorm) else None)
+    return found
+
+
+def _set_frozen(net: gluon.Block, frozen: bool) -> gluon.Block:
+    _check_resnet(net)
+    if not frozen and not features_frozen(net):
+        return net  # nothing to undo; leaves any grad_req the user set alone
+    net.features.collect_params().setattr("grad_req", "null" if frozen else net.output.weight.grad_req)
+    for bn in _batch_norms(net.features):
+        bn._kwargs["use_global_stats"] = frozen  # pylint: disable=protected-access
+    # A cached graph holds the old BatchNorm setting: drop every one, so the next forward pass builds anew.
+    net.apply(lambda b: b._clear_cached_op() if isinstance(b, gluon.HybridBlock) else None)
     return net
 
 
@@ -154,7 +196,7 @@ def prepare_fine_tuning(net: gluon.Block, pretrained: Optional[Union[str, os.Pat
     if pretrained is not None:
         load_pretrained(net, pretrained)
     if freeze_features:
-        _set_features(net, "grad_req", "null")
+        _set_frozen(net, True)
     if features_lr_mult is not None:
         set_features_lr_mult(net, features_lr_mult)
     return net

@@ -1,9 +1,11 @@
 """Transfer learning: a new classifier over pretrained features, frozen or slowed features, the CLI flags, and
 a measurement that pretrained features help (Fashion-MNIST classes 0-4 -> 5-9)."""
 import glob
+import json
 import os
 import subprocess
 import sys
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -12,9 +14,11 @@ import pytest
 import resnet_gluon as rg
 from conftest import REPO
 from helpers import ArrayBatches, quadrant_problem
-from resnet_gluon.transfer import freeze_features, load_pretrained, prepare_fine_tuning, set_features_lr_mult
+from resnet_gluon.preprocessing import Preprocessing
+from resnet_gluon.transfer import (features_frozen, freeze_features, load_pretrained, prepare_fine_tuning,
+                                   set_features_lr_mult)
 from resnet_gluon.weights import load_parameters, save_parameters
-from test_weights import torchvision_file
+from test_weights import torch_zip, torchvision_file
 
 
 def _features(net):
@@ -65,8 +69,8 @@ def _one_step(net, x, y):
 
 
 def test_fit_honours_lr_mult_and_frozen_features(tmp_path):
-    """Through fit's Trainer (Horovod's DistributedTrainer at size 1): lr_mult scales each update, frozen
-    parameters are left alone."""
+    """Through fit's Trainer (Horovod's DistributedTrainer at size 1): lr_mult scales each update; frozen
+    features (freeze_features, or an lr multiplier of 0: one rule) are left alone, BatchNorm statistics too."""
     x, y = quadrant_problem(8, size=32, classes=3)
     reference = rg.resnet18_v1_5(classes=3, last_gamma=False)
     reference.initialize()
@@ -77,14 +81,118 @@ def test_fit_honours_lr_mult_and_frozen_features(tmp_path):
 
     full = _one_step(start(), x, y)
     tenth = _one_step(set_features_lr_mult(start(), 0.1), x, y)
-    frozen = _one_step(freeze_features(start()), x, y)
-    conv, head = "features.2.1.conv1.weight", "output.weight"
-    assert np.abs(full[conv]).max() > 0
+    conv, head, stat = "features.2.1.conv1.weight", "output.weight", "features.2.1.bn1.running_mean"
+    assert np.abs(full[conv]).max() > 0 and np.abs(full[stat]).max() > 0
     np.testing.assert_allclose(tenth[conv], 0.1 * full[conv], rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(tenth[head], full[head], rtol=1e-4, atol=1e-8)
-    trainable = [k for k in frozen if k.startswith("features.") and "running" not in k]
-    assert len(trainable) == 60 and not any(frozen[k].any() for k in trainable)
-    assert np.abs(frozen[head]).max() > 0
+    frozen = _one_step(freeze_features(start()), x, y)
+    zero = _one_step(set_features_lr_mult(start(), 0), x, y)
+    features = [k for k in frozen if k.startswith("features.")]
+    assert len(features) == 100  # 60 trainable, 40 running statistics
+    for changes in (frozen, zero):
+        assert not any(changes[k].any() for k in features)
+        assert np.abs(changes[head]).max() > 0
+    np.testing.assert_array_equal(zero[head], frozen[head])
+
+
+def _pretrained_resnet18(tmp_path, classes=3):
+    """resnet18_v1_5 with a new classifier over a torchvision-style file whose running statistics are far from
+    any batch's (means ~N(0, 0.1), variances in [0.5, 1.5])."""
+    source = torchvision_file(tmp_path / "tv.safetensors", "resnet18_v1_5", seed=6)
+    return load_pretrained(rg.resnet18_v1_5(classes=classes), tmp_path / "tv.safetensors", verbose=False), source
+
+
+def _train_and_predict_mode(block, x):
+    with mx.autograd.record(train_mode=True):
+        train = block(x)
+    return train.asnumpy(), block(x).asnumpy()
+
+
+def _running_stats(net):
+    return {k: p.data().asnumpy().copy() for k, p in net._collect_params_with_prefix().items() if "running" in k}
+
+
+@pytest.mark.parametrize("freeze", ["freeze_features", "lr_mult_0", "prepare_fine_tuning", "after_hybridize"])
+def test_frozen_features_train_on_what_inference_computes(tmp_path, freeze):
+    """The rule for frozen features: BatchNorm frozen too. In training mode the frozen part computes what it
+    computes for evaluate/predict, and an epoch of fit leaves its running statistics as loaded."""
+    net, _ = _pretrained_resnet18(tmp_path)
+    x, y = quadrant_problem(8, size=32, classes=3)
+    if freeze == "after_hybridize":  # a cached graph built before freezing must not survive it
+        net.hybridize()
+        net(mx.nd.array(x))
+    {"freeze_features": freeze_features, "after_hybridize": freeze_features,
+     "lr_mult_0": lambda n: set_features_lr_mult(n, 0),
+     "prepare_fine_tuning": lambda n: prepare_fine_tuning(n, features_lr_mult=0.0)}[freeze](net)
+    assert features_frozen(net)
+    if freeze != "after_hybridize":
+        net.hybridize()
+    train, predict = _train_and_predict_mode(net.features, mx.nd.array(x))  # the frozen part
+    assert np.abs(predict).max() > 0
+    np.testing.assert_allclose(train, predict, rtol=1e-6, atol=1e-6)
+    train, predict = _train_and_predict_mode(net, mx.nd.array(x))  # the whole net: its cached graph, if any
+    np.testing.assert_allclose(train, predict, rtol=1e-5, atol=1e-5)
+    before = _running_stats(net)
+    rg.fit(net, ArrayBatches(x, y, 4), None, epochs=1, lr=0.5, dtype="float32", progress=False, batch_size=4)
+    after = _running_stats(net)
+    assert len(before) == 40 and all(np.array_equal(before[k], after[k]) for k in before)
+    train, predict = _train_and_predict_mode(net, mx.nd.array(x))
+    np.testing.assert_allclose(train, predict, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_rule_survives_export_and_checkpoint_reload(tmp_path):
+    net, source = _pretrained_resnet18(tmp_path)
+    freeze_features(net)
+    x, y = quadrant_problem(8, size=32, classes=3)
+    prefix = str(tmp_path / "run" / "m")
+    rg.fit(net, ArrayBatches(x, y, 4), None, epochs=1, lr=0.5, dtype="float32", progress=False, batch_size=4,
+           callbacks=[rg.callbacks.Checkpoint(prefix)])
+    expected = net(mx.nd.array(x)).asnumpy()
+
+    # The exported symbol says so, and an imported SymbolBlock trains on what it predicts.
+    nodes = json.load(open(f"{prefix}-symbol.json"))["nodes"]
+    norms = [n for n in nodes if n["op"] == "BatchNorm"]
+    assert len(norms) == 20 and all(n["attrs"]["use_global_stats"] == "True" for n in norms)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SymbolBlock.imports: "Cannot decide type for ... data"
+        imported = mx.gluon.SymbolBlock.imports(f"{prefix}-symbol.json", ["data"], f"{prefix}-0001.params")
+    train, predict = _train_and_predict_mode(imported, mx.nd.array(x))
+    np.testing.assert_allclose(predict, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(train, predict, rtol=1e-5, atol=1e-5)
+    loaded, _, _ = rg.checkpoint.load_network(prefix)
+    np.testing.assert_allclose(loaded(mx.nd.array(x)).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+    from resnet_gluon.export import export_onnx, onnx_logits
+
+    export_onnx(net, tmp_path / "m.onnx", preprocessing=Preprocessing.for_size(32))
+    np.testing.assert_allclose(onnx_logits(tmp_path / "m.onnx", x), expected, rtol=1e-4, atol=1e-5)
+
+    # Resuming into a frozen network keeps it frozen: the statistics are still the pretrained file's.
+    again, _ = _pretrained_resnet18(tmp_path)
+    freeze_features(again)
+    checkpoint = rg.callbacks.Checkpoint(prefix)
+    rg.fit(again, ArrayBatches(x, y, 4), None, epochs=2, lr=0.5, dtype="float32", progress=False, batch_size=4,
+           callbacks=[checkpoint])
+    assert checkpoint.resumed_from == 1 and features_frozen(again)
+    for key in ("layer1.0.bn1.running_mean", "layer4.1.bn2.running_var", "layer3.0.downsample.1.running_mean"):
+        name = key.replace("layer", "features.")
+        assert np.array_equal(again._collect_params_with_prefix()[name].data().asnumpy(), source[key]), key
+
+
+def test_a_positive_lr_mult_unfreezes(tmp_path):
+    net, _ = _pretrained_resnet18(tmp_path)
+    x = mx.nd.array(quadrant_problem(8, size=32, classes=3)[0])
+    freeze_features(net)
+    net.hybridize()
+    net(x)
+    set_features_lr_mult(net, 0.1)
+    assert not features_frozen(net)
+    assert net.features[1][0].conv1.weight.grad_req == "write" and net.features[0].bn.running_var.grad_req == "null"
+    train, predict = _train_and_predict_mode(net, x)  # not the graph cached while frozen
+    assert np.abs(train - predict).max() > 0.1  # batch statistics again
+    stem = rg.resnet18_v1_5(classes=3)
+    stem.features[0].collect_params().setattr("grad_req", "null")  # the user's own choice: left alone
+    set_features_lr_mult(stem, 0.1)
+    assert stem.features[0].conv.weight.grad_req == "null" and stem.features[1][0].conv1.weight.grad_req == "write"
 
 
 def test_prepare_fine_tuning_rejects_both_options_and_bad_multipliers():
@@ -113,6 +221,7 @@ def test_cli_train_from_pretrained_with_frozen_features(tmp_path):
     net = load_parameters(rg.resnet18_v1_5(classes=3), saved[-1])
     assert np.array_equal(net.features[2][0].conv2.weight.data().asnumpy(), source["layer2.0.conv2.weight"])
     assert np.array_equal(net.features[4][1].bn2.gamma.data().asnumpy(), source["layer4.1.bn2.weight"])
+    assert np.array_equal(net.features[3][0].bn1.running_var.data().asnumpy(), source["layer3.0.bn1.running_var"])
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -125,10 +234,24 @@ def test_cli_transfer_flags_give_one_line_errors(tmp_path, monkeypatch, capsys, 
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "torch", None)
-    (tmp_path / "w.pth").write_bytes(b"PK\x03\x04" + bytes(60))
+    torch_zip(tmp_path / "w.pth")
     assert main([*map(str, _TRAIN), "--model-prefix", str(tmp_path / "m"), *extra]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("resnet-gluon train: error: ") and message in err[0], err
+
+
+def test_cli_features_lr_mult_0_freezes_batchnorm_too(tmp_path, monkeypatch):
+    """``--features-lr-mult 0`` is ``--freeze-features``: the checkpoint keeps the pretrained running statistics."""
+    from resnet_gluon.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    source = torchvision_file(tmp_path / "tv.safetensors", "resnet18_v1_5", seed=8)
+    assert main([*map(str, _TRAIN), "--model-prefix", str(tmp_path / "m"), "--pretrained",
+                 str(tmp_path / "tv.safetensors"), "--features-lr-mult", "0"]) == 0
+    net = load_parameters(rg.resnet18_v1_5(classes=3), tmp_path / "m-0001.params")
+    for key in ("bn1.running_mean", "layer1.0.bn2.running_var", "layer4.1.bn1.running_mean"):
+        name = key.replace("layer", "features.") if key.startswith("layer") else "features.0.bn." + key[4:]
+        assert np.array_equal(net._collect_params_with_prefix()[name].data().asnumpy(), source[key]), key
 
 
 # ------------------------------------------------------------------------------------- the measurement

@@ -1,8 +1,10 @@
 """Weights in the world's formats: torchvision/timm safetensors (and .pth), gluoncv, Gluon; the errors."""
 import json
 import os
+import pickle
 import struct
 import sys
+import zipfile
 
 import mxnet as mx
 import numpy as np
@@ -12,6 +14,8 @@ from safetensors.numpy import load_file, save_file
 import resnet_gluon as rg
 from resnet_gluon import blocks
 from resnet_gluon.weights import load_parameters, save_parameters
+
+TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, the first pickle of a legacy torch.save
 
 # torchvision.models.resnet{18,50}().state_dict(): 122 and 320 entries (one conv weight per conv, five per
 # BatchNorm, fc weight and bias); trainable values 11,689,512 and 25,557,032 (torchvision's published counts).
@@ -55,12 +59,13 @@ def torchvision_state_dict_shapes(block: str, layers, classes: int = 1000):
     return entries
 
 
-def torchvision_file(path, name, *, seed=0, classes=1000, drop=(), extra=None):
-    """A safetensors file with torchvision's keys, shapes and dtypes, every value distinct and random."""
-    block, layers, _, _ = TORCHVISION[name]
+def state_dict_file(path, entries, *, seed=0, drop=(), extra=None, metadata=(("format", "pt"),)):
+    """A safetensors file of PyTorch's dtypes for ``(key, shape)`` entries, every value distinct and random
+    (running variances in [0.5, 1.5]); ``metadata=None`` writes what ``safetensors.torch.save_file(sd, path)``
+    writes."""
     rng = np.random.RandomState(seed)
     arrays = {}
-    for key, shape in torchvision_state_dict_shapes(block, layers, classes):
+    for key, shape in entries:
         if key.endswith("num_batches_tracked"):
             arrays[key] = np.zeros((), np.int64)
         elif key.endswith("running_var"):
@@ -70,8 +75,29 @@ def torchvision_file(path, name, *, seed=0, classes=1000, drop=(), extra=None):
     for key in drop:
         del arrays[key]
     arrays.update(extra or {})
-    save_file(arrays, str(path), metadata={"format": "pt"})
+    save_file(arrays, str(path), metadata=dict(metadata) if metadata is not None else None)
     return arrays
+
+
+def torchvision_file(path, name, *, classes=1000, **options):
+    """A safetensors file with torchvision's keys, shapes and dtypes (options: :func:`state_dict_file`'s)."""
+    block, layers, _, _ = TORCHVISION[name]
+    return state_dict_file(path, torchvision_state_dict_shapes(block, layers, classes), **options)
+
+
+def torch_zip(path):
+    """The layout of torch.save's zip files (PyTorch >= 1.6): <name>/data.pkl, <name>/version, <name>/data/0."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("resnet50/data.pkl", pickle.dumps({"fc.bias": "storage 0"}, protocol=2))
+        archive.writestr("resnet50/version", "3\n")
+        archive.writestr("resnet50/data/0", bytes(16))
+
+
+def torch_legacy(path, protocol=2):
+    """The start of a legacy torch.save file (pickle protocol 2 unless told): pickles of the magic number, the
+    protocol version, system info."""
+    path.write_bytes(pickle.dumps(TORCH_MAGIC, protocol=protocol) + pickle.dumps(1001, protocol=protocol)
+                     + pickle.dumps({"little_endian": True}, protocol=protocol) + bytes(32))
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
@@ -195,7 +221,7 @@ def test_bfloat16_safetensors_say_how_to_convert(tmp_path):
 def test_pth_without_torch_says_how_to_convert(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     path = tmp_path / "resnet50.pth"
-    path.write_bytes(b"PK\x03\x04" + b"\x00" * 60)  # torch.save's zip format
+    torch_zip(path)
     with pytest.raises(ValueError, match=r"PyTorch file and torch is not installed; convert it to safetensors") as err:
         load_parameters(rg.resnet50_v1_5(), path)
     message = _one_line(err)
@@ -226,7 +252,7 @@ def test_pth_with_torch_is_read_through_torch_load(tmp_path, monkeypatch):
     fake.load = lambda f, map_location, weights_only: {"epoch": 3, "state_dict": {
         "module." + k: Tensor(v) for k, v in source.items()}}
     monkeypatch.setitem(sys.modules, "torch", fake)
-    (tmp_path / "ckpt.pth").write_bytes(b"\x80\x02" + b"\x00" * 30)
+    torch_legacy(tmp_path / "ckpt.pth")
     net = load_parameters(rg.resnet18_v1_5(), tmp_path / "ckpt.pth")
     assert np.array_equal(net.features[4][1].bn2.running_mean.data().asnumpy(), source["layer4.1.bn2.running_mean"])
 
