@@ -254,10 +254,8 @@ def _orient(array: np.ndarray, orientation: Optional[int]) -> np.ndarray:
     """Apply an EXIF orientation (1-8) as OpenCV's ``IMREAD_COLOR`` does (imgcodecs ``ExifTransform``)."""
     if orientation in (5, 6, 7, 8):
         array = array.swapaxes(0, 1)
-    flips = {2: (slice(None), slice(None, None, -1)), 3: (slice(None, None, -1), slice(None, None, -1)),
-             4: (slice(None, None, -1),), 6: (slice(None), slice(None, None, -1)),
-             7: (slice(None, None, -1), slice(None, None, -1)), 8: (slice(None, None, -1),)}
-    return np.ascontiguousarray(array[flips[orientation]]) if orientation in flips else array
+    rows, cols = {2: (1, -1), 3: (-1, -1), 4: (-1, 1), 6: (1, -1), 7: (-1, -1), 8: (-1, 1)}.get(orientation, (1, 1))
+    return np.ascontiguousarray(array[::rows, ::cols])
 
 
 def _alpha(buf: np.ndarray, info: ImageInfo) -> Optional[np.ndarray]:

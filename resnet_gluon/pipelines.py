@@ -262,14 +262,11 @@ class DALIPipeline(_Pipeline):
 
 def _centre_window(fn, types, jpegs, p: Preprocessing):
     """``(roi_start, roi_end)`` nodes, ``(y, x)`` in source pixels: the part of each image that resizing the
-    shorter side to ``p.resize`` and centre cropping ``p.image_size`` keeps.
-
-    Resizing only this window to the crop size gives the pixels of resize-then-crop (the same scale, so the
-    same filter and sample positions; measured identical to within one level with DALI 1.35) while memory and
-    time follow the output: resized whole, a 1 x 4000 strip is a 1,024,000 x 256 image. The arithmetic is
-    DALI's: ``resize_shorter`` keeps the scale ``resize / shorter side`` exactly and rounds each output extent,
-    centring the source region on the image (``subpixel_scale``); the crop anchor is
-    ``round((extent - crop) / 2)``.
+    shorter side to ``p.resize`` and centre cropping ``p.image_size`` keeps. Resized alone to the crop size, it
+    gives the same pixels (same scale, filter and sample positions: identical to within one level, measured
+    with DALI 1.35) at a cost that follows the output: resized whole, a 1 x 4000 strip is 1,024,000 x 256.
+    DALI's arithmetic: ``resize_shorter`` keeps the scale exactly, rounds each extent and centres the source
+    region (``subpixel_scale``); the crop anchor is ``round((extent - crop) / 2)``.
     """
     from nvidia.dali import math as dmath
 
