@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from . import amp, benchmark, data, image_folders, models, pipelines
 from .evaluation import describe, evaluate_checkpoint
+from .files import printable
 
 __all__ = ["main"]
 
@@ -231,7 +232,8 @@ def _add_predict(sub):
     p = sub.add_parser("predict", help="inference from a checkpoint: accuracy on a .rec, or top-k of image files",
                        description="A checkpoint as a predictor (float32, bfloat16, INT8): accuracy, img/s and "
                                    "latency on --data-root/--rec; top-k classes of image files; conversion, ONNX.")
-    p.add_argument("images", nargs="*", help="image files (JPEG, PNG, ...) to classify")
+    p.add_argument("images", nargs="*", help="image files (JPEG, PNG, ...) to classify, or folders: the image files in "
+                                             "each (sorted; sub-folders not searched)")
     p.add_argument("--model-prefix", default="model", help="checkpoint prefix")
     p.add_argument("--epoch", type=int, help="checkpoint epoch NNNN (default: the newest)")
     p.add_argument("--dtype", "--precision", dest="dtype", choices=[*amp.INFERENCE_DTYPES, "auto"],
@@ -280,14 +282,34 @@ def _predict(args) -> int:
     rec = args.rec or (os.path.join(args.data_root, "val.rec") if args.data_root else None)
     if not rec and not args.images and not args.save_prefix and not args.onnx:
         raise ValueError("give image files, --data-root or --rec (or --save-prefix/--onnx)")
+    images = _image_files(args.images)
     predictor = _load_predictor(args)
-    for image, prediction in zip(args.images, predictor.predict(args.images, top_k=args.top_k) if args.images else []):
-        print(json.dumps(dict(image=image, **prediction.as_dict())) if args.json else f"{image}: {prediction}")
+    for image, prediction in zip(images, predictor.predict(images, top_k=args.top_k) if images else []):
+        shown = printable(image, quote=False)  # a name that is not UTF-8 or holds a tab stays one printable line
+        print(json.dumps(dict(image=shown, **prediction.as_dict())) if args.json else f"{shown}: {prediction}")
     if rec:
         result = predictor.evaluate(rec, data_backend=args.data_backend, num_threads=args.data_threads)
         print(json.dumps({k: v for k, v in result.items() if k != "batch_size"}) if args.json else
               f"{rec}: {describe(result, dtype=predictor.dtype)}")
     return 0
+
+
+def _image_files(paths: List[str]) -> List[str]:
+    """predict's arguments with each folder replaced by the image files in it, sorted by name."""
+    files = []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        entries = image_folders.folder_entries(path)
+        if entries.broken:
+            print(f"warning: skipped {len(entries.broken)} broken symbolic link(s) in {printable(path)}: "
+                  f"{', '.join(printable(name) for name in entries.broken)}", file=sys.stderr)
+        if not entries.images:
+            raise ValueError(f"folder {printable(path)} holds no image files ({', '.join(image_folders.IMAGE_EXTENSIONS)}"
+                             "); sub-folders are not searched")
+        files += [os.path.join(path, name) for name in entries.images]
+    return files
 
 
 def _add_demo(sub):

@@ -15,18 +15,19 @@ import json
 import mmap
 import os
 import struct
+import unicodedata
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mxnet import recordio
 
-from .files import atomic_write_json
+from .files import atomic_write_json, printable
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401  (their old home)
 
 __all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
            "RecordFiles", "record_files", "write_records", "read_records", "read_labels",
            "RecordReader", "rebuild_index", "check_records", "load_classes", "num_classes", "check_classes",
-           "save_classes"]
+           "save_classes", "list_name_problem"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -141,10 +142,13 @@ class _RecordWriter:
         os.makedirs(os.path.dirname(os.path.abspath(self.prefix)), exist_ok=True)
         self.tmp = [f"{p}.tmp{os.getpid()}" for p in self.final]
         self._writer = recordio.MXIndexedRecordIO(self.tmp[1], self.tmp[0], "w")
-        self._lst = open(self.tmp[2], "w")
+        self._lst = open(self.tmp[2], "w", encoding="utf-8")
         self.count = 0
 
     def write(self, label: float, data: bytes, name: str) -> None:
+        problem = list_name_problem(name)
+        if problem:
+            raise ValueError(f"{printable(name)} {problem}, which a .lst file cannot hold; rename it")
         i = self.count
         self._writer.write_idx(i, recordio.pack(recordio.IRHeader(0, float(label), i, 0), data))
         self._lst.write(f"{i}\t{float(label)}\t{name}\n")
@@ -170,6 +174,22 @@ class _RecordWriter:
         for t, f in zip(self.tmp, self.final):
             os.replace(t, f)
         return RecordFiles(self.final[0], self.final[1])
+
+
+def list_name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot be a path in a ``.lst`` file (UTF-8 text, one ``index\tlabel\tpath`` line per
+    record), as a phrase following it; None when it can.
+
+    Refused: names that are not UTF-8 (Python keeps their bytes as surrogates, e.g. ``caf\\udce9.jpg`` from a
+    Latin-1 archive), and control characters or line separators (a tab or line break would split the line).
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "has a name that is not valid UTF-8 (bytes of another encoding, such as Latin-1)"
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        return "has a tab, line break or other control character in its name"
+    return None
 
 
 def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *, classes: Sequence[str] = (),

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Iterator, Union
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "temporary_name"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "temporary_name", "printable"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -55,3 +55,16 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 def atomic_write_json(path: PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+def printable(path: PathLike, *, quote: bool = True) -> str:
+    """``path`` for a one-line message, in quotes unless ``quote=False``: bytes that are not UTF-8 shown as
+    ``\\xNN`` (Python keeps them as surrogates in ``str`` names), tabs, line breaks and other unprintable
+    characters escaped (``\\t``, ``\\n``).
+
+    Example: the file ``caf\\xe9.jpg`` of an old Latin-1 archive is shown as ``'caf\\xe9.jpg'``.
+    """
+    text = os.fsencode(path).decode("utf-8", "backslashreplace") if isinstance(path, (str, bytes, os.PathLike)) \
+        else str(path)
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return f"'{text}'" if quote else text

@@ -2,10 +2,11 @@
 
 A tree is ``<folder>/<class name>/<image file>``, as ImageNet and most data sets come. Its class folders,
 sorted, are the classes; names starting with '.' (``.ipynb_checkpoints/``, macOS ``._photo.jpg``,
-``.DS_Store``) are skipped and counted, and so are files without an image extension. Every image goes
-through :func:`resnet_gluon.images.for_records`: plain JPEGs are stored byte for byte, other images upright
-and re-encoded, GIFs and truncated or corrupt files are refused with an error naming the file, and then
-nothing is written.
+``.DS_Store``) are skipped and counted, and so are files without an image extension; symbolic links that
+point to nothing are skipped and named. Every image goes through :func:`resnet_gluon.images.for_records`:
+plain JPEGs are stored byte for byte, other images upright and re-encoded, GIFs, truncated or corrupt files
+and images over OpenCV's size limit are refused with an error naming the file, and then nothing is written.
+So are names a ``.lst`` file cannot hold (not UTF-8, or with a tab, line break or other control character).
 
 One data root (the folder holding the record files) has one class list, ``classes.json``: the first split
 prepared there writes it; a later split is numbered by it (its folders may be a subset) and a class folder
@@ -22,10 +23,12 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .data import PathLike, RecordFiles, _RecordWriter, _short, load_classes, save_classes
+from .data import PathLike, RecordFiles, _RecordWriter, _short, list_name_problem, load_classes, save_classes
+from .files import printable
 from .images import for_records
 
-__all__ = ["IMAGE_EXTENSIONS", "PrepareSummary", "images_to_recordio", "split_images_to_recordio", "prepare_images"]
+__all__ = ["IMAGE_EXTENSIONS", "FolderEntries", "folder_entries", "PrepareSummary", "images_to_recordio",
+           "split_images_to_recordio", "prepare_images"]
 
 #: File names taken as images (case-insensitive); the content, not the name, decides how one is read.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
@@ -49,6 +52,8 @@ class PrepareSummary:
     hidden, other : int
         Entries skipped in the image folder: names starting with '.', and files without an image extension
         or folders inside a class folder.
+    broken : tuple of str
+        Symbolic links to nothing, skipped (paths relative to the folder).
     replaced_classes : tuple of str, optional
         The class list ``classes.json`` held before, when this run replaced it (``overwrite``): record files
         prepared earlier in the data root use that numbering.
@@ -61,6 +66,7 @@ class PrepareSummary:
     hidden: int = 0
     other: int = 0
     replaced_classes: Optional[Tuple[str, ...]] = None
+    broken: Tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.images
@@ -76,6 +82,9 @@ class PrepareSummary:
         """A line on the skipped entries ('' when none were)."""
         parts = [f"{self.hidden} hidden (name starting with '.')"] if self.hidden else []
         parts += [f"{self.other} without an image extension"] if self.other else []
+        if self.broken:
+            names = ", ".join(printable(name) for name in self.broken[:3]) + (", ..." if len(self.broken) > 3 else "")
+            parts.append(f"{len(self.broken)} broken symbolic link{'s' if len(self.broken) > 1 else ''} ({names})")
         return f"skipped {' and '.join(parts)}" if parts else ""
 
     def warning(self) -> str:
@@ -87,40 +96,81 @@ class PrepareSummary:
                 f"record files prepared before in {root} use the old numbering: prepare them again")
 
 
+@dataclasses.dataclass(frozen=True)
+class FolderEntries:
+    """What a folder holds, as ``prepare`` and ``predict`` sort it (names, sorted).
+
+    ``images``: files with an image extension (:data:`IMAGE_EXTENSIONS`); ``folders``; ``hidden``: the count
+    of names starting with '.'; ``other``: the count of other files; ``broken``: symbolic links to nothing.
+    """
+
+    images: Tuple[str, ...]
+    folders: Tuple[str, ...]
+    hidden: int
+    other: int
+    broken: Tuple[str, ...]
+
+
+def folder_entries(folder: PathLike) -> FolderEntries:
+    """Sort the entries of ``folder`` (not its sub-folders) into :class:`FolderEntries`.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``folder`` is not a folder.
+    """
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder {printable(folder)} does not exist")
+    images, folders, broken, hidden, other = [], [], [], 0, 0
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            hidden += 1
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            broken.append(entry.name)
+        elif entry.is_dir():
+            folders.append(entry.name)
+        elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+            images.append(entry.name)
+        else:
+            other += 1
+    return FolderEntries(tuple(images), tuple(folders), hidden, other, tuple(broken))
+
+
 @dataclasses.dataclass
 class _Tree:
     classes: List[str]
     files: Dict[str, List[str]]  # class name -> paths relative to the folder, sorted
     hidden: int
     other: int
+    broken: List[str]
+
+
+def _check_name(folder: str, rel: str) -> None:
+    problem = list_name_problem(rel)
+    if problem:
+        raise ValueError(f"{printable(os.path.join(folder, rel))} {problem}, which a .lst file cannot hold; "
+                         "rename it, or remove it")
 
 
 def _scan(folder: str) -> _Tree:
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"image folder {folder!r} does not exist")
-    tree = _Tree([], {}, 0, 0)
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            tree.hidden += 1
-        elif entry.is_dir():
-            tree.classes.append(entry.name)
-        else:
-            tree.other += 1
+        raise FileNotFoundError(f"image folder {printable(folder)} does not exist")
+    top = folder_entries(folder)
+    tree = _Tree(list(top.folders), {}, top.hidden, top.other + len(top.images), list(top.broken))
     if not tree.classes:
-        raise ValueError(f"{folder!r} has no class sub-folders; expected <folder>/<class name>/<image files>")
+        raise ValueError(f"{printable(folder)} has no class sub-folders; expected <folder>/<class name>/<image files>")
     for name in tree.classes:
-        files = []
-        for entry in sorted(os.scandir(os.path.join(folder, name)), key=lambda e: e.name):
-            if entry.name.startswith("."):
-                tree.hidden += 1
-            elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
-                files.append(os.path.join(name, entry.name))
-            else:
-                tree.other += 1
-        if not files:
-            raise ValueError(f"class folder {os.path.join(folder, name)!r} holds no images "
+        _check_name(folder, name)
+        inside = folder_entries(os.path.join(folder, name))
+        tree.hidden += inside.hidden
+        tree.other += inside.other + len(inside.folders)
+        tree.broken += [os.path.join(name, link) for link in inside.broken]
+        if not inside.images:
+            raise ValueError(f"class folder {printable(os.path.join(folder, name))} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)})")
-        tree.files[name] = files
+        tree.files[name] = [os.path.join(name, image) for image in inside.images]
+        for rel in tree.files[name]:
+            _check_name(folder, rel)
     return tree
 
 
@@ -191,7 +241,8 @@ def _prepare(folder: PathLike, splits: Dict[str, Tuple[str, List[Tuple[int, str]
         raise
     replaced = save_classes(root, classes)
     return {name: PrepareSummary(files[name], len(splits[name][1]), tuple(classes), reasons[name], tree.hidden,
-                                 tree.other, tuple(replaced) if replaced else None) for name in splits}
+                                 tree.other, tuple(replaced) if replaced else None, tuple(tree.broken))
+            for name in splits}
 
 
 def _entries(tree: _Tree, classes: List[str]) -> List[Tuple[int, str]]:

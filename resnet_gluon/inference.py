@@ -329,15 +329,21 @@ class Predictor:
             outputs.append(self.net(data).astype("float32").asnumpy())
         return np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), np.float32)
 
-    def probabilities(self, images: Sequence[ImageLike]) -> np.ndarray:
-        """Softmax probabilities ``(N, classes)`` float32 of images (paths, bytes or RGB arrays)."""
-        logits = self.logits(preprocess(images, self.preprocessing))
+    def probabilities(self, images: Sequence[ImageLike], *, max_value: Optional[float] = None) -> np.ndarray:
+        """Softmax probabilities ``(N, classes)`` float32 of images (paths, bytes or RGB arrays; ``max_value``:
+        the value of white in arrays, see :func:`~resnet_gluon.preprocessing.load_image`)."""
+        logits = self.logits(preprocess(images, self.preprocessing, max_value=max_value))
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict(self, images: Union[ImageLike, Sequence[ImageLike]], top_k: int = 5
-                ) -> Union[Prediction, List[Prediction]]:
+    def predict(self, images: Union[ImageLike, Sequence[ImageLike]], top_k: int = 5, *,
+                max_value: Optional[float] = None) -> Union[Prediction, List[Prediction]]:
         """Top-``top_k`` classes of one image or a list of images (paths, encoded bytes or RGB arrays).
+
+        Arrays are pixels: ``uint8`` 0-255, or float 0-255; ``max_value`` gives the value of white of other
+        scales (``1.0`` for floats in ``[0, 1]``, ``65535`` for ``uint16``). Values outside ``[0, max_value]``
+        (an already normalised array) and float arrays in ``[0, 1]`` without ``max_value=1.0`` raise a
+        ``ValueError`` saying the range expected (see :func:`~resnet_gluon.preprocessing.load_image`).
 
         Returns one :class:`Prediction` for a single image, else a list in input order.
         """
@@ -345,7 +351,7 @@ class Predictor:
         batch = [images] if single else list(images)
         k = max(1, min(top_k, self.num_classes))
         results = []
-        for probs in self.probabilities(batch):
+        for probs in self.probabilities(batch, max_value=max_value):
             order = np.argsort(-probs, kind="stable")[:k]
             results.append(Prediction(classes=tuple(int(i) for i in order),
                                       probabilities=tuple(float(probs[i]) for i in order),

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 
 from resnet_gluon import data
-from image_kinds import IMAGE_KINDS, KIND_SIZE, image_kind_references, pattern, write_image_kinds  # noqa: F401
+from image_kinds import (IMAGE_KINDS, KIND_SIZE, huge_bilevel_png, image_kind_references, pattern,  # noqa: F401
+                         strip_png, write_image_kinds)
 
 
 def jpeg(image: np.ndarray, quality: int = 95) -> bytes:
@@ -102,3 +103,16 @@ def class_sorted_records(prefix, *, classes: int = 3, per_class: int = 1500, siz
     encoded = jpeg(pattern(size, size))
     items = [(c, encoded, f"{c}/{i}.jpg") for c in range(classes) for i in range(per_class)]
     return data.write_records(prefix, items, overwrite=True)
+
+
+def peak_rss_mb(code: str, timeout: float = 300) -> float:
+    """Run ``code`` in a fresh Python process and return its peak resident memory (ru_maxrss) in MB."""
+    import subprocess
+    import sys
+
+    script = code + "\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.path.join(repo, "tests")])}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.split("PEAK")[-1]) / 1024

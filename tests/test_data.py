@@ -6,7 +6,8 @@ import pytest
 
 from resnet_gluon import data, image_folders, images
 from resnet_gluon.cli import main as cli
-from helpers import IMAGE_KINDS, jpeg, make_image_folder, make_records, pattern, write_image_kinds
+from helpers import (IMAGE_KINDS, huge_bilevel_png, image_kind_references, jpeg, make_image_folder, make_records,
+                     pattern, write_image_kinds)
 
 
 def test_image_folder_roundtrip_keeps_bytes_and_labels(tmp_path):
@@ -224,6 +225,7 @@ EXPECTED = {  # case 5: how each kind is stored (None: byte for byte) or the err
     "progressive.jpg": "progressive JPEG", "png.JPEG": "PNG", "cmyk.jpg": "CMYK JPEG",
     "exif6.jpg": "EXIF-rotated JPEG", "bmp.jpg": "BMP", "webp.jpg": "WebP", "icon.png": "PNG",
     "truncated.jpg": "is a truncated JPEG", "anim.gif": "is a GIF, which DALI and OpenCV cannot decode",
+    "rgba_black.png": "PNG", "rgba_white.png": "PNG", "la.png": "PNG", "palette.png": "PNG", "alpha.webp": "WebP",
 }
 
 
@@ -296,3 +298,87 @@ def test_record_reader_gives_the_bytes_of_mxnet_reader_also_for_split_records(tm
     raw = open(files.rec, "rb").read()
     assert [int.from_bytes(raw[o + 4:o + 8], "little") >> 29 for o in reader.offsets] == [0, 1, 1]  # split: 1
 
+
+
+# ---------------------------------------------------------------- issue 22: images and inputs
+def _one_class(tmp_path, files):
+    """``tmp_path/imgs/a/<name>`` for each ``name: bytes``; returns the folder."""
+    folder = tmp_path / "imgs" / "a"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        with open(os.path.join(os.fsencode(folder), os.fsencode(name)), "wb") as f:
+            f.write(content)
+    return tmp_path / "imgs"
+
+
+def _nothing_written(root):
+    return not os.path.exists(root) or os.listdir(root) == []
+
+
+def test_image_over_opencvs_pixel_limit_is_refused_by_name(tmp_path, capsys):
+    """Item 5: a valid 33000 x 33000 1-bit PNG (132 KB) stopped prepare with a cv2.error traceback."""
+    huge = huge_bilevel_png(33000)
+    imgs = _one_class(tmp_path, {"ok.jpg": jpeg(pattern(8, 8)), "huge.png": huge})
+    with pytest.raises(ValueError, match=r"^'[^']*a/huge\.png' has 33000 x 33000 pixels, over OpenCV's limit of 2\^30 "
+                                         r"pixels \(CV_IO_MAX_IMAGE_PIXELS\); downscale it .*, or remove it$"):
+        image_folders.images_to_recordio(imgs, tmp_path / "data" / "train")
+    assert _nothing_written(tmp_path / "data")
+    assert cli(["prepare", "--images", str(imgs), "-o", str(tmp_path / "data" / "train")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "huge.png' has 33000 x 33000 pixels" in err[0], err
+    files = data.write_records(tmp_path / "raw", [(0, huge, "huge.png")])  # written by another tool
+    with pytest.raises(ValueError, match=r"record 0 of .* has 33000 x 33000 pixels, over OpenCV's limit"):
+        data.check_records(files.rec)
+
+
+def test_transparent_pngs_are_stored_as_they_look(tmp_path):
+    """Item 6: two PNGs that look alike (transparent on the left) but hold black or white under the transparent
+    pixels are stored alike: composited onto white; a record holding transparency is named by check_records."""
+    import cv2
+
+    names = ["rgba_black.png", "rgba_white.png"]
+    write_image_kinds(tmp_path / "imgs" / "a", names)
+    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
+    stored = [cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+              for _, b in data.read_records(summary.files.rec)]
+    look = image_kind_references(names)["rgba_black.png"]
+    for image in stored:  # JPEG quality 95 of the composited pixels
+        assert np.abs(image.astype(int) - look).mean() < 1.0 and np.abs(image[:, :8].astype(int) - 255).max() <= 3
+    assert np.abs(stored[0].astype(int) - stored[1]).max() <= 1
+    raw = (tmp_path / "imgs" / "a" / "rgba_black.png").read_bytes()
+    with pytest.raises(ValueError, match=r"record 0 of .* has transparent pixels, which DALI and ImageRecordIter"):
+        data.check_records(data.write_records(tmp_path / "raw", [(0, raw, "x.png")]).rec)
+
+
+@pytest.mark.parametrize("name,shown", [("caf\udce9.jpg", r"caf\\xe9\.jpg' has a name that is not valid UTF-8"),
+                                        ("tab\there.jpg", r"tab\\there\.jpg' has a tab, line break"),
+                                        ("line\nbreak.jpg", r"line\\nbreak\.jpg' has a tab, line break")])
+def test_names_a_lst_file_cannot_hold_are_refused_by_name(tmp_path, name, shown):
+    """Item 8: 'caf\\xe9.jpg' (Latin-1) stopped prepare with "surrogates not allowed", naming no file; a tab or a
+    newline wrote a broken .lst. Now one line names the file, printable, and nothing is written."""
+    imgs = _one_class(tmp_path, {"ok.jpg": jpeg(pattern(8, 8)), name: jpeg(pattern(8, 9))})
+    with pytest.raises(ValueError, match=rf"^'[^\n]*a/{shown}.*; rename it, or remove it$"):
+        image_folders.images_to_recordio(imgs, tmp_path / "data" / "train")
+    assert _nothing_written(tmp_path / "data")
+    with pytest.raises(ValueError, match=shown):
+        data.write_records(tmp_path / "w", [(0, jpeg(pattern(8, 8)), "ok.jpg"), (0, jpeg(pattern(8, 8)), name)])
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("w")]
+
+
+def test_utf8_names_are_stored_and_read_back(tmp_path):
+    imgs = _one_class(tmp_path, {"café.jpg": jpeg(pattern(8, 8)), "naïve photo.jpg": jpeg(pattern(8, 9))})
+    image_folders.images_to_recordio(imgs, tmp_path / "data" / "train", shuffle=False)
+    lines = (tmp_path / "data" / "train.lst").read_text(encoding="utf-8").splitlines()
+    assert [line.split("\t")[2] for line in lines] == [os.path.join("a", "café.jpg"), os.path.join("a", "naïve photo.jpg")]
+
+
+def test_broken_links_are_named_as_broken(tmp_path, capsys):
+    """Item 9: a dangling symlink gone.jpg was counted as 'without an image extension'."""
+    imgs = _one_class(tmp_path, {"ok.jpg": jpeg(pattern(8, 8)), "notes.txt": b"text"})
+    os.symlink(tmp_path / "nowhere.jpg", imgs / "a" / "gone.jpg")
+    summary = image_folders.images_to_recordio(imgs, tmp_path / "data" / "train")
+    assert (summary.images, summary.other, summary.broken) == (1, 1, (os.path.join("a", "gone.jpg"),))
+    assert summary.skipped() == ("skipped 1 without an image extension and 1 broken symbolic link "
+                                 f"('{os.path.join('a', 'gone.jpg')}')")
+    assert cli(["prepare", "--images", str(imgs), "-o", str(tmp_path / "cli" / "train")]) == 0
+    assert "1 broken symbolic link ('a/gone.jpg')" in capsys.readouterr().out

@@ -13,7 +13,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from helpers import jpeg, make_records, smooth_image
+from helpers import (huge_bilevel_png, image_kind_references, jpeg, make_records, peak_rss_mb, smooth_image,
+                     strip_png, tiny_net, write_image_kinds)
 from resnet_gluon import data, resnet50_v1_5
 from resnet_gluon.inference import Predictor, load_image, onnx_logits, preprocess
 
@@ -81,9 +82,11 @@ def test_load_image_grayscale_rgba_and_arrays(tmp_path):
     cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     g = load_image(tmp_path / "gray.png")
     assert g.shape == (30, 20, 3) and g.dtype == np.uint8 and (g == gray[:, :, None]).all()
-    assert (load_image(tmp_path / "rgba.png") == rgb).all()  # alpha dropped, colours kept (PNG is lossless)
-    assert (load_image(rgba) == rgb).all() and (load_image(gray) == g).all()
-    assert (load_image(rgb.astype(np.float32)) == rgb).all()
+    # alpha 77 of 255: composited onto white, rounded (PNG is lossless, so exactly)
+    seen = np.rint((rgb.astype(np.float64) * 77 + 255 * (255 - 77)) / 255).astype(np.uint8)
+    assert (load_image(tmp_path / "rgba.png") == seen).all() and (load_image(rgba) == seen).all()
+    assert (load_image(gray) == g).all()
+    assert (load_image(rgb.astype(np.float32)) == rgb).all()  # floats on the 0-255 scale, as documented
     with pytest.raises(ValueError, match=r"shape \(3, 30, 20\)"):
         load_image(rgb.transpose(2, 0, 1))
 
@@ -99,6 +102,138 @@ def test_not_an_image_is_a_clear_error(tmp_path):
         preprocess([truncated])
     with pytest.raises(FileNotFoundError, match="missing.png"):
         load_image(tmp_path / "missing.png")
+
+
+# ------------------------------------------------------------------------------ issue 22: images and inputs
+def _resize_then_crop(rgb, pre):
+    """Yesterday's validation transform: cv2.resize of the whole image, then the centre crop (0-255 float32)."""
+    h, w = rgb.shape[:2]
+    scale = pre.resize / min(h, w)
+    size = (max(pre.resize, round(w * scale)), max(pre.resize, round(h * scale)))
+    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = int((size[1] - pre.image_size) / 2 + 0.5), int((size[0] - pre.image_size) / 2 + 0.5)
+    return resized[top:top + pre.image_size, left:left + pre.image_size].astype(np.float32)
+
+
+@pytest.mark.parametrize("shape,pre", [((375, 500), data.Preprocessing()), ((500, 375), data.Preprocessing()),
+                                       ((40, 48), data.Preprocessing.for_size(32)),
+                                       ((400, 1), data.Preprocessing.for_size(32)),
+                                       ((3, 200), data.Preprocessing.for_size(32)),
+                                       ((1000, 999), data.Preprocessing(image_size=33, resize=40))])
+def test_validation_window_gives_yesterdays_pixels(shape, pre):
+    """Item 4: resampling only the window the centre crop keeps gives the pixels of resizing the whole image
+    and cropping (shrinking, enlarging and extreme shapes), to within one level of rounding."""
+    rgb = np.random.RandomState(0).randint(0, 256, shape + (3,)).astype(np.uint8)  # noise: every pixel counts
+    got = preprocess([rgb], pre)[0].transpose(1, 2, 0) * np.float32(pre.std) + np.float32(pre.mean)
+    diff = np.abs(got - _resize_then_crop(rgb, pre))
+    assert diff.max() < 1.01 and diff.mean() < 0.2, (diff.max(), diff.mean())
+
+
+@pytest.mark.slow
+def test_extreme_aspect_ratio_costs_no_more_memory_than_an_ordinary_image(tmp_path):
+    """Item 4: one 1 x 4000 PNG (12 KB) through the Predictor at 224 px, in a fresh process, peaks within 1.2x
+    of one 500 x 375 JPEG (it took +820 MB and 5 s when the shorter side was resized to 256 first)."""
+    (tmp_path / "strip.png").write_bytes(strip_png(4000, 1))
+    (tmp_path / "photo.jpg").write_bytes(jpeg(smooth_image(np.random.RandomState(0), 375, 500)))
+    peaks = {}
+    for name in ("photo.jpg", "strip.png"):
+        peaks[name] = peak_rss_mb(f"""
+import time
+from helpers import tiny_net
+from resnet_gluon import Predictor
+predictor = Predictor(tiny_net(4))
+start = time.perf_counter()
+predictor.predict({str(tmp_path / name)!r})
+assert time.perf_counter() - start < 2, time.perf_counter() - start
+""")
+    print(f"peak memory (MB): {peaks}")
+    assert peaks["strip.png"] <= 1.2 * peaks["photo.jpg"], peaks
+
+
+def test_transparent_images_are_read_as_they_look(tmp_path):
+    """Item 6: RGBA, LA, palette + tRNS and WebP alpha, whatever colour the transparent pixels hold, decode as
+    composited onto white; so do RGBA and gray + alpha arrays."""
+    names = ["rgba_black.png", "rgba_white.png", "la.png", "palette.png", "alpha.webp"]
+    write_image_kinds(tmp_path, names)
+    looks = image_kind_references(names)
+    for name in names:
+        assert np.array_equal(load_image(tmp_path / name), looks[name]), name
+    assert (looks["rgba_black.png"][:, :5] == 255).all()  # the transparent left edge is white, not black
+    assert np.array_equal(preprocess([tmp_path / "rgba_black.png"]), preprocess([tmp_path / "rgba_white.png"]))
+    rgba = np.dstack([np.zeros((4, 4, 3), np.uint8), np.array([0, 255, 128, 128] * 4, np.uint8).reshape(4, 4)])
+    assert load_image(rgba)[0, :, 0].tolist() == [255, 0, 127, 127]  # 255 * 127 / 255 = 127 (rounded)
+    la = np.dstack([np.full((2, 2), 100, np.uint8), np.full((2, 2), 0, np.uint8)])
+    assert (load_image(la) == 255).all()
+
+
+def test_array_values_outside_the_expected_range_are_refused():
+    """Item 7: a float image in [0, 1] was rounded to {0, 1} and predicted as black; now it, a normalised array,
+    uint16 and NaN raise one line saying the range expected, and max_value= accepts other scales."""
+    rgb = smooth_image(np.random.RandomState(0), 30, 40)
+    want = load_image(rgb)
+    cases = {"values in \\[0, 1\\].*max_value=1.0": rgb.astype(np.float32) / 255,
+             "values down to -[0-9.]+; expected RGB pixels in \\[0, 255\\], not a normalised": (rgb - 123.7) / 58.4,
+             "dtype uint16.*max_value=65535": rgb.astype(np.uint16) * 257,
+             "NaN": np.full((4, 4, 3), np.nan, np.float32),
+             "values up to 300, above 255": np.full((4, 4, 3), 300.0),
+             "dtype bool": rgb > 128}
+    for message, array in cases.items():
+        with pytest.raises(ValueError, match=message) as err:
+            load_image(array)
+        assert "\n" not in str(err.value)
+    assert np.array_equal(load_image(rgb.astype(np.float32) / 255, max_value=1.0), want)
+    assert np.array_equal(load_image(rgb.astype(np.uint16) * 257, max_value=65535), want)
+    assert np.array_equal(load_image(np.zeros((3, 3), np.float32)), np.zeros((3, 3, 3), np.uint8))  # black is black
+    predictor = Predictor(tiny_net(4), preprocessing=data.Preprocessing.for_size(32))
+    with pytest.raises(ValueError, match=r"^image array is float32 with values in \[0, 1\]"):
+        predictor.predict(rgb.astype(np.float32) / 255)
+    assert predictor.predict(rgb.astype(np.float32) / 255, max_value=1.0) == predictor.predict(rgb)
+
+
+def test_decoder_errors_and_paths_are_one_line_naming_the_file(tmp_path):
+    """Items 5 and 9: a valid 33000 x 33000 1-bit PNG (132 KB) is over OpenCV's pixel limit; a folder, a broken
+    link and a missing file each get their own reason."""
+    (tmp_path / "huge.png").write_bytes(huge_bilevel_png(33000))
+    with pytest.raises(ValueError, match=r"^'[^']*huge\.png' has 33000 x 33000 pixels, over OpenCV's limit of 2\^30 "
+                                         r"pixels \(CV_IO_MAX_IMAGE_PIXELS\); downscale it") as err:
+        Predictor(tiny_net(4), preprocessing=data.Preprocessing.for_size(32)).predict(tmp_path / "huge.png")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"^'[^']*' is a folder; pass image files"):
+        load_image(tmp_path)
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "link.jpg")
+    with pytest.raises(FileNotFoundError, match=r"link\.jpg' is a broken symbolic link \(to '.*gone\.jpg', which"):
+        load_image(tmp_path / "link.jpg")
+    with pytest.raises(FileNotFoundError, match=r"^no image file '.*gone\.jpg'$"):
+        load_image(tmp_path / "gone.jpg")
+
+
+def test_predict_command_on_a_folder_and_on_bad_files(tmp_path, capsys):
+    """Items 9, 5, 8 on the command line: 'predict some_folder/' said "no image file 'some_folder'"; now it predicts
+    the images in the folder (sorted, one line each, sub-folders and other files left out, broken links named);
+    a file over OpenCV's pixel limit is a one-line error; a Latin-1 name is printed escaped, on one line."""
+    from resnet_gluon.cli import main as cli
+
+    Predictor(tiny_net(3), preprocessing=data.Preprocessing.for_size(32), class_names=list("xyz")).save(tmp_path / "m")
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for name in ("b.jpg", "a.png", "caf\udce9.jpg", "sub/c.jpg", ".hidden.jpg"):
+        with open(os.path.join(os.fsencode(folder), os.fsencode(name)), "wb") as f:
+            f.write(jpeg(smooth_image(rng, 40, 40)))
+    (folder / "notes.txt").write_text("not an image")
+    os.symlink(tmp_path / "nowhere.jpg", folder / "gone.jpg")
+    assert cli(["predict", "--model-prefix", str(tmp_path / "m"), str(folder), "-k", "2"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [f"{folder}/a.png", f"{folder}/b.jpg", f"{folder}/caf\\xe9.jpg"]
+    assert all(line.count("(") == 2 for line in lines)  # top-2 classes each
+    assert err.strip() == f"warning: skipped 1 broken symbolic link(s) in '{folder}': 'gone.jpg'"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "huge.png").write_bytes(huge_bilevel_png(33000))
+    for bad, why in ((tmp_path / "empty", "holds no image files"), (tmp_path / "huge.png", "CV_IO_MAX_IMAGE_PIXELS")):
+        assert cli(["predict", "--model-prefix", str(tmp_path / "m"), str(bad)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("resnet-gluon predict: error: ") and why in err[0], err
 
 
 # ------------------------------------------------------------------------------------------ predictor
