@@ -144,3 +144,11 @@ def test_cli_train_with_a_recipe_records_it(tmp_path):
     assert "sets lr 0.5 for a global batch of 3264 images; this run's is 4" in proc.stderr
     recipe = json.load(open(f"{prefix}-0001.json"))["recipe"]
     assert _quiet("mlperf").differences(Recipe.from_dict(recipe)) == {"epochs": (37, 1), "lr": (10.5, 0.5)}
+
+
+@pytest.mark.parametrize("loss,smoothing,mixup", [("softmax", 0.1, 0.0), ("softmax", 0.0, 0.2), ("bce", 0.1, 0.2)])
+def test_every_loss_and_target_combination_trains(loss, smoothing, mixup):
+    x, y = quadrant_problem(32, size=8)
+    history = fit(_small(), ArrayBatches(x, y, 16), epochs=2, dtype="float32", progress=False, lr=0.1,
+                  warmup_epochs=0, loss=loss, label_smoothing=smoothing, mixup=mixup)
+    assert np.isfinite(history.history["loss"]).all() and history.history["loss"][1] < history.history["loss"][0]
