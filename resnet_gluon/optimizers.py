@@ -13,7 +13,8 @@ What MXNet 1.9.1's large-batch optimizers do under Gluon, and what is done about
 - ``mx.optimizer.LAMB`` (You et al., 2019, arXiv:1904.00962) applies the trust ratio ``|w| / |u|`` to every
   parameter and has no way to leave some out. :class:`LAMB` is MXNet's LAMB that leaves BatchNorm parameters and
   biases out (timm's ``Lamb`` does so for parameters without weight decay, which are those in "ResNet strikes
-  back"), computing their update with MXNet's own LAMB kernels.
+  back"), computing their update with MXNet's own LAMB kernels. MXNet's unaggregated float16 path
+  (``mp_lamb_update_phase2``) never writes the float32 master copy back; :class:`LAMB` does not use it.
 - Weight decay: with Gluon, a ``Parameter``'s ``wd_mult`` decides (the optimizer's own rules by name are
   overridden), which :func:`exclude_from_weight_decay` sets.
 - Horovod: ``DistributedTrainer`` allreduces the gradients before the update and folds the averaging into
@@ -45,38 +46,45 @@ class LAMB(mx.optimizer.LAMB):
 
     The names come from ``idx2name`` (:func:`name_parameters`); without names every parameter is adapted, as in
     ``mx.optimizer.LAMB``. Takes the arguments of ``mx.optimizer.LAMB``.
+
+    Parameters are updated one by one with MXNet's two LAMB phases, except the adapted ones when updates are
+    aggregated (the default), which go to MXNet's ``multi_lamb_update``. With float16 weights and float32 master
+    copies (``multi_precision``) the second phase runs in float32 on the master copy: MXNet 1.9.1's
+    ``mp_lamb_update_phase2`` leaves the master copy as it was, so its own unaggregated path does not train.
     """
 
     def _update_impl(self, index, weight, grad, state, multi_precision=False):
         if not isinstance(index, (tuple, list)):
             index, weight, grad, state = [index], [weight], [grad], [state]
-        plain = [is_bn_or_bias(self.idx2name.get(i, "")) for i in index]
-        adapted = [k for k, skip in enumerate(plain) if not skip]
-        if adapted and self.aggregate_num > 1:
-            super()._update_impl(*([xs[k] for k in adapted] for xs in (index, weight, grad, state)),
+        adapt = [not is_bn_or_bias(self.idx2name.get(i, "")) for i in index]
+        aggregated = [k for k, a in enumerate(adapt) if a and self.aggregate_num > 1]
+        if aggregated:
+            super()._update_impl(*([xs[k] for k in aggregated] for xs in (index, weight, grad, state)),
                                  multi_precision=multi_precision)
-        elif adapted:  # MXNet's unaggregated path takes one parameter at a time
-            for k in adapted:
-                super()._update_impl(index[k], weight[k], grad[k], state[k], multi_precision=multi_precision)
-        for k, skip in enumerate(plain):
-            if skip:
-                self._update_without_trust_ratio(index[k], weight[k], grad[k], state[k], multi_precision)
+        for k, a in enumerate(adapt):
+            if k not in aggregated:
+                self._update_one(index[k], weight[k], grad[k], state[k], multi_precision, adapt=a)
 
-    def _update_without_trust_ratio(self, index, weight, grad, state, multi_precision):
+    def _update_one(self, index, weight, grad, state, multi_precision, *, adapt):
         self._update_count(index)
         kwargs = dict(beta1=self.beta1, beta2=self.beta2, epsilon=self.epsilon, bias_correction=self.bias_correction,
                       rescale_grad=self.rescale_grad, t=self._index_update_count[index], wd=self._get_wd(index))
         if self.clip_gradient:
             kwargs["clip_gradient"] = self.clip_gradient
-        zero = mx.nd.zeros((1,), ctx=weight.context)  # phase 2 applies ratio 1 where a norm is 0: lr * u
         if multi_precision:
-            weight32, (mean, var) = state
-            update = mx.nd.mp_lamb_update_phase1(weight, grad, mean, var, weight32, **kwargs)
-            mx.nd.mp_lamb_update_phase2(weight, update, zero, zero, weight32, lr=self._get_lr(index), out=weight)
+            master, (mean, var) = state
+            update = mx.nd.mp_lamb_update_phase1(weight, grad, mean, var, master, **kwargs)
         else:
-            mean, var = state
+            master, (mean, var) = weight, state
             update = mx.nd.lamb_update_phase1(weight, grad, mean, var, **kwargs)
-            mx.nd.lamb_update_phase2(weight, update, zero, zero, lr=self._get_lr(index), out=weight)
+        bounds = {k: v for k, v in (("lower_bound", self.lower_bound), ("upper_bound", self.upper_bound)) if v}
+        if adapt:
+            norms = (master.norm(), update.norm())
+        else:  # phase 2 applies ratio 1 where a norm is 0: w -= lr * u
+            norms, bounds = (mx.nd.zeros((1,), ctx=weight.context),) * 2, {}
+        mx.nd.lamb_update_phase2(master, update, *norms, lr=self._get_lr(index), out=master, **bounds)
+        if multi_precision:
+            master.astype(weight.dtype).copyto(weight)
 
 
 def create(recipe: Recipe, *, learning_rate: float, lr_scheduler: Optional[mx.lr_scheduler.LRScheduler] = None,

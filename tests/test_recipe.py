@@ -152,3 +152,19 @@ def test_every_loss_and_target_combination_trains(loss, smoothing, mixup):
     history = fit(_small(), ArrayBatches(x, y, 16), epochs=2, dtype="float32", progress=False, lr=0.1,
                   warmup_epochs=0, loss=loss, label_smoothing=smoothing, mixup=mixup)
     assert np.isfinite(history.history["loss"]).all() and history.history["loss"][1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("optimizer", ["lars", "lamb"])
+def test_resumed_lars_and_lamb_runs_match_uninterrupted_ones(tmp_path, optimizer):
+    x, y = quadrant_problem(48, size=8)
+    options = dict(dtype="float32", progress=False, optimizer=optimizer, lr=0.5 if optimizer == "lars" else 0.01,
+                   warmup_epochs=1, schedule="poly", no_wd_bn_bias=True)
+    final = {}
+    for name, stops in (("straight", [3]), ("resumed", [1, 3])):
+        for epochs in stops:
+            mx.random.seed(0)
+            net = _small()
+            fit(net, ArrayBatches(x, y, 16), epochs=epochs, callbacks=[Checkpoint(str(tmp_path / name))], **options)
+        final[name] = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
+    for key, value in final["straight"].items():
+        np.testing.assert_allclose(final["resumed"][key], value, rtol=1e-5, atol=1e-6, err_msg=key)

@@ -155,3 +155,30 @@ def test_optimizer_choice_and_unknown_names():
 def test_preset_lr_for_another_batch_warns():
     with pytest.warns(UserWarning, match="sets lr 10.5 for a global batch of 3264 images; this run's is 2"):
         Trainer(_tiny().collect_params(), batch_size=2, steps_per_epoch=1, recipe=Recipe(lr=10.5, batch_size=3264))
+
+
+def _lamb_steps(w, g, *, dtype, aggregate_num):
+    from resnet_gluon.optimizers import LAMB
+
+    opt = LAMB(learning_rate=0.1, wd=0.01, multi_precision=dtype == "float16")  # as Trainer(dtype='float16')
+    opt.aggregate_num = aggregate_num
+    opt.idx2name = {0: "bn_gamma", 1: "fc_weight"}  # left out of the trust ratio, adapted
+    weights, grads = [mx.nd.array(a, dtype=dtype) for a in w], [mx.nd.array(a, dtype=dtype) for a in g]
+    states = [opt.create_state_multi_precision(i, weights[i]) for i in range(2)]
+    for _ in range(3):
+        if aggregate_num > 1:
+            opt.update_multi_precision([0, 1], weights, grads, states)
+        else:  # the updater's calls without aggregation
+            for i in range(2):
+                opt.update_multi_precision(i, weights[i], grads[i], states[i])
+    return np.stack([x.asnumpy().astype(np.float64) for x in weights])
+
+
+@pytest.mark.parametrize("aggregate_num", [45, 1])  # MXNet's default, and MXNET_OPTIMIZER_AGGREGATION_SIZE=1
+def test_lamb_paths_and_float16_master_weights_agree(aggregate_num):
+    rng = np.random.RandomState(0)
+    w, g = rng.normal(0, 1, (2, 5)), rng.normal(0, 1, (2, 5))
+    reference = _lamb_steps(w, g, dtype="float32", aggregate_num=45)  # adapted: MXNet's multi_lamb_update
+    assert np.abs(reference - w).min() > 0.01  # both parameters moved
+    np.testing.assert_allclose(_lamb_steps(w, g, dtype="float32", aggregate_num=aggregate_num), reference, atol=1e-6)
+    np.testing.assert_allclose(_lamb_steps(w, g, dtype="float16", aggregate_num=aggregate_num), reference, atol=3e-3)
