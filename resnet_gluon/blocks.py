@@ -69,8 +69,7 @@ def set_drop_path_rate(net: Block, rate: float) -> None:
     """Stochastic depth over the residual blocks of ``net``, linear in the block's position: ``rate * i / (n - 1)``
     for block ``i`` of ``n`` (0 for the first, ``rate`` for the last; timm's ``ResNet`` rule); 0 turns it off.
 
-    Takes effect at the next forward pass (a hybridized network's cached graph is dropped). Training mode only:
-    predict mode and exported graphs are unchanged.
+    Takes effect at the next forward pass (cached graphs are dropped); in training mode only.
 
     Raises
     ------

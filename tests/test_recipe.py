@@ -168,3 +168,19 @@ def test_resumed_lars_and_lamb_runs_match_uninterrupted_ones(tmp_path, optimizer
         final[name] = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
     for key, value in final["straight"].items():
         np.testing.assert_allclose(final["resumed"][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_cli_bad_recipe_values_give_one_line_errors(capsys, tmp_path):
+    from resnet_gluon.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--recipe", "rsb_a4"])
+    assert exit_.value.code == 2 and "invalid choice: 'rsb_a4'" in capsys.readouterr().err
+    argv = ["train", "--data-backend", "synthetic", "--num-classes", "3", "--arch", "resnet18_v1_5", "--image-size",
+            "32", "-b", "2", "--synthetic-batches", "1", "--dtype", "float32", "--no-progress",
+            "--model-prefix", str(tmp_path / "m")]
+    for flags, message in ((["--optimizer", "lasr"], "unknown optimizer 'lasr'; MXNet knows:"),
+                           (["--drop-path-rate", "1.5"], "drop_path_rate must be in [0, 1), got 1.5")):
+        assert main(argv + flags) == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and message in errors[0], errors
