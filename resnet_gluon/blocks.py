@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Optional, Sequence, Type
 
 import mxnet as mx
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import Block, HybridBlock, nn
 
-__all__ = ["Stem", "BasicBlock", "Bottleneck", "Stage", "ResNet", "reference_initializer", "check_layout"]
+__all__ = ["Stem", "BasicBlock", "Bottleneck", "Stage", "ResNet", "reference_initializer", "check_layout",
+           "set_drop_path_rate"]
 
 _LAYOUTS = ("NCHW", "NHWC")
 _NHWC_RUNS_ON_CPU: Optional[bool] = None
@@ -56,6 +57,37 @@ def check_layout(layout: str) -> str:
             "Use layout='NCHW' on this machine (the default)."
         )
     return layout
+
+
+def _check_rate(rate: float, name: str) -> float:
+    if not 0 <= rate < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {rate}")
+    return float(rate)
+
+
+def set_drop_path_rate(net: Block, rate: float) -> None:
+    """Stochastic depth over the residual blocks of ``net``, linear in the block's position: ``rate * i / (n - 1)``
+    for block ``i`` of ``n`` (0 for the first, ``rate`` for the last; timm's ``ResNet`` rule); 0 turns it off.
+
+    Takes effect at the next forward pass (cached graphs are dropped); in training mode only.
+
+    Raises
+    ------
+    ValueError
+        For a rate outside ``[0, 1)``, or a rate above 0 for a network without resnet_gluon residual blocks.
+    """
+    rate = _check_rate(rate, "drop_path_rate")
+    blocks: list = []
+    net.apply(lambda b: blocks.append(b) if isinstance(b, _ResidualBlock) else None)  # children in build order
+    if rate and not blocks:
+        raise ValueError(f"drop_path_rate={rate} needs residual blocks; {type(net).__name__} has none (build the "
+                         "network from resnet_gluon's blocks, or use drop_path_rate=0)")
+    for i, block in enumerate(blocks):
+        block.drop_path = rate * (i / (len(blocks) - 1) if len(blocks) > 1 else 1.0)
+    if blocks:
+        net.drop_path_rate = rate
+    # the rate is a constant of a hybridized graph: trace it again
+    net.apply(lambda b: b._clear_cached_op() if isinstance(b, HybridBlock) else None)  # pylint: disable=protected-access
 
 
 class _Layers:
@@ -119,17 +151,18 @@ class Stem(HybridBlock):
 
 
 class _ResidualBlock(HybridBlock):
-    """The part the residual blocks share: building the shortcut, the addition and the final ReLU."""
+    """The part the residual blocks share: building the shortcut, stochastic depth, the addition, the final ReLU."""
 
     expansion = 1
 
     def __init__(self, channels: int, strides: int = 1, downsample: bool = False, *, in_channels: int = 0,
                  last_gamma: bool = True, layout: str = "NCHW", bn_epsilon: float = 1e-5,
                  bn_momentum: float = 0.9, weight_initializer: Optional[mx.init.Initializer] = None,
-                 prefix=None, params=None):
+                 drop_path: float = 0.0, prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         if channels % self.expansion:
             raise ValueError(f"{type(self).__name__}: channels={channels} must be a multiple of {self.expansion}")
+        self.drop_path = _check_rate(drop_path, "drop_path")
         layers = _Layers(layout, bn_epsilon, bn_momentum, weight_initializer)
         in_channels = in_channels or channels
         with self.name_scope():
@@ -149,7 +182,14 @@ class _ResidualBlock(HybridBlock):
 
     def hybrid_forward(self, F, x):
         shortcut = self.downsample(x) if self.downsample is not None else x
-        return F.Activation(self._body(F, x) + shortcut, act_type="relu")
+        body = self._body(F, x)
+        if self.drop_path:
+            # Stochastic depth (Huang et al., 2016, as timm's drop_path): one mask value per sample, over all of
+            # (C, H, W), so a whole residual branch is dropped with probability drop_path and kept ones are
+            # scaled by 1 / (1 - drop_path). Dropout is the identity outside training: predict mode and exported
+            # graphs compute the full branch.
+            body = F.Dropout(body, p=self.drop_path, axes=(1, 2, 3))
+        return F.Activation(body + shortcut, act_type="relu")
 
 
 class BasicBlock(_ResidualBlock):
@@ -174,6 +214,9 @@ class BasicBlock(_ResidualBlock):
         BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
     weight_initializer : mxnet.init.Initializer, optional
         Initializer of convolution weights; default :func:`reference_initializer`.
+    drop_path : float
+        Stochastic depth: in training, drop the residual branch of a sample with this probability (scaling kept
+        ones by ``1 / (1 - drop_path)``); 0 (the default) leaves the block as it is.
     prefix, params
         Gluon's naming and parameter sharing arguments.
 
@@ -216,6 +259,9 @@ class Bottleneck(_ResidualBlock):
         BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
     weight_initializer : mxnet.init.Initializer, optional
         Initializer of convolution weights; default :func:`reference_initializer`.
+    drop_path : float
+        Stochastic depth: in training, drop the residual branch of a sample with this probability (scaling kept
+        ones by ``1 / (1 - drop_path)``); 0 (the default) leaves the block as it is.
     prefix, params
         Gluon's naming and parameter sharing arguments.
 
@@ -307,6 +353,9 @@ class ResNet(HybridBlock):
         BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
     weight_initializer : mxnet.init.Initializer, optional
         Initializer of convolution weights; default :func:`reference_initializer`.
+    drop_path_rate : float
+        Stochastic depth of the last residual block, linear from 0 over the blocks (:func:`set_drop_path_rate`;
+        "ResNet strikes back" A1/A2: 0.05); 0 (the default): none. Training mode only.
     prefix, params
         Gluon's naming and parameter sharing arguments.
 
@@ -325,7 +374,8 @@ class ResNet(HybridBlock):
     def __init__(self, block: Type[_ResidualBlock], layers: Sequence[int], *, classes: int = 1000,
                  in_channels: int = 3, stem_channels: int = 64, last_gamma: bool = True, layout: str = "NCHW",
                  bn_epsilon: float = 1e-5, bn_momentum: float = 0.9,
-                 weight_initializer: Optional[mx.init.Initializer] = None, prefix=None, params=None):
+                 weight_initializer: Optional[mx.init.Initializer] = None, drop_path_rate: float = 0.0,
+                 prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         if classes < 1:
             raise ValueError(f"classes must be >= 1, got {classes}")
@@ -344,6 +394,7 @@ class ResNet(HybridBlock):
             self.features.add(nn.GlobalAvgPool2D(layout=layout), nn.Flatten())
             self.num_features = channels
             self.output = nn.Dense(classes, in_units=channels, weight_initializer=layer_options["weight_initializer"])
+        set_drop_path_rate(self, drop_path_rate)
 
     def hybrid_forward(self, F, x):
         return self.output(self.features(x))

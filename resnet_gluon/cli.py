@@ -115,7 +115,6 @@ def _prepare(args) -> int:
 
 def _add_train(sub):
     from .preprocessing import Preprocessing
-    from .recipe import SCHEDULES, Recipe
     from .runtime import num_gpus
 
     p = sub.add_parser("train", help="train (and validate) a model; resumes from --model-prefix",
@@ -139,14 +138,7 @@ def _add_train(sub):
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--mode", default="train_val", choices=["train_val", "train", "val"],
                    help="train and validate, train only, or validate a checkpoint")
-    r = Recipe()
-    p.add_argument("--num-epochs", type=_positive, default=r.epochs, help="epochs")
-    p.add_argument("--lr", type=float, help=f"peak lr (default: {r.lr_per_256} per 256 images of global batch)")
-    p.add_argument("--lr-schedule", default=r.schedule, choices=SCHEDULES, help="lr schedule")
-    p.add_argument("--warmup-epochs", type=float, default=r.warmup_epochs, help="linear lr warm-up")
-    p.add_argument("--wd", type=float, default=r.wd, help="weight decay")
-    p.add_argument("--label-smoothing", type=float, default=r.label_smoothing, help="label smoothing")
-    p.add_argument("--mixup", type=float, default=r.mixup, help="mixup alpha")
+    _add_recipe_flags(p)
     p.add_argument("--model-prefix", default="model", help="checkpoint prefix")
     p.add_argument("--load-epoch", type=int, help="with --mode val: checkpoint epoch (default: newest)")
     p.add_argument("--report", help="JSON report path (default: <model-prefix>-report.json)")
@@ -160,6 +152,38 @@ def _add_train(sub):
     p.add_argument("--features-lr-mult", type=float, help="learning-rate multiplier of everything but the "
                    "classifier, e.g. 0.1 (default: 1); 0 freezes the features as --freeze-features does")
     p.set_defaults(run=_train)
+
+
+def _add_recipe_flags(p):
+    """--recipe and the flags that change one of its values (each defaults to the recipe's)."""
+    from .recipe import LOSSES, PRESETS, SCHEDULES, Recipe
+
+    r = Recipe()
+    p.add_argument("--recipe", default="reference", choices=PRESETS,
+                   help="training recipe (resnet_gluon.Recipe.preset); the flags below change single values")
+    p.add_argument("--num-epochs", type=_positive, help=f"epochs (default: the recipe's; reference: {r.epochs})")
+    p.add_argument("--lr", type=float, help=f"peak lr (default: the recipe's; reference: {r.lr_per_256} per 256 "
+                                            "images of global batch)")
+    p.add_argument("--lr-schedule", dest="schedule", choices=SCHEDULES, help="lr schedule (default: the recipe's)")
+    p.add_argument("--warmup-epochs", type=float, help="linear lr warm-up (default: the recipe's)")
+    p.add_argument("--wd", type=float, help="weight decay (default: the recipe's)")
+    p.add_argument("--optimizer", help="MXNet optimizer name, e.g. sgd, nag, lars, lamb (default: the recipe's)")
+    p.add_argument("--loss", choices=LOSSES, help="softmax or binary cross-entropy (default: the recipe's)")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing (default: the recipe's)")
+    p.add_argument("--mixup", type=float, help="mixup alpha (default: the recipe's)")
+    p.add_argument("--drop-path-rate", type=float, help="stochastic depth of the last block (default: the recipe's)")
+
+
+#: Recipe fields with a flag of their own (the flag's dest is the field's name, epochs aside).
+_RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "wd", "optimizer", "loss", "label_smoothing", "mixup",
+                 "drop_path_rate")
+
+
+def _recipe(args):
+    """The --recipe preset with the values of the flags given."""
+    from .recipe import Recipe
+
+    return Recipe.preset(args.recipe, epochs=args.num_epochs, **{k: getattr(args, k) for k in _RECIPE_FLAGS})
 
 
 def _train(args) -> int:
@@ -187,10 +211,8 @@ def _train(args) -> int:
     callbacks = [Checkpoint(args.model_prefix, class_names=data.load_classes(args.data_root),
                             preprocessing=preprocessing),
                  Report(args.report or f"{args.model_prefix}-report.json", cmd=sys.argv)]
-    history = fit(net, train_data, val_data if args.mode == "train_val" else None, epochs=args.num_epochs,
-                  dtype=args.dtype, lr=args.lr, schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-                  wd=args.wd, label_smoothing=args.label_smoothing, mixup=args.mixup, callbacks=callbacks,
-                  progress=not args.no_progress)
+    history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=_recipe(args),
+                  dtype=args.dtype, callbacks=callbacks, progress=not args.no_progress)
     if is_rank_zero() and history.epochs:
         print(json.dumps(history.summary()))
     return 0

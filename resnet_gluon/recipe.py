@@ -1,21 +1,49 @@
-"""The training recipe, declared once: NVIDIA's ResNet-50 v1.5 for MXNet, and its later releases as options.
+"""The training recipe, declared once: NVIDIA's ResNet-50 v1.5 for MXNet (the default) and other published recipes.
 
 ``fit``, the :class:`~resnet_gluon.trainer.Trainer` and the command line read their defaults from
-:class:`Recipe`; :class:`~resnet_gluon.callbacks.Checkpoint` records it, so a resumed run can tell what
-changed. Augmentation settings live in :class:`~resnet_gluon.preprocessing.Preprocessing`.
+:class:`Recipe`; :class:`~resnet_gluon.callbacks.Checkpoint` records it (its ``name`` and every value), so a
+resumed run can tell what changed. Augmentation settings live in :class:`~resnet_gluon.preprocessing.Preprocessing`.
 
-Source: NVIDIA DeepLearningExamples, ``MxNet/Classification/RN50v1.5`` (README "Default configuration"):
-90 epochs, SGD with momentum 0.9, lr 0.1 per 256 images scaled linearly with the global batch, linear warmup
-over 5 epochs, lr x0.1 after epochs 30, 60 and 80, weight decay 1e-4.
+Presets (:data:`PRESETS`, :meth:`Recipe.preset`), each value's source in its docstring:
+
+- ``reference``: NVIDIA DeepLearningExamples, ``MxNet/Classification/RN50v1.5`` (README "Default configuration"):
+  90 epochs, SGD with momentum 0.9, lr 0.1 per 256 images scaled linearly with the global batch, linear warmup
+  over 5 epochs, lr x0.1 after epochs 30, 60 and 80, weight decay 1e-4.
+- ``later_release``: the same repository's later releases: cosine, lr 0.256 per 256, label smoothing 0.1.
+- ``mlperf``: NVIDIA's MLPerf Training ResNet-50 v1.5 submission for MXNet: LARS, polynomial decay of power 2.
+- ``rsb_a1``, ``rsb_a2``, ``rsb_a3``: "ResNet strikes back" (Wightman, Touvron, Jegou, arXiv:2110.00476),
+  procedures A1-A3: LAMB, cosine, binary cross-entropy.
+
+What a source recipe has and resnet_gluon does not build (RandAugment, CutMix, repeated augmentation, another
+training resolution, ...) is listed in the preset's ``omitted`` field, recorded with it, and named in a warning
+when the preset is built: the run trains without those ingredients, never silently.
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["Recipe", "SCHEDULES", "reference_lr"]
+__all__ = ["Recipe", "SCHEDULES", "LOSSES", "PRESETS", "reference_lr"]
 
-SCHEDULES = ("step", "cosine")
+SCHEDULES = ("step", "cosine", "poly")
+LOSSES = ("softmax", "bce")
+PRESETS = ("reference", "later_release", "mlperf", "rsb_a1", "rsb_a2", "rsb_a3")
+
+# "ResNet strikes back", Table 1 (arXiv:2110.00476), as reproduced by mmpretrain's configs
+# (configs/resnet/resnet50_8xb256-rsb-a{1,2,3}*.py with their _base_ dataset/schedule files) and openmixup's
+# (configs/classification/imagenet/resnet/resnet50_rsb_a*.py): what differs between A1, A2 and A3.
+_RSB = {
+    "a1": dict(epochs=600, lr=5e-3, wd=0.01, label_smoothing=0.1, mixup=0.2, drop_path_rate=0.05,
+               omitted=("RandAugment rand-m7-mstd0.5", "repeated augmentation")),
+    "a2": dict(epochs=300, lr=5e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.05,
+               omitted=("RandAugment rand-m7-mstd0.5", "repeated augmentation")),
+    "a3": dict(epochs=100, lr=8e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.0,
+               omitted=("RandAugment rand-m6-mstd0.5", "training resolution 160 (testing 224)")),
+}
+_RSB_OMITTED = ("CutMix alpha 1.0 (timm picks mixup or CutMix per batch, each with probability 0.5)",
+                "test crop ratio 0.95 (resize 236, crop 224)",
+                "timm Lamb's scaling of the gradients to a global norm <= 1 (max_grad_norm=1.0)")
 
 
 def reference_lr(global_batch_size: int, *, lr_per_256: float = 0.1) -> float:
@@ -23,70 +51,208 @@ def reference_lr(global_batch_size: int, *, lr_per_256: float = 0.1) -> float:
     return lr_per_256 * global_batch_size / 256
 
 
+def _warn_omitted(recipe: "Recipe") -> "Recipe":
+    if recipe.omitted:
+        warnings.warn(f"recipe {recipe.name!r}: resnet_gluon does not build {'; '.join(recipe.omitted)}. Training "
+                      "goes without them (listed in Recipe.omitted and in checkpoint records)", stacklevel=3)
+    return recipe
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Optimiser, schedule and loss settings of a training run; the defaults are the reference's.
+    """Optimiser, schedule, loss and regularisation settings of a training run; the defaults are the reference's.
 
     Parameters
     ----------
+    name : str
+        The preset these values started from (:data:`PRESETS`); ``Recipe.preset(name).differences(recipe)``
+        lists what was changed.
     epochs : int
         Training length (the reference: 90).
     lr : float, optional
         Peak learning rate; default ``lr_per_256 * global_batch / 256`` (:func:`reference_lr`).
     lr_per_256 : float
         The reference's 0.1; its later releases use 0.256.
-    schedule : {'step', 'cosine'}
-        Step decay at ``lr_steps`` (the reference) or cosine decay to 0 (its later releases).
+    batch_size : int, optional
+        Global batch (images per step, all workers) that a preset's absolute ``lr`` was set for; the Trainer
+        warns when a run's global batch differs (LARS/LAMB lrs do not follow the linear rule). Informational.
+    schedule : {'step', 'cosine', 'poly'}
+        After the warmup: step decay at ``lr_steps`` (the reference), cosine decay to ``final_lr`` (its later
+        releases, "ResNet strikes back") or polynomial decay of power ``poly_power`` to ``final_lr`` (MLPerf).
     warmup_epochs : float
         Linear warmup from 0 to the peak lr.
     lr_steps : tuple of int
         Epochs after which the step schedule multiplies the lr by ``lr_factor``.
     lr_factor : float
         Step schedule factor.
+    final_lr : float
+        Where the cosine and poly schedules end.
+    poly_power : float
+        Power of the poly schedule (MLPerf: 2).
     momentum, wd : float
-        SGD momentum and weight decay.
+        SGD/NAG/LARS momentum and weight decay (for LAMB, ``wd`` is its decoupled-in-the-update decay).
     optimizer : str
-        MXNet optimizer name ('sgd', 'nag', ...).
+        An MXNet optimizer name: 'sgd', 'nag', 'lars' (``mx.optimizer.LARS``), 'lamb' (``mx.optimizer.LAMB``), ...
+    lars_eta : float
+        LARS trust coefficient (MXNet's ``eta``; MLPerf: 0.001).
+    trust_ratio_bn_bias : bool
+        LARS/LAMB: scale the updates of BatchNorm parameters and biases by their trust ratio too. Off, as in
+        MLPerf's LARS and timm's LAMB, which leave them out (see :mod:`resnet_gluon.optimizers`).
     no_wd_bn_bias : bool
         No weight decay on BatchNorm parameters and biases.
+    loss : {'softmax', 'bce'}
+        Softmax cross-entropy (the reference) or binary cross-entropy per class on the same, possibly smoothed or
+        mixed, one-hot targets ("ResNet strikes back").
     label_smoothing : float
         Label smoothing epsilon (the later releases: 0.1).
     mixup : float
         Mixup alpha (0: off).
+    drop_path_rate : float, optional
+        Stochastic depth of the last residual block, linear over blocks from 0 (timm's rule); ``fit`` sets it on
+        the network. None leaves the network as built.
+    omitted : tuple of str
+        Ingredients of the source recipe that resnet_gluon does not build (the run goes without them).
+
+    Raises
+    ------
+    ValueError
+        For a value outside its range or an unknown schedule or loss, naming the field.
     """
 
+    name: str = "reference"
     epochs: int = 90
     lr: Optional[float] = None
     lr_per_256: float = 0.1
+    batch_size: Optional[int] = None
     schedule: str = "step"
     warmup_epochs: float = 5
     lr_steps: Tuple[int, ...] = (30, 60, 80)
     lr_factor: float = 0.1
+    final_lr: float = 0.0
+    poly_power: float = 2.0
     momentum: float = 0.9
     wd: float = 1e-4
     optimizer: str = "sgd"
+    lars_eta: float = 0.001
+    trust_ratio_bn_bias: bool = False
     no_wd_bn_bias: bool = False
+    loss: str = "softmax"
     label_smoothing: float = 0.0
     mixup: float = 0.0
+    drop_path_rate: Optional[float] = None
+    omitted: Tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "lr_steps", tuple(int(e) for e in self.lr_steps))
+        object.__setattr__(self, "omitted", tuple(str(o) for o in self.omitted))
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        for field, choices in (("schedule", SCHEDULES), ("loss", LOSSES)):
+            if getattr(self, field) not in choices:
+                raise ValueError(f"unknown {field} {getattr(self, field)!r}; choose one of {', '.join(choices)}")
         if self.lr is not None and self.lr < 0:
             raise ValueError(f"lr must be >= 0, got {self.lr}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for field in ("warmup_epochs", "final_lr", "wd", "mixup"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
+        for field in ("poly_power", "lars_eta"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field} must be > 0, got {getattr(self, field)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        object.__setattr__(self, "lr_steps", tuple(int(e) for e in self.lr_steps))
+        if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+
+    # ------------------------------------------------------------------------------------------ presets
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "Recipe":
+        """The preset ``name`` (one of :data:`PRESETS`) with ``overrides`` (``None`` values leave a field as is).
+
+        Raises
+        ------
+        ValueError
+            For an unknown preset name, listing the valid ones.
+        TypeError
+            For an unknown field.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(PRESETS)}")
+        with warnings.catch_warnings():  # warn once below, about the recipe actually returned
+            warnings.simplefilter("ignore")
+            recipe = getattr(cls, name)().replace(**overrides)
+        return _warn_omitted(recipe)
+
+    @classmethod
+    def reference(cls, **overrides) -> "Recipe":
+        """NVIDIA's ResNet-50 v1.5 for MXNet, the defaults (see the module docstring for the values' source)."""
+        return cls().replace(**overrides)
 
     @classmethod
     def later_release(cls, **overrides) -> "Recipe":
         """The reference's later releases: cosine schedule, lr 0.256 per 256 images, label smoothing 0.1."""
-        return cls(**{**dict(schedule="cosine", lr_per_256=0.256, label_smoothing=0.1), **overrides})
+        return cls(name="later_release", schedule="cosine", lr_per_256=0.256, label_smoothing=0.1).replace(**overrides)
 
+    @classmethod
+    def mlperf(cls, **overrides) -> "Recipe":
+        """NVIDIA's MLPerf Training ResNet-50 v1.5 for MXNet: LARS, poly power 2, label smoothing 0.1, 37 epochs.
+
+        Values from ``NVIDIA/benchmarks/resnet/implementations/mxnet/config_DGXA100.sh`` of MLPerf Training v2.0
+        (mlcommons/training_results_v2.0), one DGX A100 with 8 GPUs x 408 images (``batch_size=3264``):
+        ``OPTIMIZER=sgdwfastlars``, ``LR=10.5``, ``WARMUP_EPOCHS=2``, ``WD=5.0e-05``, ``MOM=0.9``,
+        ``LARSETA=0.001``, ``LABELSMOOTHING=0.1``, ``LRSCHED=pow2``, ``NUMEPOCHS=37`` (the run stops earlier
+        once it reaches MLPerf's 75.9% top-1: ``fit(target_accuracy=0.759)``). From ``common/fit.py`` of the v0.7
+        submission (mlcommons/training_results_v0.7): the poly schedule (linear warmup from 0, then
+        ``1e-4 + (lr - 1e-4) * (1 - t')**2``), LARS left out for parameters named ``*gamma``, ``*beta``,
+        ``*bias``, weight decay on ``*_weight`` only. ``lr=10.5`` belongs to that batch; NVIDIA's configs change it
+        with the batch by hand (8.4 at 6528 images), so set ``lr`` for another batch.
+        """
+        values = dict(name="mlperf", optimizer="lars", lr=10.5, batch_size=3264, epochs=37, warmup_epochs=2,
+                      schedule="poly", poly_power=2.0, final_lr=1e-4, momentum=0.9, wd=5e-5, lars_eta=0.001,
+                      label_smoothing=0.1, no_wd_bn_bias=True, drop_path_rate=0.0,
+                      omitted=("LARS momentum scaled by lr_t / lr_(t-1) as NVIDIA's SGDwLARS does",
+                               "weight decay on the classifier bias (NVIDIA keeps it; no_wd_bn_bias drops it)"))
+        return _warn_omitted(cls(**values).replace(**overrides))
+
+    @classmethod
+    def rsb_a1(cls, **overrides) -> "Recipe":
+        """The "ResNet strikes back" procedure A1: 600 epochs, LAMB lr 5e-3 at batch 2048, wd 0.01, BCE with label smoothing
+        0.1, mixup 0.2, stochastic depth 0.05 (see :meth:`rsb_a3` for the values shared by A1-A3)."""
+        return _warn_omitted(cls._rsb("a1").replace(**overrides))
+
+    @classmethod
+    def rsb_a2(cls, **overrides) -> "Recipe":
+        """The "ResNet strikes back" procedure A2: 300 epochs, LAMB lr 5e-3 at batch 2048, wd 0.02, BCE, mixup 0.1, stochastic
+        depth 0.05 (see :meth:`rsb_a3` for the values shared by A1-A3)."""
+        return _warn_omitted(cls._rsb("a2").replace(**overrides))
+
+    @classmethod
+    def rsb_a3(cls, **overrides) -> "Recipe":
+        """The "ResNet strikes back" procedure A3: 100 epochs, LAMB lr 8e-3 at batch 2048, wd 0.02, BCE, mixup 0.1.
+
+        Source: Wightman, Touvron, Jegou, "ResNet strikes back: An improved training procedure in timm",
+        arXiv:2110.00476, Table 1. The paper's table was not readable here; the values are those of two
+        reproductions that follow it, mmpretrain (``configs/resnet/resnet50_8xb256-rsb-a3-100e_in1k.py``) and
+        openmixup (``resnet50_rsb_a3_sz160_8xb256_ep100.py``), which agree on: LAMB (timm's: betas 0.9/0.999,
+        eps 1e-6, as MXNet's defaults), global batch 2048, cosine schedule, 5 warmup epochs, no weight decay on
+        BatchNorm and biases (timm's LAMB then leaves them out of the trust ratio), BCE loss, mixup 0.1 and
+        CutMix 1.0, no label smoothing, no stochastic depth, no EMA. They differ on the end of the cosine
+        (``final_lr``): 1e-6 in mmpretrain, 0 in openmixup; 1e-6 here, not checked against the paper. The
+        training resolution 160 is openmixup's; mmpretrain trains A3 at 224. timm's schedule decays per epoch
+        and its cosine spans the warmup too; MXNet's CosineScheduler here decays per step after the warmup.
+        Whether timm's runs thresholded the BCE targets (``bce_target_thresh``) could not be checked.
+        """
+        return _warn_omitted(cls._rsb("a3").replace(**overrides))
+
+    @classmethod
+    def _rsb(cls, procedure: str) -> "Recipe":
+        values = dict(_RSB[procedure])
+        omitted = values.pop("omitted") + _RSB_OMITTED
+        return cls(name=f"rsb_{procedure}", optimizer="lamb", batch_size=2048, schedule="cosine", warmup_epochs=5,
+                   final_lr=1e-6, no_wd_bn_bias=True, loss="bce", omitted=omitted, **values)
+
+    # ------------------------------------------------------------------------------------------ values
     def replace(self, **overrides) -> "Recipe":
         """A copy with some fields changed; ``None`` means "not given" and leaves a field as it is.
 
@@ -110,11 +276,13 @@ class Recipe:
         """JSON-ready values (checkpoint records)."""
         values = dataclasses.asdict(self)
         values["lr_steps"] = list(self.lr_steps)
+        values["omitted"] = list(self.omitted)
         return values
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "Recipe":
-        """The inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored."""
+        """The inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored. No warning about
+        ``omitted``: a record describes a run that happened."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 

@@ -18,13 +18,14 @@ The Trainer owns the whole step, so a hand-written loop is as correct as ``fit``
 from __future__ import annotations
 
 import pickle
+import warnings
 from typing import Optional, Sequence
 
 import mxnet as mx
 from mxnet import autograd
 
 from . import amp as _amp
-from . import dist
+from . import dist, optimizers
 from .recipe import SCHEDULES, Recipe, reference_lr
 
 __all__ = ["Trainer", "reference_lr", "lr_scheduler", "Recipe"]
@@ -35,13 +36,15 @@ _DEFAULT = Recipe()
 def lr_scheduler(*, base_lr: float, steps_per_epoch: int, epochs: int = _DEFAULT.epochs,
                  schedule: str = _DEFAULT.schedule, warmup_epochs: float = _DEFAULT.warmup_epochs,
                  lr_steps: Sequence[int] = _DEFAULT.lr_steps, lr_factor: float = _DEFAULT.lr_factor,
-                 final_lr: float = 0.0) -> mx.lr_scheduler.LRScheduler:
-    """MXNet's scheduler for the reference schedule, counted in iterations.
+                 final_lr: float = _DEFAULT.final_lr, poly_power: float = _DEFAULT.poly_power
+                 ) -> mx.lr_scheduler.LRScheduler:
+    """MXNet's scheduler for a recipe's schedule, counted in iterations.
 
-    With ``t`` the number of updates so far (1 at the first step), ``W = warmup_epochs * steps_per_epoch``:
-    ``lr = base_lr * t / W`` while ``t < W``; then for 'step', ``base_lr * lr_factor ** k`` with ``k`` the
-    number of ``lr_steps`` epochs ``e`` with ``t > e * steps_per_epoch``; for 'cosine',
-    ``final_lr + (base_lr - final_lr) * (1 + cos(pi * (t - W) / (T - W))) / 2`` with ``T`` all iterations.
+    With ``t`` the number of updates so far (1 at the first step), ``W = warmup_epochs * steps_per_epoch`` and
+    ``T`` all iterations: ``lr = base_lr * t / W`` while ``t < W``; then for 'step', ``base_lr * lr_factor ** k``
+    with ``k`` the number of ``lr_steps`` epochs ``e`` with ``t > e * steps_per_epoch``; for 'cosine',
+    ``final_lr + (base_lr - final_lr) * (1 + cos(pi * (t - W) / (T - W))) / 2``; for 'poly' (MLPerf's, power 2),
+    ``final_lr + (base_lr - final_lr) * (1 - (t - W) / (T - W)) ** poly_power``.
 
     Raises
     ------
@@ -51,16 +54,17 @@ def lr_scheduler(*, base_lr: float, steps_per_epoch: int, epochs: int = _DEFAULT
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     warmup = int(round(warmup_epochs * steps_per_epoch))
+    total = max(epochs * steps_per_epoch, warmup + 1)
+    warm = dict(base_lr=base_lr, warmup_steps=warmup, warmup_begin_lr=0.0, warmup_mode="linear")
     if schedule == "cosine":
-        return mx.lr_scheduler.CosineScheduler(max_update=max(epochs * steps_per_epoch, warmup + 1), base_lr=base_lr,
-                                               final_lr=final_lr, warmup_steps=warmup, warmup_begin_lr=0.0,
-                                               warmup_mode="linear")
+        return mx.lr_scheduler.CosineScheduler(max_update=total, final_lr=final_lr, **warm)
+    if schedule == "poly":
+        return mx.lr_scheduler.PolyScheduler(max_update=total, final_lr=final_lr, pwr=poly_power, **warm)
     steps = [e * steps_per_epoch for e in lr_steps if 0 < e * steps_per_epoch]
     if not steps:  # MultiFactorScheduler needs at least one step: put it past the end
         steps = [max(epochs, 1) * steps_per_epoch + 1]
     steps = [s for s in steps if s > warmup] or [warmup + 1]
-    return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=lr_factor, base_lr=base_lr, warmup_steps=warmup,
-                                                warmup_begin_lr=0.0, warmup_mode="linear")
+    return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=lr_factor, **warm)
 
 
 _hvd = dist.import_horovod()
@@ -90,7 +94,10 @@ class Trainer(_hvd.DistributedTrainer):
         Horovod's split of the averaging before/after the sum.
     **overrides
         Fields of :class:`~resnet_gluon.recipe.Recipe` to change (``epochs``, ``lr``, ``lr_per_256``, ``schedule``,
-        ``warmup_epochs``, ``lr_steps``, ``lr_factor``, ``momentum``, ``wd``, ``optimizer``, ``no_wd_bn_bias``).
+        ``warmup_epochs``, ``lr_steps``, ``lr_factor``, ``final_lr``, ``poly_power``, ``momentum``, ``wd``,
+        ``optimizer``, ``lars_eta``, ``trust_ratio_bn_bias``, ``no_wd_bn_bias``). The optimizer is MXNet's, set up
+        by :func:`resnet_gluon.optimizers.create` ('lars', 'lamb': BatchNorm and biases left out of the trust
+        ratio). A warning says when the recipe's absolute ``lr`` was set for another global batch.
 
     Raises
     ------
@@ -116,20 +123,18 @@ class Trainer(_hvd.DistributedTrainer):
         self.base_lr = self.recipe.peak_lr(batch_size * self.workers)
         self._steps_taken = 0  # step() calls: the position within the epoch, whatever the loss scaler skipped
         r = self.recipe
+        if r.lr is not None and r.batch_size not in (None, batch_size * self.workers):
+            warnings.warn(f"recipe {r.name!r} sets lr {r.lr} for a global batch of {r.batch_size} images; this run's "
+                          f"is {batch_size * self.workers} (pass lr= to choose one for it)", stacklevel=2)
         if r.no_wd_bn_bias:
-            for name, param in params.items():
-                if name.endswith(("gamma", "beta", "bias")):
-                    param.wd_mult = 0.0
-        optimizer_params = dict(learning_rate=self.base_lr, wd=r.wd, lr_scheduler=self._scheduler())
-        if r.optimizer in ("sgd", "nag"):
-            optimizer_params["momentum"] = r.momentum
-        if self.dtype == "float16":
-            optimizer_params["multi_precision"] = True
+            optimizers.exclude_from_weight_decay(params.values())
+        optimizer = optimizers.create(r, learning_rate=self.base_lr, lr_scheduler=self._scheduler(),
+                                      multi_precision=self.dtype == "float16")
         if self.workers > 1:
             hvd.broadcast_parameters(params, root_rank=0)
-        super().__init__(params, r.optimizer, optimizer_params,
-                         compression=hvd.Compression.fp16 if fp16_compression else hvd.Compression.none,
-                         gradient_predivide_factor=gradient_predivide_factor)
+        super().__init__(params, optimizer, compression=hvd.Compression.fp16 if fp16_compression else
+                         hvd.Compression.none, gradient_predivide_factor=gradient_predivide_factor)
+        optimizers.name_parameters(self._optimizer, self._params, r)  # in the order Gluon sorted them
         self._amp_loss_scaler = None
         if loss_scaling if loss_scaling is not None else _amp.DTYPE_TABLE[self.dtype].loss_scaling:
             _amp.enable_loss_scaling(self)
@@ -138,7 +143,7 @@ class Trainer(_hvd.DistributedTrainer):
         r = self.recipe
         return lr_scheduler(base_lr=self.base_lr, steps_per_epoch=self.steps_per_epoch, epochs=r.epochs,
                             schedule=r.schedule, warmup_epochs=r.warmup_epochs, lr_steps=r.lr_steps,
-                            lr_factor=r.lr_factor)
+                            lr_factor=r.lr_factor, final_lr=r.final_lr, poly_power=r.poly_power)
 
     # ------------------------------------------------------------------------------------------ the step
     def backward(self, loss: mx.nd.NDArray) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from . import amp as _amp
+from .blocks import set_drop_path_rate
 from .callbacks import Callback, ProgressBar
 from .evaluation import MetricMeter, evaluate
 from .recipe import Recipe
@@ -83,9 +84,26 @@ def _ensure_initialized(net: gluon.Block, ctx: mx.Context) -> None:
         params.reset_ctx(ctx)
 
 
+def _one_hot_targets(recipe: Recipe) -> bool:
+    """Whether the recipe's loss takes one-hot ``(N, classes)`` targets rather than ``(N,)`` labels."""
+    return bool(recipe.label_smoothing or recipe.mixup or recipe.loss == "bce")
+
+
+def _loss(recipe: Recipe, classes: Optional[int]) -> gluon.loss.Loss:
+    """The recipe's loss. 'bce' is the binary cross-entropy of every class's logit (Gluon's numerically stable
+    form) averaged over the classes: the per-sample value whose batch mean is timm's ``BinaryCrossEntropy``
+    ("ResNet strikes back")."""
+    if _one_hot_targets(recipe) and not classes:
+        raise ValueError("label smoothing, mixup and the BCE loss need the class count: give the network a "
+                         "'classes' attribute (resnet_gluon's models have one)")
+    if recipe.loss == "bce":
+        return gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+    return gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not _one_hot_targets(recipe))
+
+
 def _targets(label: mx.nd.NDArray, classes: int, smoothing: float) -> mx.nd.NDArray:
-    if not smoothing:
-        return label
+    """One-hot targets, smoothed: ``1 - smoothing + smoothing / classes`` for the label, ``smoothing / classes``
+    elsewhere."""
     return mx.nd.one_hot(label, classes, on_value=1 - smoothing + smoothing / classes,
                          off_value=smoothing / classes)
 
@@ -107,7 +125,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     epochs : int, optional
         Total epochs; default ``recipe.epochs`` (the reference: 90).
     recipe : Recipe, optional
-        Optimiser, schedule and loss settings; default :class:`~resnet_gluon.recipe.Recipe` (the reference's).
+        Optimiser, schedule, loss and regularisation settings; default :class:`~resnet_gluon.recipe.Recipe` (the
+        reference's); others: ``Recipe.preset(name)``. Its ``drop_path_rate``, when set, is set on ``net``.
     dtype : {'auto', 'float32', 'bfloat16', 'float16'}
         Training precision, switched on here before the first forward pass: 'auto' is float16 on GPUs (with
         dynamic loss scaling), bfloat16 on CPUs with AVX-512, else float32. MXNet's AMP is process-wide: once
@@ -131,8 +150,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         of the device.
     **options
         Fields of :class:`~resnet_gluon.recipe.Recipe` (``lr``, ``lr_per_256``, ``schedule``, ``warmup_epochs``,
-        ``wd``, ``label_smoothing``, ``mixup``, ...) and the Trainer's ``loss_scaling``, ``fp16_compression``,
-        ``gradient_predivide_factor``.
+        ``wd``, ``optimizer``, ``loss``, ``label_smoothing``, ``mixup``, ``drop_path_rate``, ...) and the
+        Trainer's ``loss_scaling``, ``fp16_compression``, ``gradient_predivide_factor``.
 
     Returns
     -------
@@ -143,7 +162,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     ------
     ValueError
         Bad epochs, batch size, dtype or recipe value; options given with a ready-made ``trainer``; labels
-        outside ``[0, classes)``.
+        outside ``[0, classes)``; a ``drop_path_rate`` above 0 for a network without residual blocks; label
+        smoothing, mixup or the BCE loss for a network without a ``classes`` attribute.
     TypeError
         An unknown option.
     FloatingPointError
@@ -164,6 +184,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     if epochs is not None and epochs != recipe.epochs:
         raise ValueError(f"fit(epochs={epochs}) differs from the trainer's recipe (epochs={recipe.epochs})")
     _ensure_initialized(net, ctx)
+    if recipe.drop_path_rate is not None:
+        set_drop_path_rate(net, recipe.drop_path_rate)
     net.hybridize(static_alloc=True)
     steps = len(train_data)
     if trainer is None:
@@ -187,7 +209,7 @@ def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterab
     """The epochs of :func:`fit` from ``state.initial_epoch``, with their callbacks; stops early on request."""
     net, ctx, recipe = state.net, state.ctx, state.recipe
     history = History()
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not (recipe.label_smoothing or recipe.mixup))
+    loss_fn = _loss(recipe, getattr(net, "classes", None))
     for epoch in range(state.initial_epoch, state.epochs):
         state.epoch = epoch
         for cb in callbacks:
@@ -228,9 +250,9 @@ def _train_epoch(state: FitState, data: Iterable, loss_fn: gluon.loss.Loss, call
         n, loss = x.shape[0], None
         if n:
             x, y = x.as_in_context(ctx), y.as_in_context(ctx)
-            target = _targets(y, classes or 0, smoothing) if smoothing or mixup else y
+            target = _targets(y, classes, smoothing) if _one_hot_targets(recipe) else y
             if mixup:
-                x, target = _mixup(x, target if smoothing else mx.nd.one_hot(y, classes), mixup)
+                x, target = _mixup(x, target, mixup)
             with autograd.record():
                 out = net(x)
                 loss = loss_fn(out, target)

@@ -90,3 +90,74 @@ def test_four_channel_stem_with_zero_fourth_channel_matches_three_channels():
         nonzero = net4(mx.nd.concat(x3, mx.nd.ones((2, 1, 32, 32)), dim=1)).asnumpy()
     np.testing.assert_allclose(out4, out3, rtol=1e-5, atol=1e-5)
     assert np.abs(nonzero - out3).max() > 1e-3  # the 4th channel is really read
+
+
+def _pair(rate, hybridize):
+    """A small ResNet with stochastic depth and the same network without it, sharing the weights."""
+    nets = [ResNet(BasicBlock, (2, 2), classes=4, stem_channels=8, last_gamma=False, drop_path_rate=r)
+            for r in (rate, 0.0)]
+    nets[0].initialize(mx.init.Xavier())
+    nets[1].initialize()
+    for a, b in zip(nets[0].collect_params().values(), nets[1].collect_params().values()):
+        b.set_data(a.data())
+    if hybridize:
+        for net in nets:
+            net.hybridize()
+    return nets
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_drop_path_is_a_no_op_in_predict_mode_and_in_export(hybridize, tmp_path):
+    from resnet_gluon.checkpoint import export_checkpoint
+
+    net, plain = _pair(0.5, hybridize)
+    x = mx.nd.random.normal(shape=(6, 3, 32, 32))
+    expected = plain(x).asnumpy()
+    np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    with mx.autograd.record(train_mode=False):
+        np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    with mx.autograd.train_mode():  # ... and it does act in training mode
+        assert np.abs(net(x).asnumpy() - plain(x).asnumpy()).max() > 1e-3
+    net.hybridize()
+    symbol, params = export_checkpoint(net, str(tmp_path / "dp"), input_shape=(1, 3, 32, 32))
+    imported = mx.gluon.SymbolBlock.imports(symbol, ["data"], params)
+    np.testing.assert_allclose(imported(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_drop_path_drops_whole_branches_at_the_rate(hybridize):
+    rate, n = 0.3, 4000
+    block = BasicBlock(4, in_channels=4, last_gamma=False, drop_path=rate)
+    block.initialize(mx.init.Xavier())
+    if hybridize:
+        block.hybridize()
+    x = mx.nd.random.normal(shape=(n, 4, 3, 3))
+    with mx.autograd.train_mode():
+        out = block(x).asnumpy().reshape(n, -1)
+        body = block._body(mx.nd, x).asnumpy().reshape(n, -1)  # deterministic: BatchNorm on the same batch
+    xs = x.asnumpy().reshape(n, -1)
+    dropped = np.isclose(out, np.maximum(xs, 0), atol=1e-5).all(axis=1)
+    kept = np.isclose(out, np.maximum(xs + body / (1 - rate), 0), atol=1e-4).all(axis=1)
+    assert (dropped ^ kept).all()  # each sample: the whole branch, or none of it
+    sd = np.sqrt(rate * (1 - rate) / n)
+    assert abs(dropped.mean() - rate) < 4 * sd, dropped.mean()
+
+
+def test_drop_path_rate_is_linear_over_blocks():
+    from resnet_gluon import resnet50_v1_5
+    from resnet_gluon.blocks import set_drop_path_rate
+
+    net = ResNet(BasicBlock, (2, 2), classes=4, stem_channels=8, drop_path_rate=0.3)
+    rates = [b.drop_path for stage in list(net.features)[1:3] for b in stage]
+    np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.3])
+    assert net.drop_path_rate == 0.3
+    big = resnet50_v1_5(drop_path_rate=0.05)
+    rates = [b.drop_path for stage in list(big.features)[1:5] for b in stage]
+    assert len(rates) == 16 and rates[0] == 0.0 and rates[-1] == pytest.approx(0.05)
+    np.testing.assert_allclose(np.diff(rates), 0.05 / 15)
+    set_drop_path_rate(big, 0.0)
+    assert big.drop_path_rate == 0.0 and not any(b.drop_path for s in list(big.features)[1:5] for b in s)
+    with pytest.raises(ValueError, match="needs residual blocks; Dense has none"):
+        set_drop_path_rate(mx.gluon.nn.Dense(2), 0.1)
+    with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\), got 1.0"):
+        ResNet(BasicBlock, (1,), drop_path_rate=1.0)
