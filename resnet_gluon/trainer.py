@@ -89,7 +89,8 @@ class Trainer(_hvd.DistributedTrainer):
         rate is scaled for the global batch ``batch_size * workers * accumulate`` and the schedule counts updates,
         ``ceil(steps_per_epoch / accumulate)`` an epoch: an epoch whose batch count is not a multiple of
         ``accumulate`` ends with a shorter accumulation (its remaining batches, their exact mean), and the next
-        epoch starts a fresh one. Default 1 (an update every batch).
+        epoch starts a fresh one. Default 1 (an update every batch). The Trainer sets the ``grad_req`` of every
+        parameter that has gradients: 'add' with ``accumulate > 1``, else 'write'.
     recipe : Recipe, optional
         Optimiser and schedule settings; default :class:`~resnet_gluon.recipe.Recipe` (the reference's).
     dtype : {'float32', 'float16', 'bfloat16'}, optional
@@ -144,11 +145,10 @@ class Trainer(_hvd.DistributedTrainer):
             optimizer_params["momentum"] = r.momentum
         if self.dtype == "float16":
             optimizer_params["multi_precision"] = True
-        if accumulate > 1:  # backward() adds to the gradients; step() zeroes them after each update
-            for param in params.values():
-                if param.grad_req != "null":
-                    param.grad_req = "add"
-                    param.zero_grad()
+        for param in params.values():  # 'add': backward() adds to the gradients; step() zeroes them after updates
+            if param.grad_req != "null":  # 'write' again for a network an earlier Trainer accumulated on
+                param.grad_req = "add" if accumulate > 1 else "write"
+                param.zero_grad()
         if self.workers > 1:
             hvd.broadcast_parameters(params, root_rank=0)
         super().__init__(params, r.optimizer, optimizer_params,
@@ -207,6 +207,12 @@ class Trainer(_hvd.DistributedTrainer):
         ValueError
             When an epoch is a single update holding fewer images than :attr:`global_batch_size`, the batch the
             learning rate is scaled for (a batch larger than a worker's share of the training set).
+
+        Warns
+        -----
+        UserWarning
+            Once per Trainer, when an update other than an epoch's last (partial) one averages another number of
+            images than :attr:`global_batch_size`.
         """
         position = self._steps_taken % self.steps_per_epoch
         self._steps_taken += 1

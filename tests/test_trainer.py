@@ -142,6 +142,7 @@ def test_accumulated_update_is_the_exact_mean_and_scaling_checks_overflow_once_p
         np.testing.assert_allclose(net.weight.data().asnumpy(), expected, rtol=1e-5, atol=1e-7)
         assert checks == ([1] if scaling else [])
         np.testing.assert_array_equal(net.weight.grad().asnumpy(), 0)  # zeroed for the next accumulation
+        assert net.weight.grad_req == "add"
 
     before = net.weight.data().asnumpy().copy()
     for i, (x, y) in enumerate(batches[2:]):
@@ -155,6 +156,8 @@ def test_accumulated_update_is_the_exact_mean_and_scaling_checks_overflow_once_p
     np.testing.assert_array_equal(net.weight.data().asnumpy(), before)
     assert scaler._next_loss_scale == 2.0 ** 15  # halved (MXNet's scaler applies it from the next check on)
     np.testing.assert_array_equal(net.weight.grad().asnumpy(), 0)  # the overflowed sum is dropped
+    Trainer(net.collect_params(), batch_size=2, steps_per_epoch=4)
+    assert net.weight.grad_req == "write"  # a later Trainer without accumulation would otherwise keep adding
 
 
 def test_only_an_epochs_last_batch_may_be_smaller_than_the_lr_assumes():
