@@ -13,9 +13,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import mxnet as mx
-from mxnet import autograd, gluon
 
-from helpers import ArrayBatches, quadrant_problem, tiny_net
+from helpers import ArrayBatches, quadrant_problem, readme_loop, tiny_net
 from resnet_gluon import Callback, Trainer, dist, fit
 from resnet_gluon.blocks import BasicBlock, ResNet
 
@@ -72,14 +71,7 @@ if mode == "fit":
 else:  # the README's own loop, unchanged but for accumulate=
     net.hybridize()
     trainer = Trainer(net.collect_params(), batch_size=batch, steps_per_epoch=len(train), **options)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    for epoch in range(epochs):
-        for images, labels in train:
-            if images.shape[0]:
-                with autograd.record():
-                    loss = loss_fn(net(images), labels)
-                trainer.backward(loss)
-            trainer.step(images.shape[0])
+    readme_loop(net, train, trainer, epochs)
     result.update(lr=trainer.learning_rate, updates=trainer.num_update)
 net.save_parameters(os.path.join(out_dir, f"params-rank{dist.rank()}.params"))
 result.update(counts, params_with_grad=sum(p.grad_req != "null" for p in net.collect_params().values()))
