@@ -21,6 +21,7 @@ import argparse
 import inspect
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,7 @@ def _check(**options) -> Dict:
 def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "auto", image_size: int = 224,
             data_backend: str = "synthetic", data_root: Optional[str] = None, iterations: int = 20,
             epochs: int = 3, warmup: int = 1, only_inference: bool = False, classes: Optional[int] = None,
-            data_threads: Optional[int] = None, backend: str = "mxnet") -> Dict:
+            data_threads: Optional[int] = None, backend: str = "mxnet", accumulate: int = 1) -> Dict:
     """Train (or run inference) for ``epochs`` epochs and return the mean figures of the epochs after ``warmup``.
 
     Parameters
@@ -77,13 +78,16 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
         Default: ``classes.json`` in ``data_root``, else 1000.
     backend : {'mxnet', 'openvino'}
         The inference engine with ``only_inference`` (:class:`~resnet_gluon.inference.Predictor`).
+    accumulate : int
+        Training: batches per optimizer update (``fit(accumulate=...)``); latencies stay per batch.
 
     Returns
     -------
     dict
-        ``workers``, ``batch_size``, ``dtype`` (as resolved), ``backend``, ``cpu_isa``
-        (:func:`resnet_gluon.runtime.onednn_isa`), ``epochs`` (measured) and :data:`LATENCY_KEYS` (latencies:
-        seconds until each batch's result exists).
+        ``workers``, ``batch_size``, ``accumulate``, ``dtype`` (as resolved), ``backend``, ``cpu_isa``
+        (:func:`resnet_gluon.runtime.onednn_isa`), ``epochs`` (measured), :data:`LATENCY_KEYS` (latencies: seconds
+        until each batch's result exists) and ``peak_rss_mib``, this process's peak resident memory so far
+        (``ru_maxrss``; run it in a fresh process, :func:`in_fresh_process`, to compare settings).
 
     Raises
     ------
@@ -127,12 +131,14 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
     else:
         from .training import fit
 
-        history = fit(net, train, epochs=epochs, dtype=dtype, warmup_epochs=0, progress=False)
+        history = fit(net, train, epochs=epochs, dtype=dtype, warmup_epochs=0, progress=False, accumulate=accumulate)
         logs = [{k: v[i] for k, v in history.history.items()} for i in range(len(history.epochs))]
         dtype = amp.initialized_dtype() or "float32"
     measured = logs[warmup:]
-    return dict(workers=dist.size(), batch_size=batch_size, dtype=dtype, backend=backend, cpu_isa=onednn_isa(),
-                epochs=len(measured), **{k: float(np.mean([e[k] for e in measured])) for k in LATENCY_KEYS})
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return dict(workers=dist.size(), batch_size=batch_size, accumulate=accumulate, dtype=dtype, backend=backend,
+                cpu_isa=onednn_isa(), epochs=len(measured),
+                **{k: float(np.mean([e[k] for e in measured])) for k in LATENCY_KEYS}, peak_rss_mib=peak_kib / 1024)
 
 
 def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32,),

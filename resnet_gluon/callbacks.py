@@ -55,7 +55,8 @@ class Callback:
         """Before epoch ``epoch`` (0-based)."""
 
     def on_batch_end(self, batch: int, logs: Dict) -> None:
-        """After the optimizer step of batch ``batch`` (0-based, within the epoch)."""
+        """After ``trainer.step`` of batch ``batch`` (0-based, within the epoch); with ``accumulate=k`` the weights
+        change on every k-th batch and an epoch's last."""
 
     def on_epoch_end(self, epoch: int, logs: Dict) -> None:
         """After epoch ``epoch`` (0-based) and its validation."""
@@ -70,13 +71,14 @@ class Checkpoint(Callback):
     Files (``NNNN`` = epochs completed, see :mod:`resnet_gluon.checkpoint`): ``<prefix>-symbol.json`` and
     ``<prefix>-NNNN.params`` (the reference's format), ``<prefix>-NNNN.states`` (momentum, schedule position,
     loss scale) and the record ``<prefix>-NNNN.json`` (model, classes, class names, layout, dtype,
-    preprocessing, recipe, schedule position, loss scale, metrics), written last.
+    preprocessing, recipe, batch size, workers, accumulate, schedule position, loss scale, metrics), written last.
 
     Resuming is decided on rank 0, which reads the files and broadcasts the epoch, the parameters and the
     trainer state, so workers that cannot see the prefix resume identically; what stops rank 0 there (a folder it
     cannot write, an unreadable record) stops every rank with that reason. A run whose recipe differs
-    (epochs, lr, schedule, batch size, workers) continues from the saved epoch under the new settings, saying
-    so in one line; another model, class count or layout is refused.
+    (epochs, lr, schedule, batch size, workers, accumulate) continues from the saved epoch under the new
+    settings, its schedule rebuilt for them, saying so in one line; another model, class count or layout is
+    refused.
 
     Parameters
     ----------
@@ -157,8 +159,11 @@ class Checkpoint(Callback):
     def _changes(self, record: Dict, epoch: int) -> str:
         state = self.state
         old = dict(Recipe.from_dict(record["recipe"]).to_dict()) if record.get("recipe") else {}
-        old.update({k: record[k] for k in ("batch_size", "workers") if k in record})
-        new = dict(state.recipe.to_dict(), batch_size=state.batch_size, workers=state.trainer.workers)
+        old.update({k: record[k] for k in ("batch_size", "workers", "accumulate") if k in record})
+        if "batch_size" in record:  # written before accumulation existed: one batch per update
+            old.setdefault("accumulate", 1)
+        new = dict(state.recipe.to_dict(), batch_size=state.batch_size, workers=state.trainer.workers,
+                   accumulate=state.trainer.accumulate)
         return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in old if k in new and old[k] != new[k])
 
     def on_epoch_end(self, epoch, logs):
@@ -174,7 +179,8 @@ class Checkpoint(Callback):
         trainer.save_states(checkpoint.checkpoint_files(self.prefix, done).states)
         record = dict(checkpoint.network_record(state.net), dtype="float32", train_dtype=state.dtype,
                       recipe=state.recipe.to_dict(), batch_size=state.batch_size, workers=trainer.workers,
-                      steps_per_epoch=state.steps_per_epoch, num_update=trainer.num_update,
+                      accumulate=trainer.accumulate, steps_per_epoch=state.steps_per_epoch,
+                      num_update=trainer.num_update,
                       loss_scale=trainer.loss_scale,
                       metrics={k: v for k, v in logs.items() if isinstance(v, (int, float))})
         if self.class_names is not None:
@@ -289,7 +295,7 @@ class Report(Callback):
 class TensorBoard(Callback):
     """TensorBoard event files on rank 0 (``tensorboardX``): per step and per epoch.
 
-    Per step (x axis: updates so far): ``step/loss`` and ``step/top1`` (as last read from the device, see
+    Per step (x axis: batches so far; the updates times ``accumulate``): ``step/loss`` and ``step/top1`` (as last read from the device, see
     ``fit(read_every=...)``), ``step/lr`` and ``step/images_per_sec`` (this worker's images / host time since the
     previous step, times the workers). Per epoch (x axis: epochs completed): every numeric value of the epoch's
     logs as ``epoch/<key>`` (``loss``, ``top1``, ``val_top1``, ``total_ips``, ``lr``, ...).

@@ -4,7 +4,9 @@ A checkpoint of epoch ``E`` under ``prefix`` is the reference's pair ``<prefix>-
 ``<prefix>-EEEE.params`` (loadable with ``gluon.SymbolBlock.imports`` or :func:`~resnet_gluon.load_parameters`),
 for training runs the trainer state ``<prefix>-EEEE.states``, and the record ``<prefix>-EEEE.json``, written
 last. The record says what the files are: model, classes, class names, layout, dtype, the validation
-preprocessing, the recipe and the schedule position, the loss scale, the metrics, and the list of files.
+preprocessing, the recipe, the global batch (``batch_size`` x ``workers`` x ``accumulate``, batches per optimizer
+update), ``steps_per_epoch`` (batches) and the schedule position ``num_update`` (updates), the loss scale, the
+metrics, and the list of files.
 The weights are float32 whatever the training dtype (AMP keeps float32 master weights), but the symbol of a
 float16-AMP run holds float16 casts that only a GPU runs: on a CPU load such a checkpoint with
 :func:`load_network` (which rebuilds the model from the record) rather than ``SymbolBlock.imports``.

@@ -121,7 +121,10 @@ def _add_train(sub):
                        description="Train with validation and a checkpoint after every epoch (the reference's "
                                    "workflow). Re-running the same command resumes from the newest checkpoint.")
     _add_workers(p)
-    p.add_argument("-b", "--batch-size", type=_positive, default=256, help="images per worker per step")
+    p.add_argument("-b", "--batch-size", type=_positive, default=256, help="images per worker per batch")
+    p.add_argument("--accumulate", type=_positive, default=1, metavar="K",
+                   help="batches per optimizer update (gradient accumulation): the lr and schedule follow the "
+                        "global batch -b x workers x K")
     p.add_argument("--arch", default="resnet50_v1_5", choices=models.list_models(), metavar="ARCH",
                    help="model name: %(choices)s")
     p.add_argument("--dtype", default="auto", choices=amp.TRAINING_DTYPES,
@@ -212,7 +215,7 @@ def _train(args) -> int:
                             preprocessing=preprocessing),
                  Report(args.report or f"{args.model_prefix}-report.json", cmd=sys.argv)]
     history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=_recipe(args),
-                  dtype=args.dtype, callbacks=callbacks, progress=not args.no_progress)
+                  dtype=args.dtype, callbacks=callbacks, progress=not args.no_progress, accumulate=args.accumulate)
     if is_rank_zero() and history.epochs:
         print(json.dumps(history.summary()))
     return 0

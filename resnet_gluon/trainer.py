@@ -14,9 +14,13 @@ The Trainer owns the whole step, so a hand-written loop is as correct as ``fit``
                 loss = loss_fn(net(x), y)
             trainer.backward(loss)          # scaled by the dynamic loss scale when float16 needs it
         trainer.step(x.shape[0])            # exact mean over all workers' images, also for uneven batches
+
+With ``Trainer(..., accumulate=k)`` the same loop accumulates: ``step()`` updates the weights on every k-th call
+(and on the last batch of an epoch) and only collects the gradients of the calls in between.
 """
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 from typing import Optional, Sequence
@@ -78,9 +82,18 @@ class Trainer(_hvd.DistributedTrainer):
     params : ParameterDict
         ``net.collect_params()``, initialised; broadcast from rank 0 on construction.
     batch_size : int
-        Images per worker per step.
+        Images per worker per batch (per :meth:`step` call).
     steps_per_epoch : int
-        Iterations per epoch (for the schedule and for the last step's exact average).
+        Batches (:meth:`step` calls) per epoch, e.g. ``len(train_data)``: where an epoch ends, for the schedule
+        and the last step's exact average.
+    accumulate : int
+        Batches per optimizer update (gradient accumulation): the gradients of ``accumulate`` batches are summed
+        on each worker, allreduced once, averaged over all their images and applied in one update. The learning
+        rate is scaled for the global batch ``batch_size * workers * accumulate`` and the schedule counts updates,
+        ``ceil(steps_per_epoch / accumulate)`` an epoch: an epoch whose batch count is not a multiple of
+        ``accumulate`` ends with a shorter accumulation (its remaining batches, their exact mean), and the next
+        epoch starts a fresh one. Default 1 (an update every batch). The Trainer sets the ``grad_req`` of every
+        parameter that has gradients: 'add' with ``accumulate > 1``, else 'write'.
     recipe : Recipe, optional
         Optimiser and schedule settings; default :class:`~resnet_gluon.recipe.Recipe` (the reference's).
     dtype : {'float32', 'float16', 'bfloat16'}, optional
@@ -102,34 +115,44 @@ class Trainer(_hvd.DistributedTrainer):
     Raises
     ------
     ValueError
-        For a batch size or steps per epoch below 1, or a bad recipe value.
+        For a batch size, steps per epoch or accumulate below 1, or a bad recipe value.
     TypeError
         For an unknown recipe option.
     """
 
     def __init__(self, params, *, batch_size: int, steps_per_epoch: int, recipe: Optional[Recipe] = None,
                  dtype: Optional[str] = None, loss_scaling: Optional[bool] = None, fp16_compression: bool = False,
-                 gradient_predivide_factor: float = 1.0, **overrides):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+                 gradient_predivide_factor: float = 1.0, accumulate: int = 1, **overrides):
+        for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch),
+                            ("accumulate", accumulate)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         hvd = dist.horovod()
         self.recipe = (recipe or Recipe()).replace(**overrides)
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
+        self.accumulate = accumulate
+        self.updates_per_epoch = math.ceil(steps_per_epoch / accumulate)
         self.workers = hvd.size()
+        #: Images of one full optimizer update over all workers: what the learning rate is scaled for.
+        self.global_batch_size = batch_size * self.workers * accumulate
         self.dtype = dtype or _amp.initialized_dtype() or "float32"
-        self.base_lr = self.recipe.peak_lr(batch_size * self.workers)
+        self.base_lr = self.recipe.peak_lr(self.global_batch_size)
         self._steps_taken = 0  # step() calls: the position within the epoch, whatever the loss scaler skipped
+        self._images = 0  # this worker's images in the current accumulation
+        self._batch_warned = False
         r = self.recipe
-        if r.lr is not None and r.batch_size not in (None, batch_size * self.workers):
+        if r.lr is not None and r.batch_size not in (None, self.global_batch_size):
             warnings.warn(f"recipe {r.name!r} sets lr {r.lr} for a global batch of {r.batch_size} images; this run's "
-                          f"is {batch_size * self.workers} (pass lr= to choose one for it)", stacklevel=2)
+                          f"is {self.global_batch_size} (pass lr= to choose one for it)", stacklevel=2)
         if r.no_wd_bn_bias:
             optimizers.exclude_from_weight_decay(params.values())
         optimizer = optimizers.create(r, learning_rate=self.base_lr, lr_scheduler=self._scheduler(),
                                       multi_precision=self.dtype == "float16")
+        for param in params.values():  # 'add': backward() adds to the gradients; step() zeroes them after updates
+            if param.grad_req != "null":  # 'write' again for a network an earlier Trainer accumulated on
+                param.grad_req = "add" if accumulate > 1 else "write"
+                param.zero_grad()
         if self.workers > 1:
             hvd.broadcast_parameters(params, root_rank=0)
         super().__init__(params, optimizer, compression=hvd.Compression.fp16 if fp16_compression else
@@ -141,7 +164,7 @@ class Trainer(_hvd.DistributedTrainer):
 
     def _scheduler(self) -> mx.lr_scheduler.LRScheduler:
         r = self.recipe
-        return lr_scheduler(base_lr=self.base_lr, steps_per_epoch=self.steps_per_epoch, epochs=r.epochs,
+        return lr_scheduler(base_lr=self.base_lr, steps_per_epoch=self.updates_per_epoch, epochs=r.epochs,
                             schedule=r.schedule, warmup_epochs=r.warmup_epochs, lr_steps=r.lr_steps,
                             lr_factor=r.lr_factor, final_lr=r.final_lr, poly_power=r.poly_power)
 
@@ -157,39 +180,84 @@ class Trainer(_hvd.DistributedTrainer):
                 pass
         autograd.backward(scaled)
 
-    def _zero_gradients(self) -> None:
-        """This worker saw no image this step: contribute zero gradients, marked fresh, to the allreduce."""
+    def _zero_gradients(self, *, fresh: bool) -> None:
+        """Zero every gradient. ``fresh``: mark them as this step's (a worker that saw no image contributes zero
+        gradients to the allreduce); otherwise an accumulation starts afresh."""
         for param in self._params:
             if param.grad_req != "null":
                 param.zero_grad()
-                for data in param.list_data():  # MXNet keeps the "fresh gradient" mark on the weight array
-                    data._fresh_grad = True  # pylint: disable=protected-access
+                if fresh:
+                    for data in param.list_data():  # MXNet keeps the "fresh gradient" mark on the weight array
+                        data._fresh_grad = True  # pylint: disable=protected-access
 
     def step(self, batch_size: int, ignore_stale_grad: bool = False, *, global_batch_size: Optional[int] = None):
-        """Allreduce the gradients and update: the exact mean over every worker's images.
+        """End a batch; on every ``accumulate``-th call and on an epoch's last batch, allreduce the gradients once
+        and update: the exact mean over every worker's images of the accumulation.
 
         Parameters
         ----------
         batch_size : int
-            Images this worker processed in the step; 0 for an empty batch (a shard that ran out first), for
+            Images this worker processed in the batch; 0 for an empty batch (a shard that ran out first), for
             which zero gradients join the allreduce so that every worker stays in step.
         ignore_stale_grad : bool
             As for ``gluon.Trainer.step``.
         global_batch_size : int, optional
-            Images all workers processed together. Default ``batch_size * workers``, except on the last step of
-            an epoch (by ``steps_per_epoch``), where batches may differ and the count is summed over workers.
+            Images all workers processed in the update (with ``accumulate > 1``: in all its batches; read on the
+            call that updates). Default: this worker's images times the workers, except on the last update of an
+            epoch (by ``steps_per_epoch``), where batches may differ and the count is summed over workers.
+
+        Raises
+        ------
+        ValueError
+            When an epoch is a single update holding fewer images than :attr:`global_batch_size`, the batch the
+            learning rate is scaled for (a batch larger than a worker's share of the training set).
+
+        Warns
+        -----
+        UserWarning
+            Once per Trainer, when an update other than an epoch's last (partial) one averages another number of
+            images than :attr:`global_batch_size`.
         """
-        if batch_size == 0:
-            self._zero_gradients()
-        last_of_epoch = self._steps_taken % self.steps_per_epoch == self.steps_per_epoch - 1
+        position = self._steps_taken % self.steps_per_epoch
+        self._steps_taken += 1
+        self._images += batch_size
+        last_of_epoch = position == self.steps_per_epoch - 1
+        if not last_of_epoch and (position + 1) % self.accumulate:
+            return  # inside an accumulation: backward() keeps adding to the gradients
+        images, self._images = self._images, 0
+        if images == 0:
+            self._zero_gradients(fresh=True)
         if global_batch_size is None:
             if self.workers > 1 and last_of_epoch:
-                global_batch_size = int(dist.allreduce_sum([batch_size])[0])
+                global_batch_size = int(dist.allreduce_sum([images])[0])
             else:
-                global_batch_size = batch_size * self.workers
-        self._steps_taken += 1
+                global_batch_size = images * self.workers
+        self._check_batch(global_batch_size, last_of_epoch)
         # Horovod averages over workers; Gluon's Trainer then divides by the batch_size it is given.
         super().step(max(global_batch_size, 1) / self.workers, ignore_stale_grad=ignore_stale_grad)
+        if self.accumulate > 1:
+            self._zero_gradients(fresh=False)
+
+    def _check_batch(self, images: int, last_of_epoch: bool) -> None:
+        """Refuse an epoch smaller than one update's global batch; say once when an update's global batch
+        differs from the one the learning rate is scaled for, other than an epoch's last, partial one
+        (issue #22 item 10: a batch larger than the data set trained with an lr for 100,000 images per step)."""
+        expected = self.global_batch_size
+        if images == expected or (last_of_epoch and self.updates_per_epoch > 1 and images < expected):
+            return
+        sizes = f"batch_size {self.batch_size} x {self.workers} worker(s) x accumulate {self.accumulate}"
+        if last_of_epoch and self.updates_per_epoch == 1 and images < expected:
+            raise ValueError(
+                f"an epoch holds {images} training images, fewer than the global batch of {expected} ({sizes}) "
+                f"that the learning rate is scaled for; use a batch size of at most "
+                f"{max(1, images // (self.workers * self.accumulate))} images per worker (-b), or fewer workers or "
+                "a smaller accumulate")
+        if not self._batch_warned:
+            self._batch_warned = True
+            epoch, batch = divmod(self._steps_taken - 1, self.steps_per_epoch)
+            warnings.warn(f"the update after batch {batch + 1} of epoch {epoch + 1} averaged {images} images over "
+                          f"all workers, but the learning rate is scaled for {expected} ({sizes}); only an "
+                          "epoch's last batch may be smaller (said once per Trainer)", stacklevel=3)
 
     # ------------------------------------------------------------------------------------------ state
     @property
@@ -240,9 +308,9 @@ class Trainer(_hvd.DistributedTrainer):
         """Restore what :meth:`save_states` wrote (or a plain Gluon ``Trainer.save_states`` file).
 
         The optimizer's settings and lr schedule stay this trainer's own (its recipe), so a resumed run with
-        other epochs, lr or batch size follows the new schedule. With ``epoch`` (epochs completed), the schedule
-        position is set to ``epoch * steps_per_epoch``, the start of the next epoch under this trainer's
-        settings; otherwise the saved update count is kept.
+        other epochs, lr, batch size or accumulate follows the new schedule. With ``epoch`` (epochs completed),
+        the schedule position is set to ``epoch * updates_per_epoch``, the start of the next epoch under this
+        trainer's settings; otherwise the saved update count is kept.
         """
         self._ensure_updaters()
         with open(fname, "rb") as f:
@@ -251,14 +319,19 @@ class Trainer(_hvd.DistributedTrainer):
         if not (isinstance(state, dict) and state.get("format") == "resnet_gluon.trainer/1"):
             legacy = state[1] if isinstance(state, tuple) and len(state) == 2 else None  # Gluon's (states, optimizer)
             state = dict(updater=raw, num_update=getattr(legacy, "num_update", None), loss_scale=None)
-        self._restore(state, epoch * self.steps_per_epoch if epoch is not None else None)
+        self._restore(state, epoch * self.updates_per_epoch if epoch is not None else None)
 
     def set_position(self, num_update: int) -> None:
-        """Put the schedule at ``num_update`` updates done (the next step uses the lr of update ``num_update + 1``)."""
+        """Put the schedule at ``num_update`` updates done (the next step uses the lr of update ``num_update + 1``)
+        and the batch count at the start of the next update; an accumulation under way is dropped."""
         opt = self._optimizer
         opt.num_update = opt.begin_num_update = int(num_update)
         opt._index_update_count = {i: int(num_update) for i in opt._index_update_count}  # pylint: disable=protected-access
-        self._steps_taken = int(num_update)
+        epochs, updates = divmod(int(num_update), self.updates_per_epoch)
+        self._steps_taken = epochs * self.steps_per_epoch + updates * self.accumulate
+        self._images = 0
+        if self.accumulate > 1:
+            self._zero_gradients(fresh=False)
 
     def broadcast_states(self, root_rank: int = 0) -> None:
         """Copy the parameters and the trainer state (momentum, position, loss scale) from ``root_rank`` to every

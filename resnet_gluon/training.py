@@ -112,7 +112,7 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         epochs: Optional[int] = None, recipe: Optional[Recipe] = None, dtype: str = "auto",
         ctx: Optional[mx.Context] = None, trainer: Optional[Trainer] = None, callbacks: Sequence[Callback] = (),
         progress: bool = True, initial_epoch: int = 0, target_accuracy: Optional[float] = None,
-        batch_size: Optional[int] = None, read_every: int = 50, **options) -> History:
+        batch_size: Optional[int] = None, read_every: int = 50, accumulate: int = 1, **options) -> History:
     """Train ``net`` on ``train_data``, validating on ``val_data`` after every epoch.
 
     Parameters
@@ -148,6 +148,10 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         Batches between reads of the metrics from the device (the progress bar shows the last read values,
         none before the first read). Independent of it, the loop runs at most :data:`RUN_AHEAD` batches ahead
         of the device.
+    accumulate : int
+        Batches per optimizer update (gradient accumulation, see :class:`~resnet_gluon.trainer.Trainer`): the lr
+        is scaled for ``batch_size * workers * accumulate`` images and the schedule counts updates. Callbacks
+        still see every batch. With a ready-made ``trainer``, its own ``accumulate`` applies.
     **options
         Fields of :class:`~resnet_gluon.recipe.Recipe` (``lr``, ``lr_per_256``, ``schedule``, ``warmup_epochs``,
         ``wd``, ``optimizer``, ``loss``, ``label_smoothing``, ``mixup``, ``drop_path_rate``, ...) and the
@@ -161,9 +165,10 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     Raises
     ------
     ValueError
-        Bad epochs, batch size, dtype or recipe value; options given with a ready-made ``trainer``; labels
-        outside ``[0, classes)``; a ``drop_path_rate`` above 0 for a network without residual blocks; label
-        smoothing, mixup or the BCE loss for a network without a ``classes`` attribute.
+        Bad epochs, batch size, accumulate, dtype or recipe value; options given with a ready-made ``trainer``;
+        labels outside ``[0, classes)``; an epoch smaller than one update's global batch; a ``drop_path_rate``
+        above 0 for a network without residual blocks; label smoothing, mixup or the BCE loss for a network
+        without a ``classes`` attribute.
     TypeError
         An unknown option.
     FloatingPointError
@@ -177,6 +182,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         raise ValueError(f"batch size must be >= 1, got {batch_size!r} (pass batch_size= for data without a "
                          ".batch_size attribute)")
     trainer_options = {k: options.pop(k) for k in _TRAINER_OPTIONS if k in options}
+    if accumulate != 1:
+        trainer_options["accumulate"] = accumulate
     if trainer is not None and (options or trainer_options or recipe is not None):
         raise ValueError(f"pass the recipe and trainer options ({', '.join([*options, *trainer_options])}) to "
                          "your Trainer, not to fit()")

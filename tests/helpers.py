@@ -84,6 +84,20 @@ class ArrayBatches:
             yield mx.nd.array(self.x[lo:hi].reshape((-1,) + self.x.shape[1:])), mx.nd.array(self.y[lo:hi])
 
 
+def readme_loop(net, train, trainer, epochs: int) -> None:
+    """The README's "your own loop": Trainer.backward and Trainer.step, an empty batch included."""
+    from mxnet import autograd, gluon
+
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    for _ in range(epochs):
+        for images, labels in train:
+            if images.shape[0]:
+                with autograd.record():
+                    loss = loss_fn(net(images), labels)
+                trainer.backward(loss)
+            trainer.step(images.shape[0])
+
+
 def quadrant_problem(n: int, size: int = 16, classes: int = 4, seed: int = 0):
     """A small learnable problem: the label is the brightest quadrant of a noisy image (NCHW float32)."""
     rng = np.random.RandomState(seed)

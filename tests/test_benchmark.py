@@ -43,6 +43,14 @@ def test_in_fresh_process_returns_the_functions_result_and_names_failures():
         benchmark.step_speed(dtype="float16")
 
 
+def test_measure_trains_with_accumulation_and_reports_peak_memory():
+    """benchmarks/accumulate.py's figures: img/s per batch with accumulate=2, the fresh process's peak memory."""
+    result = benchmark.in_fresh_process("measure", arch="resnet18_v1_5", batch_size=4, accumulate=2, iterations=4,
+                                        epochs=2, warmup=1, image_size=32, dtype="float32", classes=10)
+    assert (result["batch_size"], result["accumulate"], result["epochs"]) == (4, 2, 1)
+    assert result["total_ips"] > 0 and 100 < result["peak_rss_mib"] < 64 * 1024  # MiB: mxnet alone holds ~200
+
+
 def test_inference_speed_reports_each_batch_size():
     results = benchmark.inference_speed(batch_sizes=[1, 3], image_size=32, images=6, arch="resnet18_v1_5")
     assert [r["batch_size"] for r in results] == [1, 3]

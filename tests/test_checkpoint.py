@@ -76,6 +76,24 @@ def test_record_holds_the_format(tmp_path):
     assert record["dtype"] == "float32" and record["train_dtype"] == "float32"
     assert Recipe.from_dict(record["recipe"]) == Recipe(epochs=1, lr=0.1, warmup_epochs=0)
     assert record["batch_size"] == 16 and record["workers"] == 1 and record["steps_per_epoch"] == 4
+    assert record["accumulate"] == 1 and record["num_update"] == 4
+
+
+def test_resuming_with_another_accumulate_rebuilds_the_schedule(tmp_path, capsys):
+    """1 epoch of 4 updates at batch 16, then with accumulate=2 (lr scaled per 256 images, cosine over
+    3 epochs): epochs 2 and 3 have 2 updates of 32 images each, at twice the peak lr, from the position of epoch
+    1 under the new settings (update 2)."""
+    prefix = str(tmp_path / "m")
+    first = _fit(prefix, 1, lr=None, lr_per_256=1.0)
+    assert first.history["lr"] == [pytest.approx(16 / 256)]
+    capsys.readouterr()
+    more = _fit(prefix, 3, lr=None, lr_per_256=1.0, schedule="cosine", accumulate=2)
+    err = capsys.readouterr().err
+    assert "accumulate 1 -> 2" in err and "resumed from" in err and "(epoch 1, update 2)" in err
+    record = checkpoint.read_record(prefix, 3)
+    assert record["accumulate"] == 2 and record["steps_per_epoch"] == 4 and record["num_update"] == 6
+    # cosine over 3 epochs x 2 updates from peak 32/256: after updates 4 and 6 of 6
+    assert more.history["lr"] == [pytest.approx(_cosine(4, 32 / 256, 6)), pytest.approx(0.0, abs=1e-12)]
 
 
 def test_interrupted_save_is_skipped_by_resume_predict_and_val(tmp_path, capsys):
@@ -167,7 +185,8 @@ def test_backward_scales_and_step_unscales():
 def test_empty_batch_step_and_saved_state_round_trip(tmp_path):
     net, trainer = _step_pair(True)
     before = net.weight.data().asnumpy().copy()
-    trainer.step(0)  # an empty batch: zero gradients, no stale-gradient error; only weight decay moves
+    with pytest.warns(UserWarning, match="averaged 0 images"):  # mid-epoch, where the lr assumes 2
+        trainer.step(0)  # an empty batch: zero gradients, no stale-gradient error; only weight decay moves
     np.testing.assert_allclose(net.weight.data().asnumpy(), before * (1 - 0.1 * 1e-4), rtol=1e-6)
     trainer._amp_loss_scaler._loss_scale = 1024.0
     trainer.save_states(str(tmp_path / "t.states"))

@@ -106,6 +106,22 @@ def test_demo_end_to_end_on_few_images_then_resumes(tmp_path):
     assert "already complete" in run(*args).stdout
 
 
+def test_train_batch_larger_than_the_data_is_refused_and_accumulate_trains(tiny_data, tmp_path):
+    """Issue #22 item 10 through the CLI: 36 training images at -b 64 is a one-line error naming the fix, before
+    a weight changes (no checkpoint); -b 8 --accumulate 2 trains with updates of 16 images."""
+    common = ["--data-root", tiny_data / "data", "--arch", "resnet18_v1_5", "--image-size", 32, "--dtype", "float32",
+              "--data-threads", 1, "--num-epochs", 1, "--no-progress", "--mode", "train"]
+    _one_line_error(run("train", *common, "-b", 64, "--model-prefix", tmp_path / "big", check=False), 1,
+                    "an epoch holds 36 training images, fewer than the global batch of 64 (batch_size 64 x 1 "
+                    "worker(s) x accumulate 1) that the learning rate is scaled for; use a batch size of at most 36")
+    assert not os.path.exists(f"{tmp_path / 'big'}-0001.params")
+    proc = run("train", *common, "-b", 8, "--accumulate", 2, "--model-prefix", tmp_path / "acc")
+    assert "warn" not in proc.stderr.lower(), proc.stderr  # batches 8 x 4 + 4: only the last update is partial
+    record = json.load(open(f"{tmp_path / 'acc'}-0001.json"))
+    assert (record["batch_size"], record["accumulate"], record["steps_per_epoch"], record["num_update"]) == (8, 2, 5, 3)
+    assert record["metrics"]["lr"] == pytest.approx(0.1 * 16 / 256 * 3 / 15)  # warmup: update 3 of 5 epochs x 3
+
+
 def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
     _one_line_error(run("train", "--data-root", tmp_path / "missing", "--model-prefix", tmp_path / "m", check=False),
                     1, "data root")

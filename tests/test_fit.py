@@ -4,13 +4,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import mxnet as mx
 import numpy as np
 import pytest
 
 from conftest import REPO, horovodrun
-from helpers import ArrayBatches, make_records, quadrant_problem
+from helpers import ArrayBatches, make_records, quadrant_problem, tiny_net
 from resnet_gluon import Checkpoint, Report, evaluate, fit, resnet18_v1_5
 from resnet_gluon.amp import bfloat16_supported
 from resnet_gluon.blocks import BasicBlock, ResNet
@@ -224,3 +225,91 @@ def test_loop_runs_a_bounded_distance_ahead_and_the_bar_shows_only_computed_work
     assert all(logs == {} for logs in Watch.logs)     # read_every=100: nothing read during the epoch
     text = out.getvalue()
     assert "10/10" in text and "loss=0.000" not in text and "top1=" not in text.split("10/10")[0], text
+
+
+def _accumulate_run(tmp_path, name, workers, *args):
+    """tests/scripts/train_accumulate.py with ``args`` on 1 (plain process) or 2 workers; its RESULT and rank
+    0's parameters."""
+    out = tmp_path / name
+    out.mkdir()
+    script = os.path.join(REPO, "tests", "scripts", "train_accumulate.py")
+    args = [str(out), *map(str, args)]
+    if workers == 1:
+        proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+        proc = horovodrun(workers, script, *args, timeout=300)
+    return _result(proc.stdout), [mx.nd.load(str(out / f"params-rank{r}.params")) for r in range(workers)]
+
+
+@pytest.mark.distributed
+def test_accumulate_2_on_one_worker_equals_two_workers_with_batchnorm(tmp_path):
+    """Batch 16 x accumulate 2 on one worker = batch 16 on two workers, for a network with BatchNorm: the same
+    16 images per BatchNorm batch, one update per 32 images, lr and warmup counted in updates (3 of them)."""
+    one, (p_one,) = _accumulate_run(tmp_path, "one", 1, 16, 96, 2, 1, "bn", "fit")
+    two, p_two = _accumulate_run(tmp_path, "two", 2, 16, 96, 1, 1, "bn", "fit")
+    assert one["updates"] == two["updates"] == 3 and one["steps"] == 6 and two["steps"] == 3
+    assert one["rounds"] == 3  # one allreduce round per update, not per batch
+    assert one["lr"] == two["lr"] == pytest.approx(1.0 * 32 / 256)  # lr_per_256=1 for the global batch of 32
+    assert one["num_images"] == two["num_images"] == [96]
+    assert one["loss"] == pytest.approx(two["loss"], rel=1e-6)
+    trained = [k for k in p_one if not k.endswith(("running_mean", "running_var"))]
+    assert len(trained) == one["params_with_grad"] == 11
+    for name in trained:  # running statistics are per worker (2 updates of them here, 1 there) and differ
+        np.testing.assert_allclose(p_two[0][name].asnumpy(), p_one[name].asnumpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+
+@pytest.mark.distributed
+def test_own_loop_accumulates_on_two_workers_with_one_allreduce_per_update(tmp_path):
+    """The README's loop with Trainer(accumulate=2) on two workers at batch 8 = fit at batch 32 on one: 36 images
+    give 3 batches an epoch, updates of 32 and 4 images (rank 1's second accumulation is empty), 2 epochs; Horovod
+    allreduces each gradient once per update."""
+    big, (p_big,) = _accumulate_run(tmp_path, "big", 1, 32, 36, 1, 2, "plain", "fit")
+    acc, p_acc = _accumulate_run(tmp_path, "acc", 2, 8, 36, 2, 2, "plain", "loop")
+    assert big["updates"] == acc["updates"] == 4 and acc["steps"] == 6
+    assert acc["rounds"] == 4 and acc["tensors"] == 4 * acc["params_with_grad"] == 24
+    assert acc["lr"] == big["lr"] == pytest.approx(1.0 * 32 / 256)
+    for name in p_big:
+        np.testing.assert_array_equal(p_acc[0][name].asnumpy(), p_acc[1][name].asnumpy())  # ranks identical
+        np.testing.assert_allclose(p_acc[0][name].asnumpy(), p_big[name].asnumpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_accumulate_2_x_16_equals_one_batch_of_32_without_batchnorm():
+    """72 images: batches of 32, 32, 8 against 16 x 2, 16 x 2, 8 (an epoch of 5 batches ends with a shorter
+    accumulation, its exact mean); two epochs, so the second starts a fresh accumulation; warmup over 3 updates."""
+    x, y = quadrant_problem(72, size=8)
+    runs = []
+    for batch, accumulate in ((32, 1), (16, 2)):
+        mx.random.seed(42)
+        net = tiny_net()
+        history = fit(net, ArrayBatches(x, y, batch), epochs=2, dtype="float32", progress=False, lr_per_256=1.0,
+                      warmup_epochs=1, schedule="cosine", accumulate=accumulate)
+        runs.append((history.history, {k: p.data().asnumpy() for k, p in net.collect_params().items()}))
+    (h_big, p_big), (h_acc, p_acc) = runs
+    assert h_acc["num_images"] == h_big["num_images"] == [72, 72]
+    np.testing.assert_allclose(h_acc["lr"], h_big["lr"], rtol=1e-9)  # schedule counted in updates: 3 an epoch
+    np.testing.assert_allclose(h_acc["loss"], h_big["loss"], rtol=1e-6)
+    for (name, big), acc in zip(p_big.items(), p_acc.values()):
+        np.testing.assert_allclose(acc, big, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_batch_larger_than_the_training_set_is_an_error():
+    """Issue #22 item 10: 40 images at batch 64 (or 16 x accumulate 4) would train every step with the lr of a
+    batch of 64 that never happens; the first update is refused, before it changes a weight."""
+    x, y = quadrant_problem(40, size=8)
+    for batch, accumulate in ((64, 1), (16, 4)):
+        net = tiny_net()
+        before = [p.data().asnumpy().copy() for p in net.collect_params().values()]
+        with pytest.raises(ValueError, match=rf"an epoch holds 40 training images, fewer than the global batch of 64 "
+                                             rf"\(batch_size {batch} x 1 worker\(s\) x accumulate {accumulate}\).*"
+                                             rf"at most {40 // accumulate} images per worker"):
+            fit(net, ArrayBatches(x, y, batch), epochs=1, dtype="float32", progress=False, accumulate=accumulate)
+        for old, p in zip(before, net.collect_params().values()):
+            np.testing.assert_array_equal(p.data().asnumpy(), old)
+    # exactly one global batch is fine, silently, and so is a validation set smaller than a batch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit(tiny_net(), ArrayBatches(x, y, 40), ArrayBatches(x[:5], y[:5], 40), epochs=1, dtype="float32",
+            progress=False)

@@ -1,5 +1,6 @@
 import json
 import math
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -54,7 +55,11 @@ def test_trainer_defaults_follow_recipe_and_scale_with_batch():
         with autograd.record():
             loss = loss_fn(net(x), y)
         loss.backward()
-        trainer.step(2)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            trainer.step(2)
+        # batches of 2 where the lr is scaled for 64: said at the first step only
+        assert [str(w.message)[:59] for w in seen] == ["the update after batch 1 of epoch 1 averaged 2 images over "] * (t == 1)
         assert trainer.num_update == t
     # the next update uses warmup lr for t = 4
     assert trainer.learning_rate == pytest.approx(_rule(3, 0.025, 10))
@@ -72,6 +77,8 @@ def test_no_wd_on_bn_and_bias():
 def test_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         Trainer(_tiny().collect_params(), batch_size=0, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="accumulate must be >= 1, got 0"):
+        Trainer(_tiny().collect_params(), batch_size=2, steps_per_epoch=1, accumulate=0)
 
 
 def test_overflow_skips_update_and_lowers_scale():
@@ -182,3 +189,86 @@ def test_lamb_paths_and_float16_master_weights_agree(aggregate_num):
     assert np.abs(reference - w).min() > 0.01  # both parameters moved
     np.testing.assert_allclose(_lamb_steps(w, g, dtype="float32", aggregate_num=aggregate_num), reference, atol=1e-6)
     np.testing.assert_allclose(_lamb_steps(w, g, dtype="float16", aggregate_num=aggregate_num), reference, atol=3e-3)
+
+
+def _batches(n, seed=0):
+    rng = np.random.RandomState(seed)
+    return [(mx.nd.array(rng.normal(size=(2, 4))), mx.nd.array(rng.randint(0, 3, 2))) for _ in range(n)]
+
+
+def test_accumulated_update_is_the_exact_mean_and_scaling_checks_overflow_once_per_update():
+    """accumulate=2: one SGD update per 2 batches, with the mean gradient of their 4 images (computed here on
+    the 4 images at once), the same with loss scaling on; the loss scaler checks the accumulated gradients once
+    per update, and an inf in the first batch skips the whole update."""
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    batches = _batches(4)
+    probe = _tiny()
+    with autograd.record():
+        loss = loss_fn(probe(mx.nd.concat(batches[0][0], batches[1][0], dim=0)),
+                       mx.nd.concat(batches[0][1], batches[1][1], dim=0))
+    loss.backward()
+    w0 = probe.weight.data().asnumpy()
+    expected = w0 - 0.1 * (probe.weight.grad().asnumpy() / 4 + 1e-4 * w0)  # SGD's first step: no momentum yet
+    for scaling in (False, True):
+        net = _tiny()
+        trainer = Trainer(net.collect_params(), batch_size=2, steps_per_epoch=4, accumulate=2, lr=0.1,
+                          warmup_epochs=0, loss_scaling=scaling)
+        checks = []
+        if scaling:
+            scaler = trainer._amp_loss_scaler
+            scaler.has_overflow = lambda params, check=scaler.has_overflow: checks.append(1) or check(params)
+        for i, (x, y) in enumerate(batches[:2]):
+            with autograd.record():
+                loss = loss_fn(net(x), y)
+            trainer.backward(loss)
+            trainer.step(2)
+            assert trainer.num_update == i  # no update after the first batch, one after the second
+        np.testing.assert_allclose(net.weight.data().asnumpy(), expected, rtol=1e-5, atol=1e-7)
+        assert checks == ([1] if scaling else [])
+        np.testing.assert_array_equal(net.weight.grad().asnumpy(), 0)  # zeroed for the next accumulation
+        assert net.weight.grad_req == "add"
+
+    before = net.weight.data().asnumpy().copy()
+    for i, (x, y) in enumerate(batches[2:]):
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        trainer.backward(loss)
+        if i == 0:
+            net.weight.grad()[0, 0] = np.inf  # overflow in the first batch; the second adds finite gradients
+        trainer.step(2)
+    assert checks == [1, 1] and trainer.num_update == 1  # the update was skipped
+    np.testing.assert_array_equal(net.weight.data().asnumpy(), before)
+    assert scaler._next_loss_scale == 2.0 ** 15  # halved (MXNet's scaler applies it from the next check on)
+    np.testing.assert_array_equal(net.weight.grad().asnumpy(), 0)  # the overflowed sum is dropped
+    Trainer(net.collect_params(), batch_size=2, steps_per_epoch=4)
+    assert net.weight.grad_req == "write"  # a later Trainer without accumulation would otherwise keep adding
+
+
+def test_only_an_epochs_last_batch_may_be_smaller_than_the_lr_assumes():
+    """Issue #22 item 10: a mid-epoch batch other than the batch size is said once; an epoch's last, partial
+    batch is not; an epoch of one partial update is an error."""
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    x, y = _batches(1)[0]
+
+    def step(trainer, n):
+        if n:
+            with autograd.record():
+                loss = loss_fn(net(x[:n]), y[:n])
+            trainer.backward(loss)
+        trainer.step(n)
+
+    net = _tiny()
+    trainer = Trainer(net.collect_params(), batch_size=2, steps_per_epoch=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in (2, 2, 1):  # 5 images: the last batch partial
+            step(trainer, n)
+        with pytest.warns(UserWarning, match=r"the update after batch 2 of epoch 2 averaged 1 images over all "
+                                             r"workers, but the learning rate is scaled for 2 \(batch_size 2 x 1 "
+                                             r"worker\(s\) x accumulate 1\)"):
+            for n in (2, 1):
+                step(trainer, n)
+        step(trainer, 0)  # said once per Trainer
+    trainer = Trainer(net.collect_params(), batch_size=2, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="an epoch holds 1 training images, fewer than the global batch of 2"):
+        step(trainer, 1)

@@ -13,9 +13,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import mxnet as mx
-from mxnet import autograd, gluon
 
-from helpers import ArrayBatches, quadrant_problem, tiny_net
+from helpers import ArrayBatches, quadrant_problem, readme_loop, tiny_net
 from resnet_gluon import Trainer, dist, fit
 
 out_dir, batch, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -35,14 +34,7 @@ if mode == "fit":
 else:
     net.hybridize()
     trainer = Trainer(net.collect_params(), batch_size=batch, steps_per_epoch=len(train), **options)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    for epoch in range(2):
-        for images, labels in train:
-            if images.shape[0]:
-                with autograd.record():
-                    loss = loss_fn(net(images), labels)
-                trainer.backward(loss)
-            trainer.step(images.shape[0])
+    readme_loop(net, train, trainer, 2)
     result = {"loss_scale": trainer.loss_scale, "loss_scaling": trainer._amp_loss_scaler is not None}
 net.save_parameters(os.path.join(out_dir, f"params-rank{dist.rank()}.params"))
 if dist.rank() == 0:
