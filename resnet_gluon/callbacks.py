@@ -58,6 +58,11 @@ class Callback:
         """After ``trainer.step`` of batch ``batch`` (0-based, within the epoch); with ``accumulate=k`` the weights
         change on every k-th batch and an epoch's last."""
 
+    def on_train_stopped(self, epoch: int, step: int, logs: Dict) -> None:
+        """``fit`` stopped on request (a signal, ``max_run_time``) after ``step`` batches of epoch ``epoch``
+        (0-based), on every worker; ``logs['meter']`` is the epoch's metric state so far and ``logs['reason']``
+        says why. Flush what you hold. ``on_train_end`` follows."""
+
     def on_epoch_end(self, epoch: int, logs: Dict) -> None:
         """After epoch ``epoch`` (0-based) and its validation."""
 
@@ -109,9 +114,7 @@ class Checkpoint(Callback):
         if dist.is_rank_zero():
             try:
                 self._check_folder()
-                found = checkpoint.latest_checkpoint(self.prefix) if self.resume else None
-                if found is not None:
-                    found = (found, checkpoint.read_record(self.prefix, found))
+                found = self._newest() if self.resume else None
             except (OSError, ValueError) as err:  # sent to every rank, so each stops with the reason
                 error = err
         found, error = dist.broadcast_object((found, error), name="resnet_gluon_resume")
@@ -121,8 +124,17 @@ class Checkpoint(Callback):
                 raise error
             kind = type(error) if type(error) in (PermissionError, FileNotFoundError, ValueError) else RuntimeError
             raise kind(f"rank 0 cannot use the checkpoint prefix {self.prefix!r}: {error}") from None
-        if found is not None and found[0] > self.state.initial_epoch:
+        if found is not None and (found[0], found[1]) > (self.state.initial_epoch, self.state.initial_step):
             self._load(*found)
+
+    def _newest(self):
+        """``(epoch, step, record)`` of the newest complete checkpoint, epoch-end (step 0) or mid-epoch, or None."""
+        epoch = checkpoint.latest_checkpoint(self.prefix)
+        newest = (epoch, 0) if epoch is not None else None
+        mid = checkpoint.mid_epoch_checkpoints(self.prefix)
+        if mid and (newest is None or mid[-1] > newest):
+            newest = mid[-1]
+        return None if newest is None else (*newest, checkpoint.read_record(self.prefix, *newest))
 
     def _check_folder(self) -> None:
         folder = os.path.dirname(os.path.abspath(self.prefix))
@@ -133,25 +145,30 @@ class Checkpoint(Callback):
         if not os.access(folder, os.W_OK):
             raise PermissionError(f"checkpoint folder {folder!r} is not writable; choose another model prefix")
 
-    def _load(self, epoch: int, record: Dict) -> None:
+    def _load(self, epoch: int, step: int, record: Dict) -> None:
         net, trainer, state = self.state.net, self.state.trainer, self.state
-        name = f"{self.prefix}-{epoch:04d}"
+        files = checkpoint.checkpoint_files(self.prefix, epoch, step)
+        name = files.record[:-len(".json")]
         mine = checkpoint.network_record(net)
         for key in ("model", "classes", "layout", "in_channels"):
             if record.get(key, mine[key] if key in ("layout", "in_channels") else None) != mine[key]:
                 raise ValueError(f"cannot resume from {name}: it was trained as {key}={record.get(key)!r} but this "
                                  f"run has {key}={mine[key]!r}; use another --model-prefix or remove the old "
                                  "checkpoints")
-        files = checkpoint.checkpoint_files(self.prefix, epoch)
+        changes = self._changes(record, epoch)
+        if step and changes:  # a mid-epoch position means nothing under another batch size or worker count
+            raise ValueError(f"cannot resume mid-epoch from {name} with changed settings ({changes}): rerun with "
+                             "the settings it was saved with, or delete its files to resume from the last epoch end")
         if dist.is_rank_zero():
             load_parameters(net, files.params, ctx=state.ctx)
-            trainer.load_states(files.states, epoch=epoch)
+            trainer.load_states(files.states, epoch=None if step else epoch)
         trainer.broadcast_states(root_rank=0)  # other ranks get rank 0's position with the states
-        state.initial_epoch = epoch
+        state.initial_epoch, state.initial_step = epoch, step
+        state.resume_meter = record.get("meter") if step else None
         self.resumed_from = epoch
         if dist.is_rank_zero():
-            print(f"resumed from {files.params} (epoch {epoch}, update {trainer.num_update})", file=sys.stderr)
-            changes = self._changes(record, epoch)
+            at = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
+            print(f"resumed from {files.params} ({at}, update {trainer.num_update})", file=sys.stderr)
             if changes:
                 print(f"resuming with changed settings: {changes}; the schedule continues from epoch {epoch} "
                       f"of {state.epochs} under the new settings", file=sys.stderr)
@@ -172,22 +189,29 @@ class Checkpoint(Callback):
             return
         self._save(done, logs)
 
+    def on_train_stopped(self, epoch, step, logs):
+        self._save(epoch, logs, step=step)
+
     @rank_zero_only
-    def _save(self, done: int, logs: Dict) -> None:
+    def _save(self, done: int, logs: Dict, step: int = 0) -> None:
         state, trainer = self.state, self.state.trainer
-        checkpoint.export_checkpoint(state.net, self.prefix, done)
-        trainer.save_states(checkpoint.checkpoint_files(self.prefix, done).states)
+        checkpoint.export_checkpoint(state.net, self.prefix, done, step=step)
+        trainer.save_states(checkpoint.checkpoint_files(self.prefix, done, step).states)
         record = dict(checkpoint.network_record(state.net), dtype="float32", train_dtype=state.dtype,
                       recipe=state.recipe.to_dict(), batch_size=state.batch_size, workers=trainer.workers,
                       accumulate=trainer.accumulate, steps_per_epoch=state.steps_per_epoch,
                       num_update=trainer.num_update,
                       loss_scale=trainer.loss_scale,
-                      metrics={k: v for k, v in logs.items() if isinstance(v, (int, float))})
+                      metrics={k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "meter"})
+        if step:  # the epoch's metric sums so far, so that the resumed epoch reports the whole epoch
+            record.update(meter=logs["meter"], reason=logs.get("reason"))
         if self.class_names is not None:
             record["class_names"] = self.class_names
         if self.preprocessing is not None:
             record["preprocessing"] = self.preprocessing.validation_settings()
-        checkpoint.write_record(self.prefix, done, record, states=True)
+        checkpoint.write_record(self.prefix, done, record, states=True, step=step)
+        # a mid-epoch checkpoint is kept until a newer complete one exists, then pruned
+        checkpoint.prune_mid_epoch_checkpoints(self.prefix, before=(done, step))
 
 
 class ProgressBar(Callback):
@@ -219,6 +243,11 @@ class ProgressBar(Callback):
     def on_epoch_end(self, epoch, logs):
         shown = {k: logs[k] for k in ("loss", "top1", "val_loss", "val_top1", "total_ips") if k in logs}
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
+        self._bar.close()
+
+    @rank_zero_only
+    def on_train_stopped(self, epoch, step, logs):
+        self._bar.set_postfix_str(f"stopped: {logs.get('reason')}")
         self._bar.close()
 
 
@@ -345,6 +374,10 @@ class TensorBoard(Callback):
         for key, value in logs.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._writer.add_scalar(f"epoch/{key}", value, epoch + 1)
+        self._writer.flush()
+
+    @rank_zero_only
+    def on_train_stopped(self, epoch, step, logs):
         self._writer.flush()
 
     @rank_zero_only

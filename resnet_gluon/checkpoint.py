@@ -32,7 +32,7 @@ from mxnet import gluon
 
 from .files import atomic_write_json
 
-__all__ = ["FORMAT", "CheckpointFiles", "checkpoint_files", "saved_epochs", "complete_epochs", "latest_checkpoint",
+__all__ = ["FORMAT", "CheckpointFiles", "checkpoint_files", "mid_epoch_checkpoints", "prune_mid_epoch_checkpoints", "saved_epochs", "complete_epochs", "latest_checkpoint",
            "resolve_epoch", "read_record", "network_record", "export_checkpoint", "write_record", "load_network"]
 
 PathLike = Union[str, os.PathLike]
@@ -47,6 +47,12 @@ class CheckpointFiles:
 
     prefix: str
     epoch: int
+    #: Batches of epoch ``epoch + 1`` done, for a mid-epoch checkpoint (``<prefix>-NNNN-SSSSSS.*``); 0: epoch end.
+    step: int = 0
+
+    @property
+    def _stem(self) -> str:
+        return f"{self.prefix}-{self.epoch:04d}" + (f"-{self.step:06d}" if self.step else "")
 
     @property
     def symbol(self) -> str:
@@ -54,25 +60,54 @@ class CheckpointFiles:
 
     @property
     def params(self) -> str:
-        return f"{self.prefix}-{self.epoch:04d}.params"
+        return f"{self._stem}.params"
 
     @property
     def states(self) -> str:
-        return f"{self.prefix}-{self.epoch:04d}.states"
+        return f"{self._stem}.states"
 
     @property
     def record(self) -> str:
-        return f"{self.prefix}-{self.epoch:04d}.json"
+        return f"{self._stem}.json"
 
     @property
     def onnx(self) -> str:
         """The ONNX model of an OpenVINO predictor's checkpoint (``Predictor.save`` with ``backend='openvino'``)."""
-        return f"{self.prefix}-{self.epoch:04d}.onnx"
+        return f"{self._stem}.onnx"
 
 
-def checkpoint_files(prefix: PathLike, epoch: int) -> CheckpointFiles:
-    """The files of epoch ``epoch`` (``NNNN`` = epochs completed) under ``prefix``."""
-    return CheckpointFiles(os.fspath(prefix), int(epoch))
+def checkpoint_files(prefix: PathLike, epoch: int, step: int = 0) -> CheckpointFiles:
+    """The files of epoch ``epoch`` (``NNNN`` = epochs completed) under ``prefix``; with ``step``, of the
+    mid-epoch checkpoint after ``step`` batches of the next epoch (``NNNN-SSSSSS``)."""
+    return CheckpointFiles(os.fspath(prefix), int(epoch), int(step))
+
+
+def mid_epoch_checkpoints(prefix: PathLike) -> List[Tuple[int, int]]:
+    """``(epoch, step)`` of the complete mid-epoch checkpoints under ``prefix`` (written when a run stopped
+    part-way through epoch ``epoch + 1``, after ``step`` batches), oldest first. :func:`latest_checkpoint` and
+    :func:`resolve_epoch` never return them: they are not an epoch's result."""
+    prefix = os.fspath(prefix)
+    found = []
+    for path in glob.glob(glob.escape(prefix) + "-[0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9][0-9][0-9].json"):
+        match = re.search(r"-(\d{4})-(\d{6})\.json$", path)
+        if match and _is_complete(prefix, int(match.group(1)), int(match.group(2))):
+            found.append((int(match.group(1)), int(match.group(2))))
+    return sorted(found)
+
+
+def prune_mid_epoch_checkpoints(prefix: PathLike, *, before: Tuple[int, int]) -> List[Tuple[int, int]]:
+    """Delete the mid-epoch checkpoints older than ``before`` (an ``(epoch, step)``; ``(epoch, 0)`` for an
+    epoch-end checkpoint) — each record first, so that a prune cut short leaves no complete-looking checkpoint.
+    Returns what was deleted."""
+    pruned = []
+    for epoch, step in mid_epoch_checkpoints(prefix):
+        if (epoch, step) < tuple(before):
+            files = checkpoint_files(prefix, epoch, step)
+            for path in (files.record, files.params, files.states):
+                if os.path.exists(path):
+                    os.remove(path)
+            pruned.append((epoch, step))
+    return pruned
 
 
 def _epochs_with(prefix: str, suffix: str) -> List[int]:
@@ -100,7 +135,7 @@ def _upgrade(record: Dict[str, Any], files: CheckpointFiles) -> Dict[str, Any]:
     return record
 
 
-def read_record(prefix: PathLike, epoch: int) -> Dict[str, Any]:
+def read_record(prefix: PathLike, epoch: int, step: int = 0) -> Dict[str, Any]:
     """The record of a checkpoint, in the current layout (older records are upgraded when read).
 
     Raises
@@ -110,7 +145,7 @@ def read_record(prefix: PathLike, epoch: int) -> Dict[str, Any]:
     ValueError
         When it is not a JSON object.
     """
-    files = checkpoint_files(prefix, epoch)
+    files = checkpoint_files(prefix, epoch, step)
     if not os.path.isfile(files.record):
         raise FileNotFoundError(f"no checkpoint record {files.record!r}")
     with open(files.record) as f:
@@ -123,9 +158,9 @@ def read_record(prefix: PathLike, epoch: int) -> Dict[str, Any]:
     return record if "format" in record else _upgrade(record, files)
 
 
-def _is_complete(prefix: str, epoch: int) -> bool:
+def _is_complete(prefix: str, epoch: int, step: int = 0) -> bool:
     try:
-        record = read_record(prefix, epoch)
+        record = read_record(prefix, epoch, step)
     except (FileNotFoundError, ValueError):
         return False
     folder = os.path.dirname(prefix)
@@ -191,7 +226,7 @@ def network_record(net: gluon.Block) -> Dict[str, Any]:
 
 
 def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, *,
-                      input_shape: Optional[tuple] = None) -> Tuple[str, str]:
+                      input_shape: Optional[tuple] = None, step: int = 0) -> Tuple[str, str]:
     """Write ``net`` as ``<prefix>-symbol.json`` + ``<prefix>-<epoch:04d>.params`` (the reference's format).
 
     The files load back with ``gluon.SymbolBlock.imports(symbol, ['data'], params)`` and with
@@ -210,6 +245,8 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
     input_shape : tuple, optional
         Shape of a dummy float32 batch in the network's layout, e.g. ``(1, 3, 224, 224)``, to run one forward
         pass first.
+    step : int
+        For a mid-epoch checkpoint: batches done of the epoch after ``epoch`` (``<prefix>-NNNN-SSSSSS.params``).
 
     Returns
     -------
@@ -226,7 +263,7 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
     if input_shape is not None:
         ctx = next(iter(net.collect_params().values())).list_ctx()[0]
         net(mx.nd.zeros(input_shape, ctx=ctx))
-    files = checkpoint_files(prefix, epoch)
+    files = checkpoint_files(prefix, epoch, step)
     tmp = checkpoint_files(f"{files.prefix}.tmp{os.getpid()}", epoch)
     os.makedirs(os.path.dirname(os.path.abspath(files.prefix)), exist_ok=True)
     try:
@@ -244,15 +281,17 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
 
 
 def write_record(prefix: PathLike, epoch: int, record: Dict[str, Any], *, states: bool = False,
-                 files: Optional[Sequence[str]] = None) -> str:
-    """Write the record of epoch ``epoch`` last, making the checkpoint complete; returns its path.
+                 files: Optional[Sequence[str]] = None, step: int = 0) -> str:
+    """Write the record of epoch ``epoch`` (with ``step``: of that mid-epoch checkpoint) last, making the
+    checkpoint complete; returns its path.
 
-    ``record`` holds the fields described in the module docstring; ``format``, ``epoch``, ``time`` and ``files``
-    (symbol, params and, with ``states``, the trainer state; or the paths given as ``files``) are filled in here.
+    ``record`` holds the fields described in the module docstring; ``format``, ``epoch``, ``step``, ``time`` and
+    ``files`` (symbol, params and, with ``states``, the trainer state; or the paths given as ``files``) are filled
+    in here.
     """
-    paths = checkpoint_files(prefix, epoch)
+    paths = checkpoint_files(prefix, epoch, step)
     names = list(files) if files is not None else [paths.symbol, paths.params] + ([paths.states] if states else [])
-    full = dict(record, format=FORMAT, epoch=int(epoch), time=time.time(),
+    full = dict(record, format=FORMAT, epoch=int(epoch), step=int(step), time=time.time(),
                 files=[os.path.basename(n) for n in names])
     atomic_write_json(paths.record, full)
     return paths.record

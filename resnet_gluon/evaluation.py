@@ -47,6 +47,7 @@ class MetricMeter:
         self.latencies: List[float] = []
         self.images = 0
         self._sums: Optional[mx.nd.NDArray] = None  # loss, correct1, correct5, bad labels (device)
+        self._initial: Optional[np.ndarray] = None
         self._read = np.zeros(4)
         self._read_n = 0.0
         self._counts = np.zeros(2)  # losses, top-5 instances (host: shapes are known without the device)
@@ -71,6 +72,8 @@ class MetricMeter:
             correct5 = mx.nd.zeros((1,), ctx=out.context)
         step = mx.nd.concat(loss_sum.reshape((1,)), correct1.reshape((1,)), correct5.reshape((1,)),
                             bad.reshape((1,)), dim=0)
+        if self._sums is None and self._initial is not None:
+            self._sums = mx.nd.array(self._initial, ctx=step.context, dtype="float32")
         self._sums = step if self._sums is None else self._sums + step
         self._counts[0] += loss.size
         self._window.append((where, label, loss_sum, bad))
@@ -117,6 +120,24 @@ class MetricMeter:
         if not self._read_n:
             return {}
         return dict(loss=self._read[0] / self._read_n, top1=self._read[1] / self._read_n)
+
+    def state_dict(self) -> Dict:
+        """What :meth:`load_state_dict` needs to continue this epoch's figures in another process (JSON-able):
+        the sums read from the device (all of them: it reads first), counts, images, latencies, elapsed seconds."""
+        self._read_device()
+        return dict(sums=self._read.tolist(), read_n=float(self._read_n), counts=self._counts.tolist(),
+                    images=self.images, latencies=list(self.latencies), elapsed=time.perf_counter() - self.start)
+
+    def load_state_dict(self, state: Dict) -> None:
+        """Continue from :meth:`state_dict`: the figures of :meth:`result` then cover both parts of the epoch
+        (``total_ips`` over both parts' time, without the time in between)."""
+        self._read = np.asarray(state["sums"], dtype=np.float64)
+        self._initial = self._read.copy()  # the device-side sums start from here (on the outputs' device)
+        self._read_n = float(state["read_n"])
+        self._counts = np.asarray(state["counts"], dtype=np.float64)
+        self.images = int(state["images"])
+        self.latencies = list(state["latencies"])
+        self.start = self.last = time.perf_counter() - float(state["elapsed"])
 
     @property
     def num_inst(self) -> int:

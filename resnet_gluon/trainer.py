@@ -321,6 +321,13 @@ class Trainer(_hvd.DistributedTrainer):
             state = dict(updater=raw, num_update=getattr(legacy, "num_update", None), loss_scale=None)
         self._restore(state, epoch * self.updates_per_epoch if epoch is not None else None)
 
+    @property
+    def at_update(self) -> bool:
+        """Whether the last :meth:`step` ended an update: no gradients are being accumulated (always with
+        ``accumulate=1``). ``fit`` stops on request only there."""
+        position = self._steps_taken % self.steps_per_epoch
+        return position == 0 or position % self.accumulate == 0
+
     def set_position(self, num_update: int) -> None:
         """Put the schedule at ``num_update`` updates done (the next step uses the lr of update ``num_update + 1``)
         and the batch count at the start of the next update; an accumulation under way is dropped."""

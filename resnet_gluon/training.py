@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
 from . import amp as _amp
+from . import dist, stopping
 from .blocks import set_drop_path_rate
 from .callbacks import Callback, ProgressBar
 from .evaluation import MetricMeter, evaluate
@@ -51,6 +52,10 @@ class FitState:
     stop_training: bool = False
     recipe: Recipe = dataclasses.field(default_factory=Recipe)
     batch_size: int = 0
+    #: Batches of ``initial_epoch`` already done (a run resumed from a mid-epoch checkpoint) and the epoch's
+    #: metric state so far (:meth:`~resnet_gluon.evaluation.MetricMeter.state_dict`).
+    initial_step: int = 0
+    resume_meter: Optional[Dict] = None
 
 
 @dataclasses.dataclass
@@ -112,7 +117,9 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         epochs: Optional[int] = None, recipe: Optional[Recipe] = None, dtype: str = "auto",
         ctx: Optional[mx.Context] = None, trainer: Optional[Trainer] = None, callbacks: Sequence[Callback] = (),
         progress: bool = True, initial_epoch: int = 0, target_accuracy: Optional[float] = None,
-        batch_size: Optional[int] = None, read_every: int = 50, accumulate: int = 1, **options) -> History:
+        batch_size: Optional[int] = None, read_every: int = 50, accumulate: int = 1,
+        stop_signals: Sequence[int] = stopping.DEFAULT_SIGNALS, max_run_time: Union[str, float, None] = None,
+        stop_check_every: int = 1, **options) -> History:
     """Train ``net`` on ``train_data``, validating on ``val_data`` after every epoch.
 
     Parameters
@@ -152,6 +159,18 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         Batches per optimizer update (gradient accumulation, see :class:`~resnet_gluon.trainer.Trainer`): the lr
         is scaled for ``batch_size * workers * accumulate`` images and the schedule counts updates. Callbacks
         still see every batch. With a ready-made ``trainer``, its own ``accumulate`` applies.
+    stop_signals : sequence of int
+        Signals on which training stops cleanly (default SIGTERM and SIGUSR1, what Slurm sends; add
+        ``signal.SIGINT`` for Ctrl-C; ``()`` for none): every worker stops after the same update, callbacks flush
+        (a :class:`~resnet_gluon.callbacks.Checkpoint` writes a mid-epoch checkpoint that a rerun resumes at the
+        next step), and :class:`~resnet_gluon.stopping.TrainingStopped` is raised (a ``SystemExit`` with status
+        75, see :mod:`resnet_gluon.stopping`). With ``accumulate`` > 1 the stop comes at an update boundary.
+    max_run_time : str or float, optional
+        Stop the same way at the first step boundary after this much time (seconds, or e.g. ``'3h50m'``,
+        ``'01:30:00'``), for cluster time limits and job chains.
+    stop_check_every : int
+        Optimizer updates between the workers' decisions whether to stop (one tiny allreduce each with several
+        workers).
     **options
         Fields of :class:`~resnet_gluon.recipe.Recipe` (``lr``, ``lr_per_256``, ``schedule``, ``warmup_epochs``,
         ``wd``, ``optimizer``, ``loss``, ``label_smoothing``, ``mixup``, ``drop_path_rate``, ...) and the
@@ -173,7 +192,10 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         An unknown option.
     FloatingPointError
         A non-finite loss.
+    TrainingStopped
+        After a clean stop on a signal or ``max_run_time`` (exit status 75 unless caught).
     """
+    budget = stopping.parse_duration(max_run_time)
     ctx = ctx or default_context()
     dtype = _amp.init(dtype, net=net, ctx=ctx)
     if batch_size is None:
@@ -203,16 +225,47 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     callbacks = list(callbacks) + ([ProgressBar()] if progress else [])
     for cb in callbacks:
         cb.state = state
-    for cb in callbacks:
-        cb.on_train_begin({})
-    history = _run_epochs(state, train_data, val_data, callbacks, read_every, target_accuracy)
+    stopper = stopping.StopRequest(stop_signals, budget, every=stop_check_every,
+                                   budget_text=str(max_run_time) if max_run_time is not None else None)
+    try:
+        for cb in callbacks:
+            cb.on_train_begin({})
+        history = _run_epochs(state, train_data, val_data, callbacks, read_every, target_accuracy, stopper)
+    except _Stopped as stop:
+        for cb in callbacks:
+            cb.on_train_stopped(stop.epoch, stop.step, stop.logs)
+        for cb in callbacks:
+            cb.on_train_end({})
+        dist.barrier("resnet_gluon_stopped")  # rank 0's checkpoint is written before any worker exits
+        raise stopping.TrainingStopped(stop.epoch, stop.step, stop.logs["reason"]) from None
+    finally:
+        stopper.close()
     for cb in callbacks:
         cb.on_train_end({})
     return history
 
 
+class _Stopped(Exception):
+    def __init__(self, epoch: int, step: int, logs: Dict):
+        super().__init__(epoch, step)
+        self.epoch, self.step, self.logs = epoch, step, logs
+
+
+def _epoch_batches(data: Iterable, epoch: int, start: int):
+    """``(index, batch)`` of epoch ``epoch`` from batch ``start`` on. The epoch is read from its first batch and
+    the first ``start`` batches are dropped, unused: the pipelines' order and random augmentation are functions of
+    ``(seed, epoch)`` and of the batches before, so a resumed epoch gets exactly the uninterrupted run's batches,
+    for the price of reading (not training on) the skipped ones."""
+    if hasattr(data, "set_epoch"):
+        data.set_epoch(epoch)
+    batches = iter(data)
+    for _ in range(start):
+        next(batches)
+    return enumerate(batches, start)
+
+
 def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterable], callbacks: Sequence[Callback],
-                read_every: int, target_accuracy: Optional[float]) -> History:
+                read_every: int, target_accuracy: Optional[float], stopper: stopping.StopRequest) -> History:
     """The epochs of :func:`fit` from ``state.initial_epoch``, with their callbacks; stops early on request."""
     net, ctx, recipe = state.net, state.ctx, state.recipe
     history = History()
@@ -221,9 +274,9 @@ def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterab
         state.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
-        if hasattr(train_data, "set_epoch"):
-            train_data.set_epoch(epoch)
-        logs = _train_epoch(state, train_data, loss_fn, callbacks, read_every)
+        start = state.initial_step if epoch == state.initial_epoch else 0
+        logs = _train_epoch(state, _epoch_batches(train_data, epoch, start), loss_fn, callbacks, read_every,
+                            stopper, start)
         if val_data is not None:
             logs.update(evaluate(net, val_data, ctx=ctx, read_every=read_every))
         history.append(epoch, logs)
@@ -236,12 +289,15 @@ def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterab
     return history
 
 
-def _train_epoch(state: FitState, data: Iterable, loss_fn: gluon.loss.Loss, callbacks: Sequence[Callback],
-                 read_every: int) -> Dict[str, float]:
+def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, callbacks: Sequence[Callback],
+                 read_every: int, stopper: stopping.StopRequest, start: int = 0) -> Dict[str, float]:
     net, trainer, ctx, recipe = state.net, state.trainer, state.ctx, state.recipe
     classes = getattr(net, "classes", None)
     smoothing, mixup = recipe.label_smoothing, recipe.mixup
     meter = MetricMeter(classes, read_every=read_every)
+    if start and state.resume_meter:
+        meter.load_state_dict(state.resume_meter)
+        state.resume_meter = None
     in_flight: Deque[Tuple[int, int, Optional[mx.nd.NDArray]]] = collections.deque()
 
     def computed(batch: int, n: int, loss: Optional[mx.nd.NDArray]) -> None:
@@ -253,7 +309,7 @@ def _train_epoch(state: FitState, data: Iterable, loss_fn: gluon.loss.Loss, call
             for cb in callbacks:
                 cb.on_batch_end(batch, logs)
 
-    for i, (x, y) in enumerate(data):
+    for i, (x, y) in batches:
         n, loss = x.shape[0], None
         if n:
             x, y = x.as_in_context(ctx), y.as_in_context(ctx)
@@ -269,6 +325,11 @@ def _train_epoch(state: FitState, data: Iterable, loss_fn: gluon.loss.Loss, call
         in_flight.append((i, n, loss))
         if len(in_flight) > RUN_AHEAD:
             computed(*in_flight.popleft())
+        reason = stopper.should_stop() if trainer.at_update else None
+        if reason:
+            while in_flight:
+                computed(*in_flight.popleft())
+            raise _Stopped(state.epoch, i + 1, dict(meter=meter.state_dict(), reason=reason))
     while in_flight:
         computed(*in_flight.popleft())
     logs = meter.result()

@@ -1,0 +1,205 @@
+"""Stopping on a signal or a time budget at a step boundary, the mid-epoch checkpoint, and the exact resume."""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import REPO
+from helpers import ArrayBatches, make_records, quadrant_problem
+from resnet_gluon import Callback, Checkpoint, checkpoint, fit
+from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon.stopping import STOPPED_EXIT_STATUS, StopRequest, TrainingStopped, parse_duration
+
+SCRIPT = os.path.join(REPO, "tests", "scripts", "train_stop.py")
+
+
+@pytest.mark.parametrize("text,seconds", [("3h50m", 13800), ("90m", 5400), ("45s", 45), ("1h", 3600), ("2d", 172800),
+                                          ("01:30:00", 5400), ("1:30", 90), ("600", 600), (7.5, 7.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["3 hours", "-5", "0", "1h-2m", ""])
+def test_bad_durations_are_one_line_errors(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_stop_request_notes_a_signal_and_a_budget_and_restores_handlers():
+    before = signal.getsignal(signal.SIGUSR1)
+    request = StopRequest((signal.SIGUSR1,), None)
+    assert request.should_stop() is None
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert request.should_stop() == "signal SIGUSR1"
+    request.close()
+    assert signal.getsignal(signal.SIGUSR1) == before
+    timed = StopRequest((), 0.05, budget_text="50ms")
+    assert timed.should_stop() is None
+    time.sleep(0.06)
+    assert timed.should_stop() == "the run-time budget of 50ms is spent"
+
+
+# ------------------------------------------------------------------------------------------ one process, in-process
+def _net():
+    mx.random.seed(7)
+    return ResNet(BasicBlock, (1,), classes=4, stem_channels=8)
+
+
+def _fit(prefix, data, callbacks=()):
+    return fit(_net(), data, epochs=3, lr=0.1, warmup_epochs=0, progress=False, dtype="float32", read_every=3,
+               callbacks=[Checkpoint(prefix), *callbacks])
+
+
+def test_sigterm_mid_epoch_saves_and_the_rerun_continues_at_the_next_step(tmp_path):
+    x, y = quadrant_problem(80, size=16)  # 10 batches of 8 an epoch, no random augmentation: deterministic
+    reference = _fit(str(tmp_path / "ref" / "m"), ArrayBatches(x, y, 8))
+
+    class SigtermAt(Callback):
+        def on_batch_end(self, batch, logs):
+            if self.state.epoch == 1 and batch == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    prefix = str(tmp_path / "run" / "m")
+    with pytest.raises(TrainingStopped) as stopped:
+        _fit(prefix, ArrayBatches(x, y, 8), [SigtermAt()])
+    # the batches in flight when the signal came finish; every worker stops after the same step
+    assert stopped.value.code == STOPPED_EXIT_STATUS == 75 and stopped.value.epoch == 1
+    assert 4 <= stopped.value.step <= 7 and stopped.value.reason == "signal SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL   # fit put the handler back
+    step = stopped.value.step
+    assert checkpoint.mid_epoch_checkpoints(prefix) == [(1, step)]
+    assert checkpoint.latest_checkpoint(prefix) == 1       # predict and --mode val still take epoch 1's checkpoint
+
+    data = ArrayBatches(x, y, 8)
+    resumed = _fit(prefix, data)
+    assert resumed.epochs == [1, 2]
+    # the interrupted epoch reports the whole epoch: every image counted once, and the same figures
+    for key in ("num_images", "loss", "top1"):
+        np.testing.assert_allclose(resumed.history[key][0], reference.history[key][1], rtol=1e-6, err_msg=key)
+    assert resumed.history["num_images"][0] == 80
+    final_ref, final = (mx.nd.load(f"{p}-0003.params") for p in (str(tmp_path / "ref" / "m"), prefix))
+    assert len(final) == len(final_ref)
+    for (name, a), b in zip(final_ref.items(), final.values()):   # same process, same arithmetic: identical
+        np.testing.assert_array_equal(b.asnumpy(), a.asnumpy(), err_msg=name)   # (net names differ: resnet0/1)
+    assert checkpoint.mid_epoch_checkpoints(prefix) == []   # pruned once epoch 2's checkpoint existed
+    assert not [f for f in os.listdir(tmp_path / "run") if f"-0001-{step:06d}" in f]
+
+
+def test_max_run_time_stops_at_a_step_boundary(tmp_path):
+    x, y = quadrant_problem(80, size=16)
+
+    class Slow(Callback):
+        def on_batch_end(self, batch, logs):
+            time.sleep(0.05)
+
+    with pytest.raises(TrainingStopped) as stopped:
+        fit(_net(), ArrayBatches(x, y, 8), epochs=3, lr=0.1, warmup_epochs=0, progress=False, dtype="float32",
+            max_run_time=0.5, callbacks=[Checkpoint(str(tmp_path / "m")), Slow()])
+    assert "run-time budget of 0.5 is spent" in stopped.value.reason
+    assert checkpoint.mid_epoch_checkpoints(str(tmp_path / "m"))
+
+
+# ------------------------------------------------------------------------------------------ several processes
+def _data(tmp_path):
+    make_records(tmp_path / "data" / "train", 48, classes=3, size=(40, 40))
+    make_records(tmp_path / "data" / "val", 12, classes=3, size=(40, 40), seed=1)
+    return str(tmp_path / "data")
+
+
+class _Run:
+    """A training script under ``horovodrun -np N`` (or plain Python), its output collected as it comes."""
+
+    def __init__(self, workers, *args):
+        exe = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or "horovodrun"
+        cmd = [sys.executable, SCRIPT, *map(str, args)]
+        if workers > 1:
+            cmd = [exe, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo", *cmd]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                                     env=env)
+        self.lines = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                        daemon=True)
+        self._reader.start()
+
+    def batches(self):
+        return [line.split("BATCH ", 1)[1].split() for line in list(self.lines) if "BATCH " in line]
+
+    def wait(self, timeout):
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(10)
+        return code
+
+    def text(self):
+        return "".join(self.lines)[-4000:]
+
+
+def _params(prefix):
+    return mx.nd.load(f"{prefix}-0003.params")
+
+
+def _assert_same(a, b):
+    for name in a:  # another process: MXNet's CPU arithmetic is repeatable; 1e-5 leaves room for thread order
+        np.testing.assert_allclose(b[name].asnumpy(), a[name].asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("target", ["horovodrun", "one worker"])
+def test_sigterm_to_horovodrun_or_one_worker_then_resume_matches_uninterrupted(tmp_path, target):
+    root = _data(tmp_path)
+    ref = _Run(2, root, tmp_path / "ref" / "m", 3)
+    assert ref.wait(600) == 0, ref.text()
+    prefix = tmp_path / "run" / "m"
+    run = _Run(2, root, prefix, 3, "--delay", 0.3)
+    # 6 steps an epoch; the loop runs 2 batches ahead of the BATCH lines, so the stop lands a few steps later
+    stop_at = random.Random(0 if target == "horovodrun" else 1).randint(0, 1)
+    deadline = time.time() + 300
+    while not any(b[0] == "1" and int(b[1]) >= stop_at for b in run.batches()):   # epoch 2 (0-based 1)
+        assert time.time() < deadline and run.proc.poll() is None, run.text()
+        time.sleep(0.05)
+    if target == "horovodrun":
+        run.proc.send_signal(signal.SIGTERM)
+    else:
+        worker = next(int(b[2]) for b in run.batches() if b[3] == "rank1")
+        os.kill(worker, signal.SIGTERM)
+    signalled = time.time()
+    code = run.wait(60)
+    assert time.time() - signalled < 30, run.text()
+    stopped = [line for line in run.lines if "STOPPED " in line]
+    assert len(stopped) == 2 and code != 0, run.text()     # both ranks stopped; horovodrun reports their status
+    epochs_steps = {tuple(line.split("STOPPED ", 1)[1].split()[:2]) for line in stopped}
+    assert len(epochs_steps) == 1, stopped                 # the same step on every rank
+    epoch, step = map(int, epochs_steps.pop())
+    assert epoch == 1 and checkpoint.mid_epoch_checkpoints(str(prefix)) == [(1, step)]
+    again = _Run(2, root, prefix, 3)
+    assert again.wait(600) == 0, again.text()
+    resumed = [(int(b[0]), int(b[1])) for b in again.batches() if b[3] == "rank0"]
+    # the next step of the interrupted epoch (or, stopped after its last step, the next epoch's first)
+    assert resumed[0] == ((1, step) if step < 6 else (2, 0)), (step, resumed[:3])
+    _assert_same(_params(tmp_path / "ref" / "m"), _params(prefix))
+
+
+@pytest.mark.slow
+def test_a_chain_of_runs_with_max_run_time_ends_with_the_uninterrupted_parameters(tmp_path):
+    root = _data(tmp_path)
+    ref = _Run(1, root, tmp_path / "ref" / "m", 3)
+    assert ref.wait(600) == 0, ref.text()
+    prefix = tmp_path / "run" / "m"
+    codes = []
+    for _ in range(12):
+        run = _Run(1, root, prefix, 3, "--delay", 0.1, "--max-run-time", 2)
+        codes.append(run.wait(600))
+        if codes[-1] == 0:
+            break
+        assert codes[-1] == STOPPED_EXIT_STATUS and "run-time budget of 2 is spent" in run.text(), run.text()
+    assert codes[-1] == 0 and len(codes) >= 2, codes
+    _assert_same(_params(tmp_path / "ref" / "m"), _params(prefix))
