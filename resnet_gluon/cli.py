@@ -128,7 +128,7 @@ def _add_train(sub):
     p.add_argument("--arch", default="resnet50_v1_5", choices=models.list_models(), metavar="ARCH",
                    help="model name: %(choices)s")
     p.add_argument("--dtype", default="auto", choices=amp.TRAINING_DTYPES,
-                   help="precision; auto = float16 on GPUs, bfloat16 on CPUs that support it, else float32")
+                   help="precision; auto = float16 on GPUs, bfloat16 on CPUs with AMX, else float32")
     _add_data_flags(p, backend="dali-gpu" if num_gpus() > 0 else "dali-cpu", crop="training/validation crop",
                     root="folder with train.rec/.idx and val.rec/.idx")
     p.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
@@ -148,6 +148,9 @@ def _add_train(sub):
     p.add_argument("--min-area", type=float, default=Preprocessing().area[0], help="random-resized-crop min area")
     p.add_argument("--synthetic-batches", type=_positive, default=20, help="batches per epoch for synthetic data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-run-time", metavar="DURATION", help="stop cleanly at the first step after this long (e.g. "
+                   "3h50m, 01:30:00): a mid-epoch checkpoint, exit status 75; rerun to resume. SIGTERM and SIGUSR1 "
+                   "stop the same way")
     p.add_argument("--pretrained", metavar="FILE", help="start from these weights: ours/gluoncv .params, an "
                    "exported checkpoint's -NNNN.params, torchvision/timm .safetensors or .pth (needs torch); a "
                    "classifier with another class count is replaced by a new one")
@@ -214,8 +217,18 @@ def _train(args) -> int:
     callbacks = [Checkpoint(args.model_prefix, class_names=data.load_classes(args.data_root),
                             preprocessing=preprocessing),
                  Report(args.report or f"{args.model_prefix}-report.json", cmd=sys.argv)]
-    history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=_recipe(args),
-                  dtype=args.dtype, callbacks=callbacks, progress=not args.no_progress, accumulate=args.accumulate)
+    from .stopping import TrainingStopped, parse_duration
+
+    parse_duration(args.max_run_time)  # a bad duration is an input error before anything starts
+    try:
+        history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=_recipe(args),
+                      dtype=args.dtype, callbacks=callbacks, progress=not args.no_progress,
+                      accumulate=args.accumulate, max_run_time=args.max_run_time)
+    except TrainingStopped as stop:
+        if is_rank_zero():
+            print(f"resnet-gluon train: {stop}; saved a mid-epoch checkpoint under {args.model_prefix!r}: run the "
+                  f"same command again to continue (exit status {stop.code})", file=sys.stderr)
+        raise
     if is_rank_zero() and history.epochs:
         print(json.dumps(history.summary()))
     return 0

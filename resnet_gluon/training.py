@@ -325,7 +325,7 @@ def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, c
         in_flight.append((i, n, loss))
         if len(in_flight) > RUN_AHEAD:
             computed(*in_flight.popleft())
-        reason = stopper.should_stop() if trainer.at_update else None
+        reason = stopper.should_stop() if getattr(trainer, "at_update", True) else None
         if reason:
             while in_flight:
                 computed(*in_flight.popleft())

@@ -53,14 +53,15 @@ def _net():
     return ResNet(BasicBlock, (1,), classes=4, stem_channels=8)
 
 
-def _fit(prefix, data, callbacks=()):
+def _fit(prefix, data, callbacks=(), accumulate=1):
     return fit(_net(), data, epochs=3, lr=0.1, warmup_epochs=0, progress=False, dtype="float32", read_every=3,
-               callbacks=[Checkpoint(prefix), *callbacks])
+               callbacks=[Checkpoint(prefix), *callbacks], accumulate=accumulate)
 
 
-def test_sigterm_mid_epoch_saves_and_the_rerun_continues_at_the_next_step(tmp_path):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_sigterm_mid_epoch_saves_and_the_rerun_continues_at_the_next_step(tmp_path, accumulate):
     x, y = quadrant_problem(80, size=16)  # 10 batches of 8 an epoch, no random augmentation: deterministic
-    reference = _fit(str(tmp_path / "ref" / "m"), ArrayBatches(x, y, 8))
+    reference = _fit(str(tmp_path / "ref" / "m"), ArrayBatches(x, y, 8), accumulate=accumulate)
 
     class SigtermAt(Callback):
         def on_batch_end(self, batch, logs):
@@ -69,17 +70,18 @@ def test_sigterm_mid_epoch_saves_and_the_rerun_continues_at_the_next_step(tmp_pa
 
     prefix = str(tmp_path / "run" / "m")
     with pytest.raises(TrainingStopped) as stopped:
-        _fit(prefix, ArrayBatches(x, y, 8), [SigtermAt()])
+        _fit(prefix, ArrayBatches(x, y, 8), [SigtermAt()], accumulate=accumulate)
     # the batches in flight when the signal came finish; every worker stops after the same step
     assert stopped.value.code == STOPPED_EXIT_STATUS == 75 and stopped.value.epoch == 1
     assert 4 <= stopped.value.step <= 7 and stopped.value.reason == "signal SIGTERM"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL   # fit put the handler back
     step = stopped.value.step
+    assert step % accumulate == 0               # at an update boundary: no accumulated gradient is lost
     assert checkpoint.mid_epoch_checkpoints(prefix) == [(1, step)]
     assert checkpoint.latest_checkpoint(prefix) == 1       # predict and --mode val still take epoch 1's checkpoint
 
     data = ArrayBatches(x, y, 8)
-    resumed = _fit(prefix, data)
+    resumed = _fit(prefix, data, accumulate=accumulate)
     assert resumed.epochs == [1, 2]
     # the interrupted epoch reports the whole epoch: every image counted once, and the same figures
     for key in ("num_images", "loss", "top1"):
