@@ -156,13 +156,18 @@ class Checkpoint(Callback):
                                  f"run has {key}={mine[key]!r}; use another --model-prefix or remove the old "
                                  "checkpoints")
         changes = self._changes(record, epoch)
-        if step and changes:  # a mid-epoch position means nothing under another batch size or worker count
+        if step and record.get("steps_per_epoch", state.steps_per_epoch) != state.steps_per_epoch:
+            changes = ", ".join(filter(None, [changes, f"steps_per_epoch {record['steps_per_epoch']} -> "
+                                                       f"{state.steps_per_epoch}"]))
+        if step and changes:  # a mid-epoch position means nothing under another batch size, worker count or data
             raise ValueError(f"cannot resume mid-epoch from {name} with changed settings ({changes}): rerun with "
                              "the settings it was saved with, or delete its files to resume from the last epoch end")
         if dist.is_rank_zero():
             load_parameters(net, files.params, ctx=state.ctx)
             trainer.load_states(files.states, epoch=None if step else epoch)
         trainer.broadcast_states(root_rank=0)  # other ranks get rank 0's position with the states
+        if step:
+            trainer.set_batch_position(epoch, step)
         state.initial_epoch, state.initial_step = epoch, step
         state.resume_meter = record.get("meter") if step else None
         self.resumed_from = epoch

@@ -82,31 +82,34 @@ def checkpoint_files(prefix: PathLike, epoch: int, step: int = 0) -> CheckpointF
     return CheckpointFiles(os.fspath(prefix), int(epoch), int(step))
 
 
+def _mid_epoch_files(prefix: str) -> Dict[Tuple[int, int], List[str]]:
+    """Every file of a mid-epoch checkpoint under ``prefix``, complete or not, by ``(epoch, step)``."""
+    found: Dict[Tuple[int, int], List[str]] = {}
+    for path in glob.glob(glob.escape(prefix) + "-[0-9][0-9][0-9][0-9]-[0-9]*.*"):
+        match = re.fullmatch(re.escape(prefix) + r"-(\d{4})-(\d{6,})\.(json|params|states)", path)
+        if match:
+            found.setdefault((int(match.group(1)), int(match.group(2))), []).append(path)
+    return found
+
+
 def mid_epoch_checkpoints(prefix: PathLike) -> List[Tuple[int, int]]:
     """``(epoch, step)`` of the complete mid-epoch checkpoints under ``prefix`` (written when a run stopped
     part-way through epoch ``epoch + 1``, after ``step`` batches), oldest first. :func:`latest_checkpoint` and
     :func:`resolve_epoch` never return them: they are not an epoch's result."""
     prefix = os.fspath(prefix)
-    found = []
-    for path in glob.glob(glob.escape(prefix) + "-[0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9][0-9][0-9].json"):
-        match = re.search(r"-(\d{4})-(\d{6})\.json$", path)
-        if match and _is_complete(prefix, int(match.group(1)), int(match.group(2))):
-            found.append((int(match.group(1)), int(match.group(2))))
-    return sorted(found)
+    return sorted(key for key in _mid_epoch_files(prefix) if _is_complete(prefix, *key))
 
 
 def prune_mid_epoch_checkpoints(prefix: PathLike, *, before: Tuple[int, int]) -> List[Tuple[int, int]]:
     """Delete the mid-epoch checkpoints older than ``before`` (an ``(epoch, step)``; ``(epoch, 0)`` for an
-    epoch-end checkpoint) — each record first, so that a prune cut short leaves no complete-looking checkpoint.
-    Returns what was deleted."""
+    epoch-end checkpoint), complete or left incomplete by an interrupted save — each record first, so that a prune
+    cut short leaves no complete-looking checkpoint. Returns what was deleted."""
     pruned = []
-    for epoch, step in mid_epoch_checkpoints(prefix):
-        if (epoch, step) < tuple(before):
-            files = checkpoint_files(prefix, epoch, step)
-            for path in (files.record, files.params, files.states):
-                if os.path.exists(path):
-                    os.remove(path)
-            pruned.append((epoch, step))
+    for key, paths in sorted(_mid_epoch_files(os.fspath(prefix)).items()):
+        if key < tuple(before):
+            for path in sorted(paths, key=lambda p: not p.endswith(".json")):
+                os.remove(path)
+            pruned.append(key)
     return pruned
 
 

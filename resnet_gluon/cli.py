@@ -396,6 +396,21 @@ def _parser() -> argparse.ArgumentParser:
 _INPUT_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError, ChildProcessError)
 
 
+def _run_forwarding_signals(cmd: List[str]) -> int:
+    """Run ``cmd`` (horovodrun) and pass SIGTERM, SIGUSR1 and SIGINT on to it, so that a cluster's stop signal
+    reaches the workers (they stop cleanly, see resnet_gluon.stopping); returns its exit status."""
+    import signal
+
+    proc = subprocess.Popen(cmd)
+    signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+    previous = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum)) for s in signals}
+    try:
+        return proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit status (2 for a bad flag, 1 for bad input)."""
     from .dist import under_horovodrun, worker_command
@@ -405,7 +420,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if isinstance(getattr(args, "num_workers", None), int) and args.num_workers > 1 and not under_horovodrun():
             # asked for N workers outside horovodrun: run this same command under horovodrun -np N
-            return subprocess.call([*worker_command(args.num_workers), "-m", "resnet_gluon", *argv])
+            return _run_forwarding_signals([*worker_command(args.num_workers), "-m", "resnet_gluon", *argv])
         return args.run(args)
     except _INPUT_ERRORS as err:
         print(f"resnet-gluon {args.command}: error: {err}", file=sys.stderr)

@@ -121,21 +121,29 @@ class MetricMeter:
             return {}
         return dict(loss=self._read[0] / self._read_n, top1=self._read[1] / self._read_n)
 
-    def state_dict(self) -> Dict:
+    def state_dict(self, *, global_sums: bool = False) -> Dict:
         """What :meth:`load_state_dict` needs to continue this epoch's figures in another process (JSON-able):
-        the sums read from the device (all of them: it reads first), counts, images, latencies, elapsed seconds."""
+        the sums read from the device (all of them: it reads first), counts, images, latencies, elapsed seconds.
+        With ``global_sums``, sums, counts and images are summed over all workers (every worker must call it)."""
         self._read_device()
-        return dict(sums=self._read.tolist(), read_n=float(self._read_n), counts=self._counts.tolist(),
-                    images=self.images, latencies=list(self.latencies), elapsed=time.perf_counter() - self.start)
+        sums, counts = self._read.tolist(), self._counts.tolist()
+        read_n, images = float(self._read_n), self.images
+        if global_sums:
+            total = dist.allreduce_sum([*sums, read_n, *counts, images], name="resnet_gluon_meter_state")
+            sums, read_n, counts, images = total[:4], total[4], total[5:7], int(total[7])
+        return dict(sums=sums, read_n=read_n, counts=counts, images=images, latencies=list(self.latencies),
+                    elapsed=time.perf_counter() - self.start)
 
-    def load_state_dict(self, state: Dict) -> None:
+    def load_state_dict(self, state: Dict, *, sums: bool = True) -> None:
         """Continue from :meth:`state_dict`: the figures of :meth:`result` then cover both parts of the epoch
-        (``total_ips`` over both parts' time, without the time in between)."""
-        self._read = np.asarray(state["sums"], dtype=np.float64)
-        self._initial = self._read.copy()  # the device-side sums start from here (on the outputs' device)
-        self._read_n = float(state["read_n"])
-        self._counts = np.asarray(state["counts"], dtype=np.float64)
-        self.images = int(state["images"])
+        (``total_ips`` over both parts' time, without the time in between). ``sums=False`` takes the time and
+        latencies only (the other workers, when rank 0 holds the global sums)."""
+        if sums:
+            self._read = np.asarray(state["sums"], dtype=np.float64)
+            self._initial = self._read.copy()  # the device-side sums start from here (on the outputs' device)
+            self._read_n = float(state["read_n"])
+            self._counts = np.asarray(state["counts"], dtype=np.float64)
+            self.images = int(state["images"])
         self.latencies = list(state["latencies"])
         self.start = self.last = time.perf_counter() - float(state["elapsed"])
 

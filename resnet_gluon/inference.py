@@ -285,6 +285,10 @@ class Predictor:
             if options.setdefault("backend", "openvino") != "openvino":
                 raise ValueError(f"{files.onnx!r} was saved by an OpenVINO predictor; load it with "
                                  "backend='openvino' (or load the float32 checkpoint it was made from)")
+            if dtype != saved:
+                raise ValueError(f"{files.onnx!r} is an OpenVINO {saved} model; it loads as saved. For {dtype}, "
+                                 f"load the float32 checkpoint it was made from with backend='openvino', "
+                                 f"dtype={dtype!r}")
             net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.get("requested_dtype", saved))
             return cls(net, preprocessing=preprocessing, class_names=names, dtype=saved, ctx=ctx, converted=True,
                        **options)

@@ -1,5 +1,6 @@
 """Stopping a training run cleanly: on a signal (Slurm's SIGTERM or ``--signal=B:USR1@120``, a spot machine's
-notice), or when a time budget is spent, at a step boundary that every worker agrees on.
+notice), or when a time budget is spent, at a step boundary that every worker agrees on. A second signal of
+the same kind is not caught: it ends the process as it would have without ``fit``.
 
 :func:`resnet_gluon.fit` builds a :class:`StopRequest`. Its signal handlers only note the request; ``fit`` asks
 :meth:`StopRequest.should_stop` after every step (``every`` steps), and with several workers the answer is one
@@ -8,11 +9,12 @@ then drains the batches in flight, lets the callbacks save (a :class:`~resnet_gl
 a mid-epoch checkpoint that a rerun resumes at the next step) and raises :class:`TrainingStopped`, a
 ``SystemExit`` with status :data:`STOPPED_EXIT_STATUS` (75, ``EX_TEMPFAIL``: try again).
 
-Cost: one signal-flag check per step, plus with several workers one allreduce of a single float32 (Horovod,
-Gloo on CPUs) per ``every`` steps — ``benchmarks/stop_check.py`` measures it against the step time.
+Cost: one signal-flag check per update, plus with several workers one allreduce of a single number (Horovod,
+Gloo on CPUs) per ``every`` updates — ``benchmarks/stop_check.py`` measures it against the step time.
 """
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
@@ -92,7 +94,8 @@ class StopRequest:
     max_run_time : float, optional
         Seconds from construction after which to stop (at the first step boundary past it).
     every : int
-        Steps between decisions (each is an allreduce with several workers).
+        Calls of :meth:`should_stop` between decisions (``fit`` calls it after each optimizer update; each
+        decision is an allreduce with several workers).
     """
 
     def __init__(self, signals: Sequence[int] = DEFAULT_SIGNALS, max_run_time: Optional[float] = None, *,
@@ -107,11 +110,25 @@ class StopRequest:
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
-                self._previous[sig] = signal.signal(sig, self._note)
+                try:
+                    self._previous[sig] = signal.signal(sig, self._note)
+                except (OSError, ValueError, RuntimeError) as err:
+                    self.close()
+                    raise ValueError(f"cannot catch signal {sig!r} ({err}); choose others for stop_signals, e.g. "
+                                     "signal.SIGTERM, signal.SIGUSR1") from None
 
-    def _note(self, signum, frame) -> None:  # a signal handler: only records the request
+    def _note(self, signum, frame) -> None:
+        """The signal handler: the first signal only records the request; a second one gets the previous handler
+        (by default: the process ends), so a run stuck where it never checks can still be stopped."""
         if self.reason is None:
             self.reason = f"signal {signal.Signals(signum).name}"
+            return
+        previous = self._previous.pop(signum, signal.SIG_DFL)
+        signal.signal(signum, previous)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signum)
 
     def should_stop(self) -> Optional[str]:
         """Call after every step, on every worker: the reason to stop now (the same on every worker), or None."""
@@ -131,5 +148,5 @@ class StopRequest:
     def close(self) -> None:
         """Put the previous signal handlers back."""
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._previous = {}

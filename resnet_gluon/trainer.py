@@ -321,6 +321,13 @@ class Trainer(_hvd.DistributedTrainer):
             state = dict(updater=raw, num_update=getattr(legacy, "num_update", None), loss_scale=None)
         self._restore(state, epoch * self.updates_per_epoch if epoch is not None else None)
 
+    def set_batch_position(self, epoch: int, step: int) -> None:
+        """Count the batches as at batch ``step`` of epoch ``epoch`` (0-based), at an update boundary, keeping the
+        schedule position: a run resumed mid-epoch then ends the epoch, and groups accumulations, where the
+        uninterrupted run did (the update count alone can lag behind when float16 loss scaling skipped updates)."""
+        self._steps_taken = int(epoch) * self.steps_per_epoch + int(step)
+        self._images = 0
+
     @property
     def at_update(self) -> bool:
         """Whether the last :meth:`step` ended an update: no gradients are being accumulated (always with

@@ -136,7 +136,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         reference's); others: ``Recipe.preset(name)``. Its ``drop_path_rate``, when set, is set on ``net``.
     dtype : {'auto', 'float32', 'bfloat16', 'float16'}
         Training precision, switched on here before the first forward pass: 'auto' is float16 on GPUs (with
-        dynamic loss scaling), bfloat16 on CPUs with AVX-512, else float32. MXNet's AMP is process-wide: once
+        dynamic loss scaling), bfloat16 on CPUs with AMX (see :func:`resnet_gluon.amp.resolve_dtype`), else
+        float32. MXNet's AMP is process-wide: once
         on, it stays on in this process.
     ctx : Context, optional
         Default: this worker's GPU if there is one, else the CPU.
@@ -232,17 +233,33 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
             cb.on_train_begin({})
         history = _run_epochs(state, train_data, val_data, callbacks, read_every, target_accuracy, stopper)
     except _Stopped as stop:
-        for cb in callbacks:
-            cb.on_train_stopped(stop.epoch, stop.step, stop.logs)
-        for cb in callbacks:
-            cb.on_train_end({})
-        dist.barrier("resnet_gluon_stopped")  # rank 0's checkpoint is written before any worker exits
+        _stop_callbacks(callbacks, stop)
         raise stopping.TrainingStopped(stop.epoch, stop.step, stop.logs["reason"]) from None
     finally:
         stopper.close()
     for cb in callbacks:
         cb.on_train_end({})
     return history
+
+
+def _stop_callbacks(callbacks: Sequence[Callback], stop: "_Stopped") -> None:
+    """``on_train_stopped`` and ``on_train_end`` of every callback, then every worker waits for the others (rank
+    0's checkpoint is written before any worker exits); a failure on any worker (rank 0's disk is full) is raised on
+    every worker, rather than leaving the others waiting."""
+    error = None
+    try:
+        for cb in callbacks:
+            cb.on_train_stopped(stop.epoch, stop.step, stop.logs)
+        for cb in callbacks:
+            cb.on_train_end({})
+    except Exception as err:  # pylint: disable=broad-except  (re-raised below, after the workers agree)
+        error = err
+    failed = dist.allreduce_sum([1.0 if error is not None else 0.0], name="resnet_gluon_stopped")[0]
+    if error is not None:
+        raise error
+    if failed:
+        raise RuntimeError(f"training stopped ({stop.logs['reason']}), but another worker failed while saving or "
+                           "flushing (its error says why); the last complete checkpoint stays usable")
 
 
 class _Stopped(Exception):
@@ -256,12 +273,27 @@ def _epoch_batches(data: Iterable, epoch: int, start: int):
     the first ``start`` batches are dropped, unused: the pipelines' order and random augmentation are functions of
     ``(seed, epoch)`` and of the batches before, so a resumed epoch gets exactly the uninterrupted run's batches,
     for the price of reading (not training on) the skipped ones."""
+    if start and start >= len(data):  # stopped after the epoch's last step: nothing left to train on
+        return iter(())
     if hasattr(data, "set_epoch"):
         data.set_epoch(epoch)
     batches = iter(data)
     for _ in range(start):
-        next(batches)
+        if next(batches, None) is None:
+            raise ValueError(f"cannot resume epoch {epoch + 1} at batch {start}: the data gives fewer batches "
+                             "now than when the run stopped; resume with the data it was saved with")
     return enumerate(batches, start)
+
+
+def _build_graph(state: FitState, data: Iterable, epoch: int) -> None:
+    """One forward pass (predict mode: nothing learns) on the epoch's first batch, so that the hybridized network
+    has a graph to export; for a run resumed after the last step of an epoch, which trains on no batch of it."""
+    if hasattr(data, "set_epoch"):
+        data.set_epoch(epoch)
+    for x, _ in data:
+        if x.shape[0]:
+            state.net(x.as_in_context(state.ctx)[:1]).wait_to_read()
+            return
 
 
 def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterable], callbacks: Sequence[Callback],
@@ -275,6 +307,8 @@ def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterab
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         start = state.initial_step if epoch == state.initial_epoch else 0
+        if start and start >= len(train_data) and not getattr(net, "_cached_graph", None):
+            _build_graph(state, train_data, epoch)  # the checkpoint at this epoch's end exports the graph
         logs = _train_epoch(state, _epoch_batches(train_data, epoch, start), loss_fn, callbacks, read_every,
                             stopper, start)
         if val_data is not None:
@@ -295,8 +329,8 @@ def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, c
     classes = getattr(net, "classes", None)
     smoothing, mixup = recipe.label_smoothing, recipe.mixup
     meter = MetricMeter(classes, read_every=read_every)
-    if start and state.resume_meter:
-        meter.load_state_dict(state.resume_meter)
+    if start and state.resume_meter:  # the sums over all workers, saved by rank 0: rank 0 continues them
+        meter.load_state_dict(state.resume_meter, sums=dist.is_rank_zero())
         state.resume_meter = None
     in_flight: Deque[Tuple[int, int, Optional[mx.nd.NDArray]]] = collections.deque()
 
@@ -329,7 +363,7 @@ def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, c
         if reason:
             while in_flight:
                 computed(*in_flight.popleft())
-            raise _Stopped(state.epoch, i + 1, dict(meter=meter.state_dict(), reason=reason))
+            raise _Stopped(state.epoch, i + 1, dict(meter=meter.state_dict(global_sums=True), reason=reason))
     while in_flight:
         computed(*in_flight.popleft())
     logs = meter.result()

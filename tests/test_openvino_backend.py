@@ -56,6 +56,8 @@ def test_int8_is_close_to_float32_and_reloads_as_saved(tmp_path):
     np.testing.assert_allclose(again.logits(x), logits, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="saved by an OpenVINO predictor; load it with backend='openvino'"):
         Predictor.from_checkpoint(tmp_path / "ov", backend="mxnet")
+    with pytest.raises(ValueError, match="is a int8 model; it cannot be loaded as float32"):
+        Predictor.from_checkpoint(tmp_path / "ov", dtype="float32")
     os.remove(files[0])  # a checkpoint missing a listed file is incomplete
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         Predictor.from_checkpoint(tmp_path / "ov")

@@ -1,4 +1,5 @@
 """Stopping on a signal or a time budget at a step boundary, the mid-epoch checkpoint, and the exact resume."""
+import json
 import os
 import random
 import shutil
@@ -47,6 +48,18 @@ def test_stop_request_notes_a_signal_and_a_budget_and_restores_handlers():
     assert timed.should_stop() == "the run-time budget of 50ms is spent"
 
 
+def test_a_second_signal_ends_the_process_and_uncatchable_signals_are_refused():
+    code = ("import os, signal, time; from resnet_gluon.stopping import StopRequest; r = StopRequest(); "
+            "os.kill(os.getpid(), signal.SIGTERM); print(r.should_stop(), flush=True); "
+            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); print('survived')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "signal SIGTERM" and proc.returncode == -signal.SIGTERM, proc
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ValueError, match="cannot catch signal"):
+        StopRequest((signal.SIGTERM, signal.SIGKILL))
+    assert signal.getsignal(signal.SIGTERM) == before   # rolled back
+
+
 # ------------------------------------------------------------------------------------------ one process, in-process
 def _net():
     mx.random.seed(7)
@@ -93,6 +106,29 @@ def test_sigterm_mid_epoch_saves_and_the_rerun_continues_at_the_next_step(tmp_pa
         np.testing.assert_array_equal(b.asnumpy(), a.asnumpy(), err_msg=name)   # (net names differ: resnet0/1)
     assert checkpoint.mid_epoch_checkpoints(prefix) == []   # pruned once epoch 2's checkpoint existed
     assert not [f for f in os.listdir(tmp_path / "run") if f"-0001-{step:06d}" in f]
+
+
+def test_stop_after_the_last_step_resumes_without_reading_the_epoch_and_other_data_is_refused(tmp_path):
+    x, y = quadrant_problem(80, size=16)
+    prefix = str(tmp_path / "m")
+
+    class SigtermLast(Callback):
+        def on_batch_end(self, batch, logs):
+            if self.state.epoch == 0 and batch == 7:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingStopped) as stopped:
+        _fit(prefix, ArrayBatches(x, y, 8), [SigtermLast()])
+    assert stopped.value.step == 10   # the signal came while the last batches were in flight
+    # an incomplete mid-epoch checkpoint left by an earlier interrupted save is pruned too
+    open(checkpoint.checkpoint_files(prefix, 0, 3).params, "w").close()
+    with pytest.raises(ValueError, match=r"cannot resume mid-epoch .*\(steps_per_epoch 10 -> 8\)"):
+        _fit(prefix, ArrayBatches(x[:64], y[:64], 8))
+    data = ArrayBatches(x, y, 8)
+    history = _fit(prefix, data)
+    assert history.epochs == [0, 1, 2] and history.history["num_images"][0] == 80
+    assert len(data.reads) == 21   # one batch to build the graph to export, then epochs 2 and 3: epoch 1 not read
+    assert not [f for f in os.listdir(tmp_path) if "-0000-0000" in f]
 
 
 def test_max_run_time_stops_at_a_step_boundary(tmp_path):
@@ -188,6 +224,10 @@ def test_sigterm_to_horovodrun_or_one_worker_then_resume_matches_uninterrupted(t
     # the next step of the interrupted epoch (or, stopped after its last step, the next epoch's first)
     assert resumed[0] == ((1, step) if step < 6 else (2, 0)), (step, resumed[:3])
     _assert_same(_params(tmp_path / "ref" / "m"), _params(prefix))
+    # the interrupted epoch's figures are the whole epoch's, summed over both workers
+    ref_report, report = (json.load(open(f"{p}-report.json"))["metrics"] for p in (tmp_path / "ref" / "m", prefix))
+    for key in ("train.loss", "train.top1", "val.top1"):
+        np.testing.assert_allclose(report[key], ref_report[key], rtol=1e-4, err_msg=key)
 
 
 @pytest.mark.slow
