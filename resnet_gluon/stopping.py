@@ -14,9 +14,11 @@ Gloo on CPUs) per ``every`` updates — ``benchmarks/stop_check.py`` measures it
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from typing import Optional, Sequence, Union
@@ -83,6 +85,23 @@ def parse_duration(value: Union[str, float, int, None]) -> Optional[float]:
     return seconds
 
 
+_SIGNAL_STACKS = []  # alternate signal stacks handed to the kernel: they must live as long as the process
+
+
+def _fresh_signal_stack() -> None:
+    """Give this thread a new alternate signal stack. Python installs its handlers with ``SA_ONSTACK``, and a
+    native library can leave the thread's alternate stack pointing at memory it freed: after OpenVINO and ONNX
+    Runtime's INT8 quantization had run in a process, every handled signal crashed it (SIGSEGV in the kernel's
+    delivery, seen under pytest). A fresh stack of our own makes the handler safe whatever ran before."""
+    class _Stack(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    size = 1 << 16
+    memory = ctypes.create_string_buffer(size)
+    if ctypes.CDLL(None).sigaltstack(ctypes.byref(_Stack(ctypes.cast(memory, ctypes.c_void_p), 0, size)), None) == 0:
+        _SIGNAL_STACKS.append(memory)
+
+
 class StopRequest:
     """Notes stop signals and a time budget; decides, identically on every worker, whether to stop now.
 
@@ -109,6 +128,8 @@ class StopRequest:
         self._steps = 0
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
+            if signals and sys.platform.startswith("linux"):
+                _fresh_signal_stack()
             for sig in signals:
                 try:
                     self._previous[sig] = signal.signal(sig, self._note)
