@@ -397,13 +397,26 @@ _INPUT_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError
 
 
 def _run_forwarding_signals(cmd: List[str]) -> int:
-    """Run ``cmd`` (horovodrun) and pass SIGTERM, SIGUSR1 and SIGINT on to it, so that a cluster's stop signal
-    reaches the workers (they stop cleanly, see resnet_gluon.stopping); returns its exit status."""
+    """Run ``cmd`` (horovodrun) and pass SIGTERM, SIGUSR1 and SIGINT on to its workers, so that a cluster's stop
+    signal reaches them (they stop cleanly, see resnet_gluon.stopping); returns its exit status. Not to horovodrun
+    itself: on SIGTERM it may freeze (SIGSTOP) a worker and kill it 5 s later, before its checkpoint."""
     import signal
 
+    import psutil
+
     proc = subprocess.Popen(cmd)
+
+    def forward(signum, frame):
+        try:
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if not p.children() and "resnet_gluon" in " ".join(p.cmdline())]
+        except psutil.Error:
+            workers = []
+        for worker in workers or [proc]:
+            worker.send_signal(signum)
+
     signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-    previous = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum)) for s in signals}
+    previous = {s: signal.signal(s, forward) for s in signals}
     try:
         return proc.wait()
     finally:

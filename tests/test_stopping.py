@@ -225,24 +225,24 @@ def _assert_same(a, b):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.parametrize("target", ["horovodrun", "one worker"])
-def test_sigterm_to_horovodrun_or_one_worker_then_resume_matches_uninterrupted(tmp_path, target):
+@pytest.mark.parametrize("target", ["every worker", "one worker"])
+def test_sigterm_to_the_workers_or_one_worker_then_resume_matches_uninterrupted(tmp_path, target):
+    # To the workers, as Slurm signals a job step's tasks, not to horovodrun: horovodrun on SIGTERM may SIGSTOP a
+    # worker (when its shell exec'd it) and SIGKILL it 5 s later, before any handler runs (seen in 3 of 6 tries).
     root = _data(tmp_path)
     ref = _Run(2, root, tmp_path / "ref" / "m", 3)
     assert ref.wait(600) == 0, ref.text()
     prefix = tmp_path / "run" / "m"
     run = _Run(2, root, prefix, 3, "--delay", 0.3)
     # 6 steps an epoch; the loop runs 2 batches ahead of the BATCH lines, so the stop lands a few steps later
-    stop_at = random.Random(0 if target == "horovodrun" else 1).randint(0, 1)
+    stop_at = random.Random(0 if target == "every worker" else 1).randint(0, 1)
     deadline = time.time() + 300
     while not any(b[0] == "1" and int(b[1]) >= stop_at for b in run.batches()):   # epoch 2 (0-based 1)
         assert time.time() < deadline and run.proc.poll() is None, run.text()
         time.sleep(0.05)
-    if target == "horovodrun":
-        run.proc.send_signal(signal.SIGTERM)
-    else:
-        worker = next(int(b[2]) for b in run.batches() if b[3] == "rank1")
-        os.kill(worker, signal.SIGTERM)
+    workers = {b[3]: int(b[2]) for b in run.batches()}
+    for rank in (("rank0", "rank1") if target == "every worker" else ("rank1",)):
+        os.kill(workers[rank], signal.SIGTERM)
     signalled = time.time()
     code = run.wait(60)
     assert time.time() - signalled < 30, run.text()
