@@ -116,8 +116,6 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
         from .inference import Predictor
 
         net.initialize(ctx=ctx)
-        if backend == "mxnet":
-            dtype = "int8" if dtype == "int8" else amp.resolve_dtype(dtype, ctx)
         calibration = None
         if dtype == "int8":  # calibrate on validation images (synthetic: the repeated random batch)
             calibration = (os.path.join(data_root, "val.rec") if data_root else
