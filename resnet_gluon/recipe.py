@@ -110,6 +110,14 @@ class Recipe:
     drop_path_rate : float, optional
         Stochastic depth of the last residual block, linear over blocks from 0 (timm's rule); ``fit`` sets it on
         the network. None leaves the network as built.
+    ema_decay : float
+        Exponential moving average of the weights, decay per optimizer update (e.g. 0.9998); 0: none (every
+        preset: NVIDIA's recipes have none, and "ResNet strikes back" Table 1 marks EMA unused for A1-A3). ``fit``
+        evaluates the averaged weights beside the raw ones (``val_top1_ema``), checkpoints them, and
+        ``Predictor.from_checkpoint`` uses them; see :mod:`resnet_gluon.ema`.
+    ema_warmup : bool
+        timm ``ModelEmaV3``'s warm-up of the decay, ``min(ema_decay, 1 - (1 + t) ** (-2/3))`` after ``t + 1``
+        updates.
     omitted : tuple of str
         Ingredients of the source recipe that resnet_gluon does not build (the run goes without them).
 
@@ -140,6 +148,8 @@ class Recipe:
     label_smoothing: float = 0.0
     mixup: float = 0.0
     drop_path_rate: Optional[float] = None
+    ema_decay: float = 0.0
+    ema_warmup: bool = False
     omitted: Tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -164,6 +174,8 @@ class Recipe:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay}")
 
     # ------------------------------------------------------------------------------------------ presets
     @classmethod
