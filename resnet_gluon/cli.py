@@ -317,8 +317,9 @@ def _load_predictor(args):
     predictor = Predictor.from_checkpoint(args.model_prefix, args.epoch, dtype=args.dtype, image_size=args.image_size,
                                           batch_size=args.batch_size, calibration=calibration,
                                           calibration_options=options, ema=args.ema, **engine)
-    print(f"weights: {predictor.weights}" + (" (the moving average saved with the checkpoint; --no-ema for the raw "
-                                             "ones)" if predictor.weights == "ema" else ""), file=sys.stderr)
+    if predictor.weights == "ema" or not args.ema:  # said only where a choice was made
+        print("weights: the moving average saved with the checkpoint (--no-ema: the raw ones)"
+              if predictor.weights == "ema" else "weights: raw (--no-ema)", file=sys.stderr)
     if args.save_prefix:
         print(f"wrote {predictor.dtype} model: {', '.join(predictor.save(args.save_prefix))}", file=sys.stderr)
     if args.onnx:

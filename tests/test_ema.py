@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from helpers import ArrayBatches, quadrant_problem
+from helpers import ArrayBatches, jpeg, quadrant_problem, smooth_image
 from resnet_gluon import Callback, Checkpoint, Recipe, Report, checkpoint, fit, load_parameters, resnet18_v1_5
 from resnet_gluon.blocks import BasicBlock, ResNet
 from resnet_gluon.ema import EMA
-from resnet_gluon.inference import Predictor
+from resnet_gluon.inference import Predictor, onnx_logits
 from resnet_gluon.recipe import PRESETS
 from resnet_gluon.stopping import TrainingStopped
 
@@ -135,7 +135,16 @@ def test_predictor_uses_the_average_unless_told_not_to(tmp_path):
         outputs[weights] = predictor.logits(batch)
         np.testing.assert_allclose(outputs[weights], expected, rtol=1e-4, atol=1e-4)
     assert np.abs(outputs["ema"] - outputs["raw"]).max() > 1e-3   # the two really differ
-    assert "weights='ema'" in repr(Predictor.from_checkpoint(prefix, image_size=16))
+    predictor = Predictor.from_checkpoint(prefix, image_size=16)
+    assert "weights='ema'" in repr(predictor)
+    onnx = predictor.export_onnx(str(tmp_path / "r18.onnx"))     # the export carries the averaged weights
+    np.testing.assert_allclose(onnx_logits(onnx, batch), outputs["ema"], rtol=1e-4, atol=1e-4)
+    image = tmp_path / "a.jpg"
+    image.write_bytes(jpeg(smooth_image(np.random.RandomState(0), 16, 16)))
+    for flags, line in (([], "weights: the moving average saved with the checkpoint"), (["--no-ema"], "weights: raw")):
+        proc = subprocess.run([sys.executable, "-m", "resnet_gluon", "predict", "--model-prefix", prefix, "--image-size",
+                               "16", str(image), *flags], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and line in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_mid_epoch_stop_saves_the_average_and_the_resume_equals_the_uninterrupted_run(tmp_path):
