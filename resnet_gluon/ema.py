@@ -164,13 +164,17 @@ class EMA:
 
 
 def _master_copy(trainer, param) -> Optional[mx.nd.NDArray]:
-    """The float32 master copy that a ``multi_precision`` optimizer keeps of a float16 ``param``, if any (MXNet's
-    ``create_state_multi_precision``: ``(master copy, optimizer state)``)."""
+    """The float32 master copy that a ``multi_precision`` optimizer keeps of a float16 ``param``, if any. MXNet 1.9's
+    ``Optimizer.create_state_multi_precision`` returns ``(master copy, state)``; the optimizers that override it
+    (SGD, NAG, LARS) return ``(state, master copy)``."""
     if trainer is None or not getattr(trainer, "_updaters", None):
         return None
-    index = getattr(trainer, "_param2idx", {}).get(param.name)
-    state = trainer._updaters[0].states.get(index)  # pylint: disable=protected-access
-    if isinstance(state, (tuple, list)) and state and isinstance(state[0], mx.nd.NDArray) \
-            and state[0].dtype == np.float32 and state[0].shape == param.shape:
-        return state[0]
+    optimizer = trainer._optimizer  # pylint: disable=protected-access
+    if not getattr(optimizer, "multi_precision", False):
+        return None
+    state = trainer._updaters[0].states.get(trainer._param2idx.get(param.name))  # pylint: disable=protected-access
+    own = type(optimizer).create_state_multi_precision is not mx.optimizer.Optimizer.create_state_multi_precision
+    master = state[-1 if own else 0] if isinstance(state, (tuple, list)) and len(state) == 2 else None
+    if isinstance(master, mx.nd.NDArray) and master.dtype == np.float32 and master.shape == param.shape:
+        return master
     return None

@@ -142,8 +142,9 @@ def test_predictor_uses_the_average_unless_told_not_to(tmp_path):
     image = tmp_path / "a.jpg"
     image.write_bytes(jpeg(smooth_image(np.random.RandomState(0), 16, 16)))
     for flags, line in (([], "weights: the moving average saved with the checkpoint"), (["--no-ema"], "weights: raw")):
-        proc = subprocess.run([sys.executable, "-m", "resnet_gluon", "predict", "--model-prefix", prefix, "--image-size",
-                               "16", str(image), *flags], capture_output=True, text=True, timeout=300)
+        command = ["predict", "--model-prefix", prefix, "--image-size", "16", str(image), *flags]
+        proc = subprocess.run([sys.executable, "-m", "resnet_gluon", *command], capture_output=True, text=True,
+                              timeout=300)
         assert proc.returncode == 0 and line in proc.stderr, proc.stderr[-2000:]
 
 
@@ -205,3 +206,22 @@ def test_the_average_survives_sigkill_and_resumes_equal_to_the_uninterrupted_run
         np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-6, atol=1e-7, err_msg=name)
     assert checkpoint.read_record(prefix, 3)["ema"]["num_updates"] == 24
     assert len(json.load(open(prefix + "-report.json"))["metrics"]["val.top1_ema"]) == 3
+
+
+@pytest.mark.parametrize("optimizer", [dict(optimizer="sgd", momentum=0.9), dict(optimizer="adam")])
+def test_float16_weights_are_averaged_from_the_optimizers_float32_master_copy(optimizer):
+    # SGD keeps (momentum, master copy), Adam (through MXNet's base class) (master copy, (mean, var))
+    param = mx.gluon.Parameter("w16", shape=(4,), dtype="float16", init=mx.init.One())
+    param.initialize(ctx=mx.cpu())
+    options = dict(optimizer)
+    trainer = mx.gluon.Trainer({"w16": param}, options.pop("optimizer"),
+                               dict(options, learning_rate=1e-4, multi_precision=True))
+    ema = EMA({"w16": param}, decay=0.5, trainer=trainer)
+    with mx.autograd.record():
+        loss = param.data().sum()                       # gradient 1 for every element
+    loss.backward()
+    trainer.step(1)                                     # master copy 0.9999; in float16 that rounds back to 1.0
+    assert (param.data().asnumpy() == 1).all()
+    ema.update()                                        # the first update copies: the master copy, not 1.0
+    assert ema.averages["w16"].dtype == np.float32
+    np.testing.assert_allclose(ema.averages["w16"].asnumpy(), np.float32(1 - 1e-4), rtol=0, atol=2e-7)
