@@ -111,8 +111,9 @@ class Recipe:
         Stochastic depth of the last residual block, linear over blocks from 0 (timm's rule); ``fit`` sets it on
         the network. None leaves the network as built.
     ema_decay : float
-        Exponential moving average of the weights, decay per optimizer update (e.g. 0.9998); 0: none (every
-        preset: NVIDIA's recipes have none, and "ResNet strikes back" Table 1 marks EMA unused for A1-A3). ``fit``
+        Exponential moving average of the weights, decay per optimizer update (e.g. 0.9998); 0: none, in every
+        preset: NVIDIA's recipes have none, nor have the reproductions of "ResNet strikes back" A1-A3 that
+        :meth:`rsb_a3` follows (the paper's Table 1, which lists EMA per procedure, could not be read here). ``fit``
         evaluates the averaged weights beside the raw ones (``val_top1_ema``), checkpoints them, and
         ``Predictor.from_checkpoint`` uses them; see :mod:`resnet_gluon.ema`.
     ema_warmup : bool
