@@ -17,7 +17,8 @@ they follow the float32 master weights: MXNet's AMP keeps the parameters themsel
 to float16 and trained with ``multi_precision`` is averaged from the optimizer's float32 master copy.
 
 Under Horovod every worker holds the same weights after each update (the gradients are allreduced before it), so
-each worker averages its own copy, without communication; only a resumed run broadcasts rank 0's averages.
+each worker averages its own copy, without communication; only a resumed run broadcasts rank 0's averages. (BatchNorm's
+running statistics are per worker, as in the reference, and so are their averages; checkpoints hold rank 0's.)
 
 ``fit`` keeps one when ``Recipe.ema_decay > 0``; in a loop of your own::
 

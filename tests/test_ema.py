@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, horovodrun
 from helpers import ArrayBatches, jpeg, quadrant_problem, smooth_image
 from resnet_gluon import Callback, Checkpoint, Recipe, Report, checkpoint, fit, load_parameters, resnet18_v1_5
 from resnet_gluon.blocks import BasicBlock, ResNet
@@ -225,3 +225,24 @@ def test_float16_weights_are_averaged_from_the_optimizers_float32_master_copy(op
     ema.update()                                        # the first update copies: the master copy, not 1.0
     assert ema.averages["w16"].dtype == np.float32
     np.testing.assert_allclose(ema.averages["w16"].asnumpy(), np.float32(1 - 1e-4), rtol=0, atol=2e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_workers_average_alike_and_a_resume_broadcasts_rank_0s_average(tmp_path):
+    """Each worker averages its own (identical) weights; a resumed run gives rank 1 rank 0's averages; both equal
+    one worker's averages at the same global batch."""
+    script = os.path.join(REPO, "tests", "scripts", "train_ema.py")
+    single = subprocess.run([sys.executable, script, str(tmp_path / "one" / "m"), "3", "0", "plain"],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    horovodrun(2, script, str(tmp_path / "two" / "m"), "2", "0", "plain", timeout=300)
+    resumed = horovodrun(2, script, str(tmp_path / "two" / "m"), "3", "0", "plain", timeout=300)
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    one = mx.nd.load(str(tmp_path / "one" / "m-averages-rank0.params"))
+    two = [mx.nd.load(str(tmp_path / "two" / f"m-averages-rank{r}.params")) for r in range(2)]
+    assert len(one) == len(two[0]) == len(two[1]) > 0
+    for key, value in one.items():
+        np.testing.assert_array_equal(two[1][key].asnumpy(), two[0][key].asnumpy(), err_msg=key)
+        np.testing.assert_allclose(two[0][key].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+    assert checkpoint.read_record(str(tmp_path / "two" / "m"), 3)["ema"]["num_updates"] == 24
