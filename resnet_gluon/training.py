@@ -76,7 +76,8 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def summary(self, keys: Sequence[str] = ("loss", "top1", "val_loss", "val_top1", "val_top5", "total_ips")) -> Dict:
+    def summary(self, keys: Sequence[str] = ("loss", "top1", "val_loss", "val_top1", "val_top5", "val_top1_ema",
+                                             "total_ips")) -> Dict:
         """``epochs`` (epochs done, counting those before a resume) and the last epoch's ``keys`` that it logged;
         empty when no epoch ran."""
         if not self.epochs:

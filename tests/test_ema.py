@@ -100,6 +100,7 @@ def test_fit_averages_once_per_update_validates_the_average_and_checkpoints_it(t
     for key in ("top1", "top5", "loss"):
         assert report[f"val.{key}_ema"] == history.history[f"val_{key}_ema"]
         assert len(history.history[f"val_{key}_ema"]) == 2
+    assert history.summary()["val_top1_ema"] == history.history["val_top1_ema"][-1]   # what `train` prints
     record = checkpoint.read_record(prefix, 2)
     assert record["ema"]["num_updates"] == 8 and record["ema"]["decay"] == 0.6
     assert os.path.basename(checkpoint.checkpoint_files(prefix, 2).ema) in record["files"]
