@@ -46,7 +46,8 @@ class Callback:
     - ``on_epoch_end(epoch, logs)``: the epoch over all workers: ``loss``, ``top1``, ``top5``, ``total_ips``,
       ``num_images``, ``latency_avg``, ``latency_50/90/95/99/100`` (seconds from one batch's result to the
       next's), ``lr``, ``loss_scale``, and with validation data the same with a ``val_`` prefix (there: seconds
-      from taking a batch to its result).
+      from taking a batch to its result), with ``Recipe.ema_decay`` also ``val_loss_ema``, ``val_top1_ema``,
+      ``val_top5_ema`` (the moving average of the weights).
     """
 
     state = None
