@@ -194,7 +194,6 @@ class Checkpoint(Callback):
         if not dist.is_rank_zero():
             return None
         saved = record.get("ema") if checkpoint.weights_used(record) == "ema" else None
-        line = None
         if ema is not None and saved:
             load_parameters(state.net, files.ema, ctx=state.ctx)
             ema.reset(num_updates=saved["num_updates"])
@@ -202,8 +201,8 @@ class Checkpoint(Callback):
         state.trainer.load_states(files.states, epoch=None if files.step else files.epoch)
         if ema is not None and not saved:
             ema.reset()
-            line = "the checkpoint has no weight average: it starts from the resumed weights"
-        return line
+            return "the checkpoint has no weight average: it starts from the resumed weights"
+        return None
 
     def _changes(self, record: Dict, epoch: int) -> str:
         state = self.state

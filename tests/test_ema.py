@@ -247,3 +247,25 @@ def test_two_workers_average_alike_and_a_resume_broadcasts_rank_0s_average(tmp_p
         np.testing.assert_array_equal(two[1][key].asnumpy(), two[0][key].asnumpy(), err_msg=key)
         np.testing.assert_allclose(two[0][key].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=key)
     assert checkpoint.read_record(str(tmp_path / "two" / "m"), 3)["ema"]["num_updates"] == 24
+
+
+def test_turning_the_average_on_or_off_on_resume(tmp_path, capsys):
+    x, y = quadrant_problem(32, size=16)
+    prefix = str(tmp_path / "m")
+
+    def run(epochs, **ema):
+        fit(_tiny(), ArrayBatches(x, y, 8), epochs=epochs, lr=0.1, warmup_epochs=0, progress=False, dtype="float32",
+            callbacks=[Checkpoint(prefix), _Keep()], **ema)
+        return _Keep.state.ema
+
+    assert run(1) is None and "ema" not in checkpoint.read_record(prefix, 1)
+    ema = run(2, ema_decay=0.9)            # on: it starts from the resumed weights and counts its own updates
+    assert "no weight average: it starts from the resumed weights" in capsys.readouterr().err
+    assert ema.num_updates == 4 and checkpoint.read_record(prefix, 2)["ema"]["num_updates"] == 4
+    assert run(3) is None                  # off again: the checkpoint has no average, the change is named
+    assert "ema_decay 0.9 -> 0.0" in capsys.readouterr().err
+    record = checkpoint.read_record(prefix, 3)
+    assert "ema" not in record and not any("-ema" in f for f in record["files"])
+    assert checkpoint.weights_used(record) == "raw"
+    assert checkpoint.weights_used(checkpoint.read_record(prefix, 2)) == "ema"
+    assert checkpoint.weights_used(checkpoint.read_record(prefix, 2), ema=False) == "raw"
