@@ -279,7 +279,8 @@ class ProgressBar(Callback):
 
     @rank_zero_only
     def on_epoch_end(self, epoch, logs):
-        shown = {k: logs[k] for k in ("loss", "top1", "val_loss", "val_top1", "val_top1_ema", "total_ips") if k in logs}
+        keys = ("loss", "top1", "val_loss", "val_top1", "val_top1_ema", "total_ips")
+        shown = {k: logs[k] for k in keys if k in logs}
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
         self._bar.close()
 
