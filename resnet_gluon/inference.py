@@ -315,7 +315,8 @@ class Predictor:
         process) rebuilds the same predictor. Files are written to temporary names and renamed, the record last.
         """
         common = dict(dtype=self.dtype, weights=self.weights, classes=self.num_classes,
-                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings(), layout=self.preprocessing.layout)
+                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings(),
+                      layout=self.preprocessing.layout)
         if self.backend == "openvino":  # the ONNX model (float32 or INT8 QDQ) and the record
             path = self.net.save(checkpoint.checkpoint_files(prefix, epoch).onnx)
             record = dict(common, model=None, backend="openvino", requested_dtype=self.net.requested_dtype,
@@ -388,8 +389,8 @@ class Predictor:
         Returns
         -------
         dict
-            ``dtype``, ``backend``, ``weights`` (:attr:`weights`), ``rec``, ``top1``, ``top5`` (None with fewer than 5 classes), ``total_ips``
-            (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99`` (seconds from taking a batch
+            ``dtype``, ``backend``, ``weights`` (:attr:`weights`), ``rec``, ``top1``, ``top5`` (None with fewer
+            than 5 classes), ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99`` (seconds from taking a batch
             to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most the records of ``rec``), as
             :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa`` (oneDNN's instruction set,
             :func:`resnet_gluon.runtime.onednn_isa`; None on a GPU).
