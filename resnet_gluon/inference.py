@@ -390,10 +390,10 @@ class Predictor:
         -------
         dict
             ``dtype``, ``backend``, ``weights`` (:attr:`weights`), ``rec``, ``top1``, ``top5`` (None with fewer
-            than 5 classes), ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99`` (seconds from taking a batch
-            to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most the records of ``rec``), as
-            :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa`` (oneDNN's instruction set,
-            :func:`resnet_gluon.runtime.onednn_isa`; None on a GPU).
+            than 5 classes), ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99``
+            (seconds from taking a batch to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most
+            the records of ``rec``), as :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa``
+            (oneDNN's instruction set, :func:`resnet_gluon.runtime.onednn_isa`; None on a GPU).
 
         Raises
         ------
