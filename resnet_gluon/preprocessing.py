@@ -36,6 +36,13 @@ class Preprocessing:
     Validation: resize the shorter side to ``resize``, centre crop ``image_size``, then ``(x - mean) / std``.
     Output: ``dtype`` tensors in ``layout`` ('NCHW' or 'NHWC'), RGB, plus a zero fourth channel with
     ``pad_output`` (DALI's ``pad_output``, as the reference feeds GPUs; the model then takes ``in_channels=4``).
+
+    Augmentation beyond the reference, training only, DALI pipelines only, off by default (the recipe's fields
+    of the same names set them, :meth:`~resnet_gluon.recipe.Recipe.augment`): ``auto_augment`` names a policy of
+    DALI's ``nvidia.dali.auto_aug`` applied to the uint8 crop after the flip ('rand-m9-n2', 'trivialaugment',
+    'autoaugment': :func:`~resnet_gluon.augmentation.parse_auto_augment`); ``random_erasing`` is the probability
+    of timm's random erasing of a box with N(0, 1) noise after normalisation
+    (:func:`resnet_gluon._dali_augment.random_erasing` states the rule).
     """
 
     image_size: int = 224
@@ -48,8 +55,11 @@ class Preprocessing:
     layout: str = "NCHW"
     dtype: str = "float32"
     pad_output: bool = False
+    auto_augment: Optional[str] = None
+    random_erasing: float = 0.0
 
     def __post_init__(self):
+        self._check_augmentation()
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
         if not 0 < self.area[0] <= self.area[1] <= 1:
@@ -60,6 +70,18 @@ class Preprocessing:
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
+
+    def _check_augmentation(self) -> None:
+        from .augmentation import parse_auto_augment
+
+        parse_auto_augment(self.auto_augment)
+        if not 0 <= self.random_erasing <= 1:
+            raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}")
+
+    @property
+    def augments(self) -> bool:
+        """Whether training applies augmentation beyond the reference's crop and flip."""
+        return self.auto_augment is not None or self.random_erasing > 0
 
     @classmethod
     def for_size(cls, image_size: int, **kwargs) -> "Preprocessing":

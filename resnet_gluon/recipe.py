@@ -24,6 +24,8 @@ import dataclasses
 import warnings
 from typing import Any, Dict, Optional, Tuple
 
+from .preprocessing import Preprocessing
+
 __all__ = ["Recipe", "SCHEDULES", "LOSSES", "PRESETS", "reference_lr"]
 
 SCHEDULES = ("step", "cosine", "poly")
@@ -107,6 +109,18 @@ class Recipe:
         Label smoothing epsilon (the later releases: 0.1).
     mixup : float
         Mixup alpha (0: off).
+    cutmix : float
+        CutMix alpha (0: off). With ``mixup`` too, each batch takes one of them, CutMix with probability 0.5
+        (timm's rule; :mod:`resnet_gluon.augmentation`). Mixing draws are replayed by a resumed run.
+    auto_augment : str, optional
+        An auto-augment policy of the training pipeline ('rand-m9-n2', 'trivialaugment', 'autoaugment':
+        :func:`~resnet_gluon.augmentation.parse_auto_augment`); None: none.
+    random_erasing : float
+        Probability of timm's random erasing in the training pipeline (0: off).
+
+        These two are pipeline settings: :meth:`augment` puts them into a
+        :class:`~resnet_gluon.preprocessing.Preprocessing` (the command line builds its pipelines so), and
+        ``fit`` refuses training data whose ``preprocessing`` lacks them, or warns when the data does not say.
     drop_path_rate : float, optional
         Stochastic depth of the last residual block, linear over blocks from 0 (timm's rule); ``fit`` sets it on
         the network. None leaves the network as built.
@@ -139,6 +153,9 @@ class Recipe:
     loss: str = "softmax"
     label_smoothing: float = 0.0
     mixup: float = 0.0
+    cutmix: float = 0.0
+    auto_augment: Optional[str] = None
+    random_erasing: float = 0.0
     drop_path_rate: Optional[float] = None
     omitted: Tuple[str, ...] = ()
 
@@ -154,7 +171,7 @@ class Recipe:
             raise ValueError(f"lr must be >= 0, got {self.lr}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        for field in ("warmup_epochs", "final_lr", "wd", "mixup"):
+        for field in ("warmup_epochs", "final_lr", "wd", "mixup", "cutmix"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
         for field in ("poly_power", "lars_eta"):
@@ -164,6 +181,8 @@ class Recipe:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if self.auto_augment is not None or self.random_erasing:
+            self.augment(Preprocessing())  # its checks, one-line errors naming the field
 
     # ------------------------------------------------------------------------------------------ presets
     @classmethod
@@ -267,6 +286,37 @@ class Recipe:
             raise TypeError(f"unknown recipe option {unknown[0]!r}; valid options: {', '.join(sorted(names))}")
         changes = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
+
+    def augment(self, preprocessing: Preprocessing) -> Preprocessing:
+        """``preprocessing`` with this recipe's ``auto_augment`` and ``random_erasing``, when it sets them
+        (otherwise ``preprocessing`` as it is, its own augmentation included)."""
+        if self.auto_augment is None and not self.random_erasing:
+            return preprocessing
+        return dataclasses.replace(preprocessing, auto_augment=self.auto_augment, random_erasing=self.random_erasing)
+
+    def check_data(self, train_data: Any) -> None:
+        """Refuse training data that would silently drop the pipeline augmentation this recipe asks for.
+
+        Raises
+        ------
+        ValueError
+            ``train_data.preprocessing`` has another ``auto_augment`` or ``random_erasing`` than the recipe sets.
+            Data without a ``preprocessing`` attribute (your own iterable) gets a warning instead: whether it
+            augments cannot be told.
+        """
+        if self.auto_augment is None and not self.random_erasing:
+            return
+        wanted = dict(auto_augment=self.auto_augment, random_erasing=self.random_erasing)
+        p = getattr(train_data, "preprocessing", None)
+        if p is None:
+            warnings.warn(f"recipe {self.name!r} asks for {wanted}; the training data does not say whether it "
+                          "applies them (it has no .preprocessing): make sure it does", stacklevel=3)
+            return
+        has = dict(auto_augment=p.auto_augment, random_erasing=p.random_erasing)
+        if has != wanted:
+            raise ValueError(f"recipe {self.name!r} asks for {wanted}, but the training pipeline applies {has}: "
+                             "build it with preprocessing=recipe.augment(preprocessing) (the command line does), "
+                             "or set those recipe fields to what the pipeline does")
 
     def peak_lr(self, global_batch_size: int) -> float:
         """``lr`` if given, else the linear scaling rule for ``global_batch_size`` images per step."""
