@@ -19,7 +19,7 @@ from typing import Dict, Optional, Tuple, Union
 import mxnet as mx
 import numpy as np
 
-__all__ = ["parse_auto_augment", "AUTO_AUGMENT_FORMS", "SWITCH_PROB", "mixing_rng", "mix_batch", "cutmix_box"]
+__all__ = ["parse_auto_augment", "check_augmentation", "AUTO_AUGMENT_FORMS", "SWITCH_PROB", "mixing_rng", "mix_batch", "cutmix_box"]
 
 #: The option strings :func:`parse_auto_augment` takes.
 AUTO_AUGMENT_FORMS = ("rand-m<M>[-n<N>][-inc<0|1>] (RandAugment, timm's notation)", "trivialaugment",
@@ -83,6 +83,14 @@ def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int
         raise _bad(spec, f"mstd{values['mstd']} (random magnitude per image) is not available: DALI's "
                          "rand_augment applies one fixed magnitude; drop it")
     return dict(policy="rand", n=n, m=m, increasing=values.get("inc", "0") == "1")
+
+
+def check_augmentation(auto_augment: Optional[str], random_erasing: float) -> None:
+    """Check the per-image augmentation options (of :class:`~resnet_gluon.preprocessing.Preprocessing` and
+    :class:`~resnet_gluon.recipe.Recipe`). Raises ValueError, one line naming the option and the fix."""
+    parse_auto_augment(auto_augment)
+    if not 0 <= random_erasing <= 1:
+        raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
 
 
 def mixing_rng(seed: int, epoch: int, step: int, rank: int = 0) -> np.random.Generator:

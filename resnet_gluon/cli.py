@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -177,11 +178,19 @@ def _add_recipe_flags(p):
     p.add_argument("--loss", choices=LOSSES, help="softmax or binary cross-entropy (default: the recipe's)")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default: the recipe's)")
     p.add_argument("--mixup", type=float, help="mixup alpha (default: the recipe's)")
+    p.add_argument("--cutmix", type=float, help="CutMix alpha; with mixup, one of them per batch, each with "
+                                                "probability 0.5 (default: the recipe's)")
+    p.add_argument("--auto-augment", metavar="POLICY", help="DALI auto-augment policy of the training images: "
+                   "rand-m<M>[-n<N>][-inc1] (RandAugment, timm's notation, e.g. rand-m9-n2), trivialaugment, "
+                   "autoaugment, or none (default: the recipe's)")
+    p.add_argument("--random-erasing", type=float, metavar="PROB", help="probability of random erasing (timm's, "
+                   "noise boxes after normalisation; default: the recipe's)")
     p.add_argument("--drop-path-rate", type=float, help="stochastic depth of the last block (default: the recipe's)")
 
 
 #: Recipe fields with a flag of their own (the flag's dest is the field's name, epochs aside).
-_RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "wd", "optimizer", "loss", "label_smoothing", "mixup",
+_RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "wd", "optimizer", "loss", "label_smoothing", "mixup", "cutmix",
+                 "auto_augment", "random_erasing",
                  "drop_path_rate")
 
 
@@ -189,7 +198,11 @@ def _recipe(args):
     """The --recipe preset with the values of the flags given."""
     from .recipe import Recipe
 
-    return Recipe.preset(args.recipe, epochs=args.num_epochs, **{k: getattr(args, k) for k in _RECIPE_FLAGS})
+    values = {k: getattr(args, k) for k in _RECIPE_FLAGS}
+    off = values["auto_augment"] == "none"  # None means "not given" to Recipe.replace
+    recipe = Recipe.preset(args.recipe, epochs=args.num_epochs, **dict(values, auto_augment=None if off else
+                                                                          values["auto_augment"]))
+    return dataclasses.replace(recipe, auto_augment=None) if off else recipe
 
 
 def _train(args) -> int:
@@ -202,8 +215,11 @@ def _train(args) -> int:
     from .transfer import prepare_fine_tuning
 
     mx.random.seed(args.seed)
+    recipe = _recipe(args) if args.mode != "val" else None
     preprocessing = Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0), layout=args.layout,
                                            dtype=args.data_dtype, pad_output=args.pad_output)
+    if recipe is not None:  # the recipe's auto_augment and random_erasing, in the training pipeline
+        preprocessing = recipe.augment(preprocessing)
     classes = args.num_classes or data.num_classes(args.data_root)
     train_data, val_data = pipelines.imagenet(
         args.data_root, batch_size=args.batch_size, backend=args.data_backend, preprocessing=preprocessing,
@@ -221,7 +237,7 @@ def _train(args) -> int:
 
     parse_duration(args.max_run_time)  # a bad duration is an input error before anything starts
     try:
-        history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=_recipe(args),
+        history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=recipe,
                       dtype=args.dtype, callbacks=callbacks, progress=not args.no_progress,
                       accumulate=args.accumulate, max_run_time=args.max_run_time)
     except TrainingStopped as stop:

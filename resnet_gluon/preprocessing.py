@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .augmentation import check_augmentation
 from .files import printable
 from .images import composite, decode_upright
 
@@ -59,7 +60,7 @@ class Preprocessing:
     random_erasing: float = 0.0
 
     def __post_init__(self):
-        self._check_augmentation()
+        check_augmentation(self.auto_augment, self.random_erasing)
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
         if not 0 < self.area[0] <= self.area[1] <= 1:
@@ -70,13 +71,6 @@ class Preprocessing:
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
-
-    def _check_augmentation(self) -> None:
-        from .augmentation import parse_auto_augment
-
-        parse_auto_augment(self.auto_augment)
-        if not 0 <= self.random_erasing <= 1:
-            raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}")
 
     @property
     def augments(self) -> bool:

@@ -14,17 +14,20 @@ Presets (:data:`PRESETS`, :meth:`Recipe.preset`), each value's source in its doc
 - ``rsb_a1``, ``rsb_a2``, ``rsb_a3``: "ResNet strikes back" (Wightman, Touvron, Jegou, arXiv:2110.00476),
   procedures A1-A3: LAMB, cosine, binary cross-entropy.
 
-What a source recipe has and resnet_gluon does not build (RandAugment, CutMix, repeated augmentation, another
-training resolution, ...) is listed in the preset's ``omitted`` field, recorded with it, and named in a warning
+What a source recipe has and resnet_gluon does not build (RandAugment's magnitude noise, repeated augmentation,
+another training resolution, ...) is listed in the preset's ``omitted`` field, recorded with it, and named in a warning
 when the preset is built: the run trains without those ingredients, never silently.
 """
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from .preprocessing import Preprocessing
+from .augmentation import check_augmentation
+
+if TYPE_CHECKING:
+    from .preprocessing import Preprocessing
 
 __all__ = ["Recipe", "SCHEDULES", "LOSSES", "PRESETS", "reference_lr"]
 
@@ -35,15 +38,18 @@ PRESETS = ("reference", "later_release", "mlperf", "rsb_a1", "rsb_a2", "rsb_a3")
 # "ResNet strikes back", Table 1 (arXiv:2110.00476), as reproduced by mmpretrain's configs
 # (configs/resnet/resnet50_8xb256-rsb-a{1,2,3}*.py with their _base_ dataset/schedule files) and openmixup's
 # (configs/classification/imagenet/resnet/resnet50_rsb_a*.py): what differs between A1, A2 and A3.
+# RandAugment: timm's 'rand-m7-mstd0.5-inc1' (A1, A2) and 'rand-m6-mstd0.5-inc1' (A3), two operations (timm's
+# default n), mmpretrain's RandAugment(policies='timm_increasing', num_policies=2, magnitude_level=7 or 6,
+# magnitude_std=0.5); the magnitude noise is left out (_RSB_OMITTED).
 _RSB = {
     "a1": dict(epochs=600, lr=5e-3, wd=0.01, label_smoothing=0.1, mixup=0.2, drop_path_rate=0.05,
-               omitted=("RandAugment rand-m7-mstd0.5", "repeated augmentation")),
+               auto_augment="rand-m7-n2-inc1", omitted=("repeated augmentation",)),
     "a2": dict(epochs=300, lr=5e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.05,
-               omitted=("RandAugment rand-m7-mstd0.5", "repeated augmentation")),
+               auto_augment="rand-m7-n2-inc1", omitted=("repeated augmentation",)),
     "a3": dict(epochs=100, lr=8e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.0,
-               omitted=("RandAugment rand-m6-mstd0.5", "training resolution 160 (testing 224)")),
+               auto_augment="rand-m6-n2-inc1", omitted=("training resolution 160 (testing 224)",)),
 }
-_RSB_OMITTED = ("CutMix alpha 1.0 (timm picks mixup or CutMix per batch, each with probability 0.5)",
+_RSB_OMITTED = ("RandAugment's magnitude noise mstd0.5 (DALI's rand_augment applies one fixed magnitude)",
                 "test crop ratio 0.95 (resize 236, crop 224)",
                 "timm Lamb's scaling of the gradients to a global norm <= 1 (max_grad_norm=1.0)")
 
@@ -181,8 +187,7 @@ class Recipe:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
-        if self.auto_augment is not None or self.random_erasing:
-            self.augment(Preprocessing())  # its checks, one-line errors naming the field
+        check_augmentation(self.auto_augment, self.random_erasing)
 
     # ------------------------------------------------------------------------------------------ presets
     @classmethod
@@ -248,7 +253,8 @@ class Recipe:
 
     @classmethod
     def rsb_a3(cls, **overrides) -> "Recipe":
-        """The "ResNet strikes back" procedure A3: 100 epochs, LAMB lr 8e-3 at batch 2048, wd 0.02, BCE, mixup 0.1.
+        """The "ResNet strikes back" procedure A3: 100 epochs, LAMB lr 8e-3 at batch 2048, wd 0.02, BCE, mixup 0.1
+        and CutMix 1.0, RandAugment m6.
 
         Source: Wightman, Touvron, Jegou, "ResNet strikes back: An improved training procedure in timm",
         arXiv:2110.00476, Table 1. The paper's table was not readable here; the values are those of two
@@ -256,7 +262,10 @@ class Recipe:
         openmixup (``resnet50_rsb_a3_sz160_8xb256_ep100.py``), which agree on: LAMB (timm's: betas 0.9/0.999,
         eps 1e-6, as MXNet's defaults), global batch 2048, cosine schedule, 5 warmup epochs, no weight decay on
         BatchNorm and biases (timm's LAMB then leaves them out of the trust ratio), BCE loss, mixup 0.1 and
-        CutMix 1.0, no label smoothing, no stochastic depth, no EMA. They differ on the end of the cosine
+        CutMix 1.0 (one of them per batch, each with probability 0.5), RandAugment of two operations at magnitude
+        6 of 10 (timm's 'rand-m6-mstd0.5-inc1'; A1 and A2: 7) with timm's "increasing" operations, no random
+        erasing, no label smoothing, no stochastic depth, no EMA. The RandAugment magnitude's per-image noise
+        (mstd 0.5) is not built (``omitted``). They differ on the end of the cosine
         (``final_lr``): 1e-6 in mmpretrain, 0 in openmixup; 1e-6 here, not checked against the paper. The
         training resolution 160 is openmixup's; mmpretrain trains A3 at 224. timm's schedule decays per epoch
         and its cosine spans the warmup too; MXNet's CosineScheduler here decays per step after the warmup.
@@ -269,7 +278,7 @@ class Recipe:
         values = dict(_RSB[procedure])
         omitted = values.pop("omitted") + _RSB_OMITTED
         return cls(name=f"rsb_{procedure}", optimizer="lamb", batch_size=2048, schedule="cosine", warmup_epochs=5,
-                   final_lr=1e-6, no_wd_bn_bias=True, loss="bce", omitted=omitted, **values)
+                   final_lr=1e-6, no_wd_bn_bias=True, loss="bce", cutmix=1.0, omitted=omitted, **values)
 
     # ------------------------------------------------------------------------------------------ values
     def replace(self, **overrides) -> "Recipe":
@@ -287,7 +296,7 @@ class Recipe:
         changes = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
 
-    def augment(self, preprocessing: Preprocessing) -> Preprocessing:
+    def augment(self, preprocessing: "Preprocessing") -> "Preprocessing":
         """``preprocessing`` with this recipe's ``auto_augment`` and ``random_erasing``, when it sets them
         (otherwise ``preprocessing`` as it is, its own augmentation included)."""
         if self.auto_augment is None and not self.random_erasing:
