@@ -42,34 +42,49 @@ def auto_augment(images, p: Preprocessing):
     return aa.auto_augment_image_net(images, shape=shape, fill_value=FILL_VALUE)
 
 
-def random_erasing(images, p: Preprocessing, fn, types):
+def random_erasing(images, p: Preprocessing, fn, types, device: str = "cpu"):  # needs enable_conditionals=True
     """timm's random erasing in 'pixel' mode on normalised ``images`` (``p.layout`` without N, float): with
     probability ``p.random_erasing`` an image gets one box of per-pixel N(0, 1) noise (the normalised scale),
     area a uniform fraction in :data:`ERASE_AREA` of the image, aspect ratio (height / width) log-uniform in
     :data:`ERASE_ASPECT`, ``h = round(sqrt(area * aspect))``, ``w = round(sqrt(area / aspect))``; the first of
     :data:`ERASE_ATTEMPTS` draws with ``h < H`` and ``w < W`` is used (none: no box), at a uniform position
-    inside the image. A padded fourth channel (``pad_output``) stays zero.
+    inside the image. A padded fourth channel (``pad_output``) stays zero. ``device``: where ``images`` are
+    ('cpu' or 'gpu'); the draws are made on the CPU either way.
     """
     from nvidia.dali import math as dmath
 
-    size = float(p.image_size)
-    height, width, searching = 0.0, 0.0, 1.0  # searching: 1 until an attempt fits
-    for _ in range(ERASE_ATTEMPTS):
-        area = fn.random.uniform(range=list(ERASE_AREA)) * (size * size)
-        aspect = dmath.exp(fn.random.uniform(range=[math.log(a) for a in ERASE_ASPECT]))
-        h, w = dmath.floor(dmath.sqrt(area * aspect) + 0.5), dmath.floor(dmath.sqrt(area / aspect) + 0.5)
-        take = searching * (h < size) * (w < size)
-        height, width, searching = height + take * h, width + take * w, searching - take
-    erase = fn.cast(fn.random.coin_flip(probability=p.random_erasing), dtype=types.FLOAT)
-    height, width = height * erase, width * erase
+    size, n = float(p.image_size), ERASE_ATTEMPTS
+    # All attempts at once, as vectors: DALI's CPU operators cost about a millisecond a batch each, whatever
+    # the size of their data, so a loop of scalar operations would cost more than the erasing.
+    area = fn.random.uniform(range=list(ERASE_AREA), shape=[n]) * (size * size)
+    aspect = dmath.exp(fn.random.uniform(range=[math.log(a) for a in ERASE_ASPECT], shape=[n]))
+    h, w = dmath.floor(dmath.sqrt(area * aspect) + 0.5), dmath.floor(dmath.sqrt(area / aspect) + 0.5)
+    # the first attempt that fits has the largest rank; none fits: best is 0
+    rank = (h < size) * (w < size) * types.Constant(np.arange(n, 0, -1, dtype=np.float32))
+    best = fn.reductions.max(rank)
+    first = (rank == best) * (best > 0)
+    height, width = fn.reductions.sum(first * h), fn.reductions.sum(first * w)
+    erase = fn.cast(fn.random.coin_flip(probability=p.random_erasing), dtype=types.FLOAT) * (best > 0)
     top = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (size - height + 1))
     left = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (size - width + 1))
-    keep = fn.erase(images * 0 + 1, anchor=fn.stack(top, left), shape=fn.stack(height, width), axis_names="HW",
-                    fill_value=0)  # 1 outside the box, 0 inside
-    noise = fn.random.normal(images)
-    if p.pad_output:
-        channels = [1.0, 1.0, 1.0, 0.0]
-        shape = (1, 1, 4) if p.layout == "NHWC" else (4, 1, 1)
-        noise = noise * types.Constant(np.array(channels, np.float32).reshape(shape))
-    erased = images * keep + noise * (1 - keep)
-    return fn.cast(erased, dtype=types.FLOAT16) if p.dtype == "float16" else erased
+    if erase > 0:  # a DALI conditional: only the images erased pay for the noise (a pipeline's enable_conditionals)
+        keep = fn.erase(images * 0 + 1, anchor=fn.stack(top, left), shape=fn.stack(height, width),
+                        axis_names="HW", fill_value=0)  # 1 outside the box, 0 inside
+        noise = _noise_box(fn, types, p, top, left, height, width)
+        images = images * keep + (noise.gpu() if device == "gpu" else noise)
+    return fn.cast(images, dtype=types.FLOAT16) if p.dtype == "float16" else images
+
+
+def _noise_box(fn, types, p: Preprocessing, top, left, height, width):
+    """N(0, 1) noise in the box (``top``, ``left``, ``height``, ``width``), zero elsewhere, of the image's shape:
+    drawn for the box only (drawing normal numbers is most of erasing's cost) and moved into place by a slice
+    that starts outside the box and pads with zeros."""
+    channels, hw = p.channels, (1, 2) if p.layout == "NCHW" else (0, 1)
+    extent = [fn.cast(v, dtype=types.INT32) for v in (height, width)]
+    box = fn.random.normal(shape=fn.stack(channels, *extent) if hw == (1, 2) else fn.stack(*extent, channels))
+    if p.pad_output:  # the fourth channel stays zero
+        mask = np.array([1.0, 1.0, 1.0, 0.0], np.float32).reshape((4, 1, 1) if hw == (1, 2) else (1, 1, 4))
+        box = box * types.Constant(mask)
+    size = float(p.image_size)
+    return fn.slice(box, fn.stack(-top, -left), fn.stack(size + 0 * top, size + 0 * left), axes=list(hw),
+                    normalized_anchor=False, normalized_shape=False, out_of_bounds_policy="pad", fill_values=0.0)

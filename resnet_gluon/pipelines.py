@@ -201,8 +201,7 @@ class DALIPipeline(_Pipeline):
 
         augment = train and p.augments
 
-        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=augment and
-                           p.auto_augment is not None, **self._options)
+        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=augment, **self._options)
         def pipeline():
             jpegs, labels = self._inputs(fn, types, positions)
             if train:
@@ -226,7 +225,7 @@ class DALIPipeline(_Pipeline):
                 pad_output=p.pad_output,
                 mirror=mirror)
             if erase:
-                images = _dali_augment.random_erasing(images, p, fn, types)
+                images = _dali_augment.random_erasing(images, p, fn, types, device=ops)
             return images, labels.gpu() if ops == "gpu" else labels
 
         return pipeline()
