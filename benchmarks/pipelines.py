@@ -10,7 +10,7 @@ DALI's own ``fn.readers.mxnet`` (file order, a shuffle buffer), as DALIPipeline 
 order per epoch: its difference to 'dali-cpu' is what reading in the library's order costs (it is left out
 of the ratios).
 
-    .venv/bin/python benchmarks/pipelines.py --augment [--images 128] [--epochs 1] [--repeats 1]
+    .venv/bin/python benchmarks/pipelines.py --augment [--images 256] [--epochs 1] [--repeats 1]
 
 instead measures the cost of each augmentation beyond the reference in the DALI CPU training pipeline
 (``Preprocessing.auto_augment``: RandAugment rand-m9-n2, TrivialAugment-wide, AutoAugment ImageNet; random
@@ -141,14 +141,16 @@ def augmentation_cost(args, files, prep):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--images", type=int, help="default 512 (--augment: 256)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, help="timed epochs after a warm-up one; default 2 (--augment: 1)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--augment", action="store_true", help="the cost of each augmentation beyond the "
                         "reference in the DALI CPU training pipeline, instead of the backends' comparison")
     args = parser.parse_args()
+    args.images = args.images or (256 if args.augment else 512)
+    args.epochs = args.epochs or (1 if args.augment else 2)
     from resnet_gluon.benchmark import make_jpeg_records
     from resnet_gluon.preprocessing import Preprocessing
 

@@ -42,7 +42,7 @@ def auto_augment(images, p: Preprocessing):
     return aa.auto_augment_image_net(images, shape=shape, fill_value=FILL_VALUE)
 
 
-def random_erasing(images, p: Preprocessing, fn, types, device: str = "cpu"):  # needs enable_conditionals=True
+def random_erasing(images, p: Preprocessing, fn, types, device: str = "cpu"):
     """timm's random erasing in 'pixel' mode on normalised ``images`` (``p.layout`` without N, float): with
     probability ``p.random_erasing`` an image gets one box of per-pixel N(0, 1) noise (the normalised scale),
     area a uniform fraction in :data:`ERASE_AREA` of the image, aspect ratio (height / width) log-uniform in
@@ -67,11 +67,12 @@ def random_erasing(images, p: Preprocessing, fn, types, device: str = "cpu"):  #
     erase = fn.cast(fn.random.coin_flip(probability=p.random_erasing), dtype=types.FLOAT) * (best > 0)
     top = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (size - height + 1))
     left = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (size - width + 1))
-    if erase > 0:  # a DALI conditional: only the images erased pay for the noise (a pipeline's enable_conditionals)
-        keep = fn.erase(images * 0 + 1, anchor=fn.stack(top, left), shape=fn.stack(height, width),
-                        axis_names="HW", fill_value=0)  # 1 outside the box, 0 inside
-        noise = _noise_box(fn, types, p, top, left, height, width)
-        images = images * keep + (noise.gpu() if device == "gpu" else noise)
+    # not erased: an empty box (cheaper than a DALI conditional, measured: its batch split and merge cost more)
+    height, width = height * erase, width * erase
+    keep = fn.erase(images * 0 + 1, anchor=fn.stack(top, left), shape=fn.stack(height, width),
+                    axis_names="HW", fill_value=0)  # 1 outside the box, 0 inside
+    noise = _noise_box(fn, types, p, top, left, height, width)
+    images = images * keep + (noise.gpu() if device == "gpu" else noise)
     return fn.cast(images, dtype=types.FLOAT16) if p.dtype == "float16" else images
 
 

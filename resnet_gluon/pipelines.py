@@ -201,7 +201,8 @@ class DALIPipeline(_Pipeline):
 
         augment = train and p.augments
 
-        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=augment, **self._options)
+        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=augment and
+                           p.auto_augment is not None, **self._options)
         def pipeline():
             jpegs, labels = self._inputs(fn, types, positions)
             if train:
