@@ -180,7 +180,7 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         resumed run replays them. Default: ``train_data.seed`` (the pipelines'), else 0.
     **options
         Fields of :class:`~resnet_gluon.recipe.Recipe` (``lr``, ``lr_per_256``, ``schedule``, ``warmup_epochs``,
-        ``wd``, ``optimizer``, ``loss``, ``label_smoothing``, ``mixup``, ``drop_path_rate``, ...) and the
+        ``wd``, ``optimizer``, ``loss``, ``label_smoothing``, ``mixup``, ``cutmix``, ``drop_path_rate``, ...) and the
         Trainer's ``loss_scaling``, ``fp16_compression``, ``gradient_predivide_factor``.
 
     Returns
