@@ -302,9 +302,24 @@ class Recipe:
         from .preprocessing import Preprocessing
 
         if train_image_size is None and self.train_image_size is not None:
-            train_image_size = max(1, round(image_size * self.train_image_size / 224))
-        return Preprocessing.for_size(image_size, crop_ratio=self.test_crop_ratio, **kwargs,
-                                      train_image_size=None if train_image_size == image_size else train_image_size)
+            scaled = max(1, round(image_size * self.train_image_size / 224))
+            train_image_size = None if scaled == image_size else scaled
+        return Preprocessing.for_size(image_size, crop_ratio=self.test_crop_ratio, train_image_size=train_image_size,
+                                      **kwargs)
+
+    def check_train_size(self, preprocessing) -> None:
+        """Warn when this recipe trains at its own resolution (``rsb_a3``) and a training pipeline's
+        ``preprocessing`` was built at one size (``train_image_size`` None): ``fit`` calls it, since it takes
+        pipelines as built and would otherwise train at the test size without a word. A pipeline with any
+        ``train_image_size`` of its own (a choice, e.g. ``--train-image-size``) is left alone."""
+        if self.train_image_size is None or preprocessing is None or preprocessing.train_image_size is not None:
+            return
+        wanted = self.preprocessing(preprocessing.image_size).crop_size(train=True)
+        if wanted != preprocessing.image_size:
+            warnings.warn(f"recipe {self.name!r} trains at {self.train_image_size}/224 of the test size ({wanted} px "
+                          f"for {preprocessing.image_size}), but the train pipeline crops {preprocessing.image_size} "
+                          f"px: build its Preprocessing with recipe.preprocessing({preprocessing.image_size})",
+                          stacklevel=3)
 
     def peak_lr(self, global_batch_size: int) -> float:
         """``lr`` if given, else the linear scaling rule for ``global_batch_size`` images per step."""

@@ -168,3 +168,20 @@ def test_train_and_predict_cli_with_rsb_a3_sizes(tmp_path):
 
     dims = [d.dim_value for d in onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.shape.dim]
     assert dims[1:] == [3, 28, 28]
+
+
+def test_fit_warns_when_the_recipe_resolution_is_not_in_the_train_pipeline():
+    recipe = _quiet("rsb_a3", epochs=1, warmup_epochs=0, lr=0.001)
+
+    def run(preprocessing):
+        train = pipelines.SyntheticData(batch_size=4, num_batches=1, classes=3, preprocessing=preprocessing)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(resnet18_v1_5(classes=3), train, recipe=recipe, dtype="float32", progress=False)
+        return [str(w.message) for w in caught if "train pipeline" in str(w.message)]
+
+    assert run(Preprocessing.for_size(28)) == ["recipe 'rsb_a3' trains at 160/224 of the test size (20 px for 28), "
+                                               "but the train pipeline crops 28 px: build its Preprocessing with "
+                                               "recipe.preprocessing(28)"]
+    assert run(recipe.preprocessing(28)) == [] and run(Preprocessing.for_size(28, train_image_size=24)) == []
+    assert run(recipe.preprocessing(28, train_image_size=28)) == []  # train --train-image-size 28: a choice
