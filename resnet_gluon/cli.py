@@ -176,6 +176,8 @@ def _add_recipe_flags(p):
                                             "images of global batch)")
     p.add_argument("--lr-schedule", dest="schedule", choices=SCHEDULES, help="lr schedule (default: the recipe's)")
     p.add_argument("--warmup-epochs", type=float, help="linear lr warm-up (default: the recipe's)")
+    p.add_argument("--lr-steps", type=_int_list, help="step schedule: epochs after which the lr is multiplied by "
+                   "the recipe's factor, e.g. 3,6,8 (default: the recipe's; reference: 30,60,80)")
     p.add_argument("--wd", type=float, help="weight decay (default: the recipe's)")
     p.add_argument("--optimizer", help="MXNet optimizer name, e.g. sgd, nag, lars, lamb (default: the recipe's)")
     p.add_argument("--loss", choices=LOSSES, help="softmax or binary cross-entropy (default: the recipe's)")
@@ -187,7 +189,7 @@ def _add_recipe_flags(p):
 
 
 #: Recipe fields with a flag of their own (the flag's dest is the field's name, epochs aside).
-_RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "wd", "optimizer", "loss", "label_smoothing", "mixup",
+_RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "lr_steps", "wd", "optimizer", "loss", "label_smoothing", "mixup",
                  "drop_path_rate", "test_crop_ratio")
 
 

@@ -130,6 +130,8 @@ def test_cli_recipe_flags_change_single_values():
                             "--drop-path-rate", "0.1", "--warmup-epochs", "0"))
     assert set(Recipe().differences(several)) == {"schedule", "optimizer", "loss", "epochs", "drop_path_rate",
                                                   "warmup_epochs"}
+    assert Recipe().differences(_recipe(_args("--lr-steps", "3,6,8", "--test-crop-ratio", "0.95"))) == {
+        "lr_steps": ([30, 60, 80], [3, 6, 8]), "test_crop_ratio": (0.875, 0.95)}
 
 
 def test_cli_train_with_a_recipe_records_it(tmp_path):
