@@ -5,12 +5,12 @@
     .venv/bin/python benchmarks/recipes.py --only reference,reference+ema
     .venv/bin/python benchmarks/recipes.py --dry-run      # the train commands, nothing run
 
-Issue #24's measurement. Every contender is one ``python -m resnet_gluon train`` per seed on Fashion-MNIST at
-28 px (``prepare --fashion-mnist``, the demo's data and its 36,000 training images by default), with the same images, epochs, batch, seeds, precision and
-random-resized-crop area; the figure is top-1 of the last epoch on the validation split (``val_top1`` of the last
-checkpoint's record; ``val_top1_ema`` too where the run averages weights), median over the seeds (of two, their
-mean). Runs resume (rerun the same command after an interruption; ``seconds`` is what each invocation ran);
-results go to ``<output>/recipes.json``.
+Issue #24's measurement. Every contender is one ``python -m resnet_gluon train`` per seed on Fashion-MNIST at 28 px
+(``prepare --fashion-mnist``, the demo's data and its 36,000 training images by default), with the same images,
+epochs, batch, seeds, precision and random-resized-crop area; the figure is top-1 of the last epoch on the
+validation split (``val_top1`` of the last checkpoint's record; ``val_top1_ema`` too where the run averages
+weights), median over the seeds (of two, their mean). Runs resume (rerun the same command after an interruption;
+``seconds`` is what each invocation ran); results go to ``<output>/recipes.json``.
 
 rsb_a3 scaled to 28 px, and the budget (what "same run" means here):
 

@@ -18,8 +18,9 @@ Image sizes: a recipe states its training crop and test crop ratio for ImageNet'
 (``train_image_size``, ``test_crop_ratio``); :meth:`Recipe.preprocessing` scales them to the run's test size, and the
 command line builds its pipelines with it (``--image-size``: the test size; ``--train-image-size`` overrides).
 
-What a source recipe has and resnet_gluon does not build (RandAugment, CutMix, repeated augmentation, ...) is listed in the preset's ``omitted`` field, recorded with it, and named in a warning
-when the preset is built: the run trains without those ingredients, never silently.
+What a source recipe has and resnet_gluon does not build (RandAugment, CutMix, repeated augmentation, ...) is listed
+in the preset's ``omitted`` field, recorded with it, and named in a warning when the preset is built: the run trains
+without those ingredients, never silently.
 """
 from __future__ import annotations
 
