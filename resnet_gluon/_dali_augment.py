@@ -27,13 +27,14 @@ FILL_VALUE = 128
 
 
 def auto_augment(images, p: Preprocessing):
-    """``images`` (uint8 HWC, ``p.image_size`` square) through the policy ``p.auto_augment`` names, with DALI's
-    ``nvidia.dali.auto_aug`` (needs a pipeline built with ``enable_conditionals=True``). Translations are
-    relative to the image size (RandAugment's up to 100/224 of it, the others' DALI defaults)."""
+    """``images`` (uint8 HWC, training crops of ``p.crop_size(train=True)`` square) through the policy
+    ``p.auto_augment`` names, with DALI's ``nvidia.dali.auto_aug`` (needs a pipeline built with
+    ``enable_conditionals=True``). Translations are relative to the image size (RandAugment's up to 100/224 of
+    it, the others' DALI defaults)."""
     from nvidia.dali.auto_aug import auto_augment as aa, rand_augment, trivial_augment
 
     spec = parse_auto_augment(p.auto_augment)
-    shape = [p.image_size, p.image_size]
+    shape = [p.crop_size(train=True)] * 2
     if spec["policy"] == "rand":
         return rand_augment.rand_augment(images, n=spec["n"], m=spec["m"], num_magnitude_bins=11, shape=shape,
                                          monotonic_mag=spec["increasing"], fill_value=FILL_VALUE)
@@ -53,7 +54,7 @@ def random_erasing(images, p: Preprocessing, fn, types, device: str = "cpu"):
     """
     from nvidia.dali import math as dmath
 
-    size, n = float(p.image_size), ERASE_ATTEMPTS
+    size, n = float(p.crop_size(train=True)), ERASE_ATTEMPTS
     # All attempts at once, as vectors: DALI's CPU operators cost about a millisecond a batch each, whatever
     # the size of their data, so a loop of scalar operations would cost more than the erasing.
     area = fn.random.uniform(range=list(ERASE_AREA), shape=[n]) * (size * size)
@@ -86,6 +87,6 @@ def _noise_box(fn, types, p: Preprocessing, top, left, height, width):
     if p.pad_output:  # the fourth channel stays zero
         mask = np.array([1.0, 1.0, 1.0, 0.0], np.float32).reshape((4, 1, 1) if hw == (1, 2) else (1, 1, 4))
         box = box * types.Constant(mask)
-    size = float(p.image_size)
+    size = float(p.crop_size(train=True))
     return fn.slice(box, fn.stack(-top, -left), fn.stack(size + 0 * top, size + 0 * left), axes=list(hw),
                     normalized_anchor=False, normalized_shape=False, out_of_bounds_policy="pad", fill_values=0.0)

@@ -65,6 +65,7 @@ class _Pipeline:
 
     ctx: Optional[mx.Context] = None
     preprocessing: Preprocessing = Preprocessing()
+    train: bool = True  # training batches are preprocessing.crop_size(train=True) pixels on a side
 
     def __init__(self, num_samples: int, batch_size: int, num_shards: int = 1):
         self.num_samples = num_samples
@@ -86,7 +87,7 @@ class _Pipeline:
     def _empty(self, ctx: mx.Context) -> Tuple[mx.nd.NDArray, mx.nd.NDArray]:
         """An empty batch: data of shape ``(0,) + (3, H, W)`` (or ``(H, W, 3)``) and labels of shape ``(0,)``."""
         p = self.preprocessing
-        data = mx.nd.zeros(p.data_shape(1), ctx=ctx, dtype=p.dtype)[:0]
+        data = mx.nd.zeros(p.data_shape(1, train=self.train), ctx=ctx, dtype=p.dtype)[:0]
         return data, mx.nd.zeros((1,), ctx=ctx)[:0]
 
     def _batches(self, batches, ctx: mx.Context):
@@ -119,7 +120,10 @@ class DALIPipeline(_Pipeline):
         and, after normalisation, ``random_erasing`` when set; a fresh global order each epoch) or validation
         (resize, centre crop, file order).
     preprocessing : Preprocessing
-        Sizes, crop bounds, mean/std, layout, dtype and augmentation; default the reference's ImageNet values.
+        Sizes (training crops ``train_image_size``, validation ``image_size``; see
+        :meth:`~resnet_gluon.preprocessing.Preprocessing.crop_size`), crop bounds, mean/std, layout, dtype and
+        augmentation;
+        default the reference's ImageNet values.
     shard_id, num_shards : int, optional
         This worker's part of the data; default Horovod's rank and size (0 and 1 without horovodrun).
     device : {'cpu', 'gpu'}
@@ -194,6 +198,7 @@ class DALIPipeline(_Pipeline):
     def _build(self, epoch: int, positions: np.ndarray):
         dali, fn, types, _ = _import_dali()
         p, train = self.preprocessing, self.train
+        size = p.crop_size(train=train)
         decoder = "cpu" if self.device == "cpu" else "mixed"
         ops = "cpu" if self.device == "cpu" else "gpu"
 
@@ -209,20 +214,20 @@ class DALIPipeline(_Pipeline):
                 images = fn.decoders.image_random_crop(jpegs, device=decoder, output_type=types.RGB,
                                                        random_area=list(p.area), random_aspect_ratio=list(p.aspect),
                                                        num_attempts=100)
-                images = fn.resize(images, device=ops, resize_x=p.image_size, resize_y=p.image_size)
+                images = fn.resize(images, device=ops, resize_x=size, resize_y=size)
                 mirror = fn.random.coin_flip(probability=p.flip)
                 if p.auto_augment is not None:
                     images = _dali_augment.auto_augment(images, p)
             else:
                 images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB)
                 roi_start, roi_end = _centre_window(fn, types, jpegs, p)
-                images = fn.resize(images, device=ops, size=[p.image_size, p.image_size], roi_start=roi_start,
+                images = fn.resize(images, device=ops, size=[size, size], roi_start=roi_start,
                                    roi_end=roi_end)
                 mirror = 0
             erase = augment and p.random_erasing > 0  # DALI's CPU arithmetic has no float16: erase in float32
             images = fn.crop_mirror_normalize(
                 images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" and not erase else types.FLOAT,
-                output_layout=p.layout[1:], crop=(p.image_size, p.image_size), mean=list(p.mean), std=list(p.std),
+                output_layout=p.layout[1:], crop=(size, size), mean=list(p.mean), std=list(p.std),
                 pad_output=p.pad_output,
                 mirror=mirror)
             if erase:
@@ -327,10 +332,11 @@ class RecordIterPipeline(_Pipeline):
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         if train and self.num_shards > 1:
             check_mixed(files, self.num_shards)
-        self.files, self.ctx, self.preprocessing = files, ctx, preprocessing
+        self.files, self.ctx, self.preprocessing, self.train = files, ctx, preprocessing, train
+        size = p.crop_size(train=train)
         self.part_size = record_iter_part(self.num_samples, shard_id, self.num_shards)
         # ImageRecordIter refuses a part much smaller than its batch; such a part is one batch anyway.
-        common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, p.image_size, p.image_size),
+        common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, size, size),
                       batch_size=min(batch_size, max(1, self.part_size)), part_index=shard_id,
                       num_parts=self.num_shards, preprocess_threads=num_threads or default_data_threads(),
                       prefetch_buffer=prefetch, seed=seed, round_batch=True,
@@ -372,19 +378,22 @@ class SyntheticData(_Pipeline):
         Labels are drawn from ``[0, classes)``.
     preprocessing : Preprocessing
         Image size, layout and dtype of the batch.
+    train : bool
+        Training batches (``preprocessing.crop_size(train=True)`` on a side) or validation ones (``image_size``).
     ctx : Context, optional
         Where the batch lives; default ``mx.cpu()``.
     """
 
     def __init__(self, *, batch_size: int, num_batches: int = 100, classes: int = 1000,
-                 preprocessing: Preprocessing = Preprocessing(), ctx: Optional[mx.Context] = None, seed: int = 0):
+                 preprocessing: Preprocessing = Preprocessing(), ctx: Optional[mx.Context] = None, seed: int = 0,
+                 train: bool = True):
         if batch_size < 1 or num_batches < 1:
             raise ValueError(f"batch_size and num_batches must be >= 1, got {batch_size}, {num_batches}")
         super().__init__(batch_size * num_batches, batch_size)
         ctx = ctx or mx.cpu()
-        self.ctx, self.preprocessing = ctx, preprocessing
+        self.ctx, self.preprocessing, self.train = ctx, preprocessing, train
         rng = np.random.RandomState(seed)  # its own generator: the caller's global seeds stay untouched
-        self._data = mx.nd.array(rng.normal(size=preprocessing.data_shape(batch_size)), ctx=ctx,
+        self._data = mx.nd.array(rng.normal(size=preprocessing.data_shape(batch_size, train=train)), ctx=ctx,
                                  dtype=preprocessing.dtype)
         self._label = mx.nd.array(rng.randint(0, classes, size=batch_size), ctx=ctx)
 
@@ -398,7 +407,7 @@ def make_pipeline(backend: str, path: Optional[PathLike] = None, *, batch_size: 
     """Build a pipeline by backend name ('dali-cpu', 'dali-gpu', 'mxnet', 'synthetic'); ``kwargs`` go to the chosen
     class (``shard_id``, ``num_shards``, ``num_threads``, ``seed``, ``ctx``; 'synthetic': ``num_batches``, ``classes``)."""
     if backend == "synthetic":
-        return SyntheticData(batch_size=batch_size, preprocessing=preprocessing, **kwargs)
+        return SyntheticData(batch_size=batch_size, preprocessing=preprocessing, train=train, **kwargs)
     if path is None:
         raise ValueError(f"backend {backend!r} reads a .rec file: pass its path")
     if backend in ("dali-cpu", "dali-gpu"):
@@ -433,7 +442,8 @@ def imagenet(data_root: Optional[PathLike] = None, *, batch_size: int, backend: 
             raise TypeError(f"synthetic data takes no option {', '.join(unknown)}")
         return tuple(SyntheticData(batch_size=batch_size, classes=classes or num_classes(data_root),
                                    num_batches=num_batches, preprocessing=preprocessing, seed=kwargs.get("seed") or 0,
-                                   ctx=kwargs.get("ctx") or default_context()) for _ in range(2))
+                                   ctx=kwargs.get("ctx") or default_context(), train=train)
+                     for train in (True, False))
     if data_root is None:
         raise FileNotFoundError(f"data backend {backend!r} reads train.rec/.idx and val.rec/.idx: give their folder "
                                 "as data_root (--data-root; make them with 'resnet-gluon prepare')")

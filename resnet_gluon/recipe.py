@@ -14,9 +14,13 @@ Presets (:data:`PRESETS`, :meth:`Recipe.preset`), each value's source in its doc
 - ``rsb_a1``, ``rsb_a2``, ``rsb_a3``: "ResNet strikes back" (Wightman, Touvron, Jegou, arXiv:2110.00476),
   procedures A1-A3: LAMB, cosine, binary cross-entropy.
 
-What a source recipe has and resnet_gluon does not build (RandAugment's magnitude noise, repeated augmentation,
-another training resolution, ...) is listed in the preset's ``omitted`` field, recorded with it, and named in a warning
-when the preset is built: the run trains without those ingredients, never silently.
+Image sizes: a recipe states its training crop and test crop ratio for ImageNet's 224 px test crops
+(``train_image_size``, ``test_crop_ratio``); :meth:`Recipe.preprocessing` scales them to the run's test size, and the
+command line builds its pipelines with it (``--image-size``: the test size; ``--train-image-size`` overrides).
+
+What a source recipe has and resnet_gluon does not build (RandAugment's magnitude noise, repeated augmentation, ...) is listed
+in the preset's ``omitted`` field, recorded with it, and named in a warning when the preset is built: the run trains
+without those ingredients, never silently.
 """
 from __future__ import annotations
 
@@ -47,10 +51,9 @@ _RSB = {
     "a2": dict(epochs=300, lr=5e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.05,
                auto_augment="rand-m7-n2-inc1", omitted=("repeated augmentation",)),
     "a3": dict(epochs=100, lr=8e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.0,
-               auto_augment="rand-m6-n2-inc1", omitted=("training resolution 160 (testing 224)",)),
+               train_image_size=160, auto_augment="rand-m6-n2-inc1", omitted=()),
 }
 _RSB_OMITTED = ("RandAugment's magnitude noise mstd0.5 (DALI's rand_augment applies one fixed magnitude)",
-                "test crop ratio 0.95 (resize 236, crop 224)",
                 "timm Lamb's scaling of the gradients to a global norm <= 1 (max_grad_norm=1.0)")
 
 
@@ -130,6 +133,13 @@ class Recipe:
     drop_path_rate : float, optional
         Stochastic depth of the last residual block, linear over blocks from 0 (timm's rule); ``fit`` sets it on
         the network. None leaves the network as built.
+    train_image_size : int, optional
+        Training crop (random resized crops) for 224 px test crops; :meth:`preprocessing` scales it to other test
+        sizes by ``size / 224`` (rounded: "ResNet strikes back" A3's 160 gives 20 px for 28 px, 23 px for 32 px).
+        None: train at the test size (the reference).
+    test_crop_ratio : float
+        Validation's centre crop over the resized shorter side: the reference's 224/256 (0.875); "ResNet strikes
+        back" 0.95 (resize 236 for 224).
     omitted : tuple of str
         Ingredients of the source recipe that resnet_gluon does not build (the run goes without them).
 
@@ -163,6 +173,8 @@ class Recipe:
     auto_augment: Optional[str] = None
     random_erasing: float = 0.0
     drop_path_rate: Optional[float] = None
+    train_image_size: Optional[int] = None
+    test_crop_ratio: float = 224 / 256
     omitted: Tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -188,6 +200,11 @@ class Recipe:
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check_augmentation(self.auto_augment, self.random_erasing)
+        if self.train_image_size is not None and self.train_image_size < 1:
+            raise ValueError(f"train_image_size must be >= 1 (or None: the test size), got {self.train_image_size}")
+        if not 0 < self.test_crop_ratio <= 1:
+            raise ValueError(f"test_crop_ratio must be in (0, 1] (crop / resized shorter side), got "
+                             f"{self.test_crop_ratio}")
 
     # ------------------------------------------------------------------------------------------ presets
     @classmethod
@@ -264,10 +281,12 @@ class Recipe:
         BatchNorm and biases (timm's LAMB then leaves them out of the trust ratio), BCE loss, mixup 0.1 and
         CutMix 1.0 (one of them per batch, each with probability 0.5), RandAugment of two operations at magnitude
         6 of 10 (timm's 'rand-m6-mstd0.5-inc1'; A1 and A2: 7) with timm's "increasing" operations, no random
-        erasing, no label smoothing, no stochastic depth, no EMA. The RandAugment magnitude's per-image noise
-        (mstd 0.5) is not built (``omitted``). They differ on the end of the cosine
+        erasing, no label smoothing, no stochastic depth, no EMA, test crop ratio 0.95 (224 of 236; timm's
+        ``crop_pct=0.95`` for these weights). The RandAugment magnitude's per-image noise (mstd 0.5) is not built
+        (``omitted``). They differ on the end of the cosine
         (``final_lr``): 1e-6 in mmpretrain, 0 in openmixup; 1e-6 here, not checked against the paper. The
-        training resolution 160 is openmixup's; mmpretrain trains A3 at 224. timm's schedule decays per epoch
+        training resolution 160 (``train_image_size``, testing at 224) is openmixup's and the paper's; mmpretrain
+        trains A3 at 224. timm's schedule decays per epoch
         and its cosine spans the warmup too; MXNet's CosineScheduler here decays per step after the warmup.
         Whether timm's runs thresholded the BCE targets (``bce_target_thresh``) could not be checked.
         """
@@ -278,7 +297,8 @@ class Recipe:
         values = dict(_RSB[procedure])
         omitted = values.pop("omitted") + _RSB_OMITTED
         return cls(name=f"rsb_{procedure}", optimizer="lamb", batch_size=2048, schedule="cosine", warmup_epochs=5,
-                   final_lr=1e-6, no_wd_bn_bias=True, loss="bce", cutmix=1.0, omitted=omitted, **values)
+                   final_lr=1e-6, no_wd_bn_bias=True, loss="bce", cutmix=1.0, test_crop_ratio=0.95, omitted=omitted,
+                   **values)
 
     # ------------------------------------------------------------------------------------------ values
     def replace(self, **overrides) -> "Recipe":
@@ -324,8 +344,45 @@ class Recipe:
         has = dict(auto_augment=p.auto_augment, random_erasing=p.random_erasing)
         if has != wanted:
             raise ValueError(f"recipe {self.name!r} asks for {wanted}, but the training pipeline applies {has}: "
-                             "build it with preprocessing=recipe.augment(preprocessing) (the command line does), "
+                             "build its Preprocessing with recipe.preprocessing(image_size) or recipe.augment(preprocessing) "
+                             "(the command line does), "
                              "or set those recipe fields to what the pipeline does")
+
+    def preprocessing(self, image_size: int = 224, *, train_image_size: Optional[int] = None, **kwargs):
+        """The :class:`~resnet_gluon.preprocessing.Preprocessing` of this recipe for ``image_size`` px test crops.
+
+        The training crop is ``train_image_size`` if given, else this recipe's, scaled by ``image_size / 224``
+        and rounded (``rsb_a3``: 160 at 224, 20 at 28), else ``image_size``; validation resizes the shorter side
+        to ``round(image_size / test_crop_ratio)``; the recipe's ``auto_augment`` and ``random_erasing``
+        (:meth:`augment`). ``kwargs`` are other ``Preprocessing`` fields (``area``, ``layout``, ...). ``fit``
+        takes pipelines as built: build them with this to train at the recipe's sizes and augmentation.
+
+        Raises
+        ------
+        ValueError
+            A size out of range (see ``Preprocessing``).
+        """
+        from .preprocessing import Preprocessing
+
+        if train_image_size is None and self.train_image_size is not None:
+            scaled = max(1, round(image_size * self.train_image_size / 224))
+            train_image_size = None if scaled == image_size else scaled
+        return self.augment(Preprocessing.for_size(image_size, crop_ratio=self.test_crop_ratio,
+                                                   train_image_size=train_image_size, **kwargs))
+
+    def check_train_size(self, preprocessing) -> None:
+        """Warn when this recipe trains at its own resolution (``rsb_a3``) and a training pipeline's
+        ``preprocessing`` was built at one size (``train_image_size`` None): ``fit`` calls it, since it takes
+        pipelines as built and would otherwise train at the test size without a word. A pipeline with any
+        ``train_image_size`` of its own (a choice, e.g. ``--train-image-size``) is left alone."""
+        if self.train_image_size is None or preprocessing is None or preprocessing.train_image_size is not None:
+            return
+        wanted = self.preprocessing(preprocessing.image_size).crop_size(train=True)
+        if wanted != preprocessing.image_size:
+            warnings.warn(f"recipe {self.name!r} trains at {self.train_image_size}/224 of the test size ({wanted} px "
+                          f"for {preprocessing.image_size}), but the train pipeline crops {preprocessing.image_size} "
+                          f"px: build its Preprocessing with recipe.preprocessing({preprocessing.image_size})",
+                          stacklevel=3)
 
     def peak_lr(self, global_batch_size: int) -> float:
         """``lr`` if given, else the linear scaling rule for ``global_batch_size`` images per step."""

@@ -220,6 +220,7 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     recipe = trainer.recipe if trainer is not None else (recipe or Recipe()).replace(epochs=epochs, **options)
     if epochs is not None and epochs != recipe.epochs:
         raise ValueError(f"fit(epochs={epochs}) differs from the trainer's recipe (epochs={recipe.epochs})")
+    recipe.check_train_size(getattr(train_data, "preprocessing", None))
     _ensure_initialized(net, ctx)
     recipe.check_data(train_data)
     if recipe.drop_path_rate is not None:

@@ -88,11 +88,11 @@ def test_random_erasing_boxes_of_noise_at_the_stated_rate(records):
     assert 0.25 < rate < 0.75, rate   # 64 images at p = 0.5: 4 standard deviations
 
 
-def test_augmentation_in_other_layouts_and_dtypes_keeps_the_padded_channel_zero(records):
-    prep = data.Preprocessing(image_size=32, resize=32, layout="NHWC", dtype="float16", pad_output=True,
-                              auto_augment="rand-m9-n2", random_erasing=1.0)
+def test_augmentation_in_other_layouts_dtypes_and_train_sizes_keeps_the_padded_channel_zero(records):
+    prep = data.Preprocessing(image_size=32, resize=32, train_image_size=24, layout="NHWC", dtype="float16",
+                              pad_output=True, auto_augment="rand-m9-n2", random_erasing=1.0)
     x = next(iter(pipelines.DALIPipeline(records.rec, batch_size=8, train=True, preprocessing=prep)))[0].asnumpy()
-    assert x.shape == (8, 32, 32, 4) and x.dtype == np.float16
+    assert x.shape == (8, 24, 24, 4) and x.dtype == np.float16   # training crops of train_image_size
     assert not x[..., 3].any() and np.isfinite(x).all()
 
 
