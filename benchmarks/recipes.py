@@ -31,8 +31,7 @@ rsb_a3 scaled to 28 px, and the budget (what "same run" means here):
 - Cost: resnet50_v1_5 at about 85 img/s on 2 CPU cores (the demo's speed): 7 min an epoch, 6 runs of 5 epochs
   about 3.5 hours.
 
-EMA, RandAugment, CutMix and random erasing are built on other branches: their flags are in the table below,
-the one place to change if their names change.
+EMA is built on another branch: its flags are in the table below, the one place to change if their names change.
 """
 import argparse
 import json
@@ -43,10 +42,11 @@ import subprocess
 import sys
 import time
 
-#: Flags of the other branches' features (names as announced; change them here only).
+#: Flags of the contenders' features (change them here only).
 EMA = ["--ema-decay", "0.9998"]
-RSB_AUGMENTATION = ["--auto-augment", "rand-m6-n2-mstd0.5", "--cutmix", "1.0",
-                    "--random-erasing", "0.25"]  # as the issue's brief asks; RSB's own A3 leaves erasing out
+# rsb_a3's own RandAugment and CutMix (its preset sets them; stated again here), and random erasing as the issue's
+# brief asks (RSB's own A3 leaves it out). RandAugment's magnitude noise (mstd0.5) is not built (Recipe.omitted).
+RSB_AUGMENTATION = ["--auto-augment", "rand-m6-n2-inc1", "--cutmix", "1.0", "--random-erasing", "0.25"]
 
 #: contender -> (recipe preset, extra train flags)
 CONTENDERS = {

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -183,6 +184,13 @@ def _add_recipe_flags(p):
     p.add_argument("--loss", choices=LOSSES, help="softmax or binary cross-entropy (default: the recipe's)")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default: the recipe's)")
     p.add_argument("--mixup", type=float, help="mixup alpha (default: the recipe's)")
+    p.add_argument("--cutmix", type=float, help="CutMix alpha; with mixup, one of them per batch, each with "
+                                                "probability 0.5 (default: the recipe's)")
+    p.add_argument("--auto-augment", metavar="POLICY", help="DALI auto-augment policy of the training images: "
+                   "rand-m<M>[-n<N>][-inc1] (RandAugment, timm's notation, e.g. rand-m9-n2), trivialaugment, "
+                   "autoaugment, or none (default: the recipe's)")
+    p.add_argument("--random-erasing", type=float, metavar="PROB", help="probability of random erasing (timm's, "
+                   "noise boxes after normalisation; default: the recipe's)")
     p.add_argument("--drop-path-rate", type=float, help="stochastic depth of the last block (default: the recipe's)")
     p.add_argument("--test-crop-ratio", type=float, help="validation crop / resized shorter side (default: the "
                                                          "recipe's; reference: 224/256, rsb: 0.95)")
@@ -190,14 +198,18 @@ def _add_recipe_flags(p):
 
 #: Recipe fields with a flag of their own (the flag's dest is the field's name, epochs aside).
 _RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "lr_steps", "wd", "optimizer", "loss", "label_smoothing", "mixup",
-                 "drop_path_rate", "test_crop_ratio")
+                 "cutmix", "auto_augment", "random_erasing", "drop_path_rate", "test_crop_ratio")
 
 
 def _recipe(args):
     """The --recipe preset with the values of the flags given."""
     from .recipe import Recipe
 
-    return Recipe.preset(args.recipe, epochs=args.num_epochs, **{k: getattr(args, k) for k in _RECIPE_FLAGS})
+    values = {k: getattr(args, k) for k in _RECIPE_FLAGS}
+    off = values["auto_augment"] == "none"  # None means "not given" to Recipe.replace
+    recipe = Recipe.preset(args.recipe, epochs=args.num_epochs, **dict(values, auto_augment=None if off else
+                                                                          values["auto_augment"]))
+    return dataclasses.replace(recipe, auto_augment=None) if off else recipe
 
 
 def _preprocessing(args, recipe):

@@ -17,17 +17,20 @@ batches per epoch, the same on every shard; ``num_samples`` the images of all sh
 Order: a training epoch is a permutation of the whole file, a pure function of ``(seed, epoch)``, cut into
 one contiguous part per shard; validation reads the file in order (:mod:`resnet_gluon.sharding`).
 
-This module is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
+This module (with its private helper :mod:`resnet_gluon._dali_augment`, the augmentation beyond the reference)
+is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Iterator, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
 
+from . import _dali_augment
 from .data import PathLike, RecordReader, num_classes, record_files
 from .preprocessing import Preprocessing
 from .runtime import default_context, default_data_threads, gpu_device_id
@@ -113,11 +116,13 @@ class DALIPipeline(_Pipeline):
     batch_size : int
         Images per batch on this worker (a shard may hold fewer: it then gives one partial batch).
     train : bool
-        Training augmentation (random resized crop + flip, a fresh global order each epoch) or validation
+        Training augmentation (random resized crop + flip, then the preprocessing's ``auto_augment`` policy
+        and, after normalisation, ``random_erasing`` when set; a fresh global order each epoch) or validation
         (resize, centre crop, file order).
     preprocessing : Preprocessing
         Sizes (training crops ``train_image_size``, validation ``image_size``; see
-        :meth:`~resnet_gluon.preprocessing.Preprocessing.crop_size`), crop bounds, mean/std, layout and dtype;
+        :meth:`~resnet_gluon.preprocessing.Preprocessing.crop_size`), crop bounds, mean/std, layout, dtype and
+        augmentation;
         default the reference's ImageNet values.
     shard_id, num_shards : int, optional
         This worker's part of the data; default Horovod's rank and size (0 and 1 without horovodrun).
@@ -131,7 +136,8 @@ class DALIPipeline(_Pipeline):
     seed : int
         Random seed of the order and the augmentation, the same on every worker (-1: random, one shard only).
         Training epoch ``e`` reads the records in ``epoch_order(n, seed=seed, epoch=e)`` and augments with a
-        DALI seed drawn from ``(seed, e, shard_id)``, so a resumed run (``set_epoch``) sees exactly the images
+        DALI seed drawn from ``(seed, e, shard_id)`` (every random operator, auto-augment's and erasing's too,
+        is seeded from it), so a resumed run (``set_epoch``) sees exactly the images
         and augmentations of an uninterrupted one, and workers draw different crops.
     ctx : Context, optional
         Where batches are delivered; default where DALI puts them (``cpu(0)``, or the GPU for 'gpu').
@@ -198,7 +204,10 @@ class DALIPipeline(_Pipeline):
 
         seed = int(np.random.SeedSequence([self.seed, epoch, self.shard_id]).generate_state(1)[0] >> 1)
 
-        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, **self._options)
+        augment = train and p.augments
+
+        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=augment and
+                           p.auto_augment is not None, **self._options)
         def pipeline():
             jpegs, labels = self._inputs(fn, types, positions)
             if train:
@@ -207,17 +216,22 @@ class DALIPipeline(_Pipeline):
                                                        num_attempts=100)
                 images = fn.resize(images, device=ops, resize_x=size, resize_y=size)
                 mirror = fn.random.coin_flip(probability=p.flip)
+                if p.auto_augment is not None:
+                    images = _dali_augment.auto_augment(images, p)
             else:
                 images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB)
                 roi_start, roi_end = _centre_window(fn, types, jpegs, p)
                 images = fn.resize(images, device=ops, size=[size, size], roi_start=roi_start,
                                    roi_end=roi_end)
                 mirror = 0
+            erase = augment and p.random_erasing > 0  # DALI's CPU arithmetic has no float16: erase in float32
             images = fn.crop_mirror_normalize(
-                images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" else types.FLOAT,
+                images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" and not erase else types.FLOAT,
                 output_layout=p.layout[1:], crop=(size, size), mean=list(p.mean), std=list(p.std),
                 pad_output=p.pad_output,
                 mirror=mirror)
+            if erase:
+                images = _dali_augment.random_erasing(images, p, fn, types, device=ops)
             return images, labels.gpu() if ops == "gpu" else labels
 
         return pipeline()
@@ -251,7 +265,11 @@ class DALIPipeline(_Pipeline):
         from .images import image_problem
 
         lines = [line.strip() for line in message.splitlines() if line.strip()]
-        reason = next((line for line in lines if line.startswith("Error")), lines[0] if lines else "no message")
+        first = next((i for i, line in enumerate(lines) if line.startswith("Error")), 0)
+        # DALI's "Error when executing <operator>, encountered:" line, then "[file:line] <the cause>"
+        reason = " ".join([*lines[first:first + 1], *(re.sub(r"^\[[^]]*\] ", "", line) for line in
+                                                      lines[first + 1:first + 2] if line.startswith("["))])
+        reason = reason or "no message"
         where = ""
         if self._source is not None:
             reader = self._source.reader
@@ -308,6 +326,9 @@ class RecordIterPipeline(_Pipeline):
         p = preprocessing
         if p.layout != "NCHW" or p.dtype != "float32" or p.pad_output:
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
+        if train and p.augments:
+            raise ValueError("the 'mxnet' backend has no auto_augment or random_erasing; use a DALI backend "
+                             "('dali-cpu', 'dali-gpu') for them")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         if train and self.num_shards > 1:
             check_mixed(files, self.num_shards)
@@ -344,7 +365,8 @@ class RecordIterPipeline(_Pipeline):
 
 
 class SyntheticData(_Pipeline):
-    """One random batch, repeated ``num_batches`` times per epoch (the reference's synthetic mode).
+    """One random batch, repeated ``num_batches`` times per epoch (the reference's synthetic mode): no
+    augmentation of any kind (crop, flip, ``auto_augment``, ``random_erasing``) is applied to it.
 
     Parameters
     ----------

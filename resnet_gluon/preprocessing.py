@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .augmentation import check_augmentation
 from .files import printable
 from .images import composite, decode_upright
 
@@ -38,6 +39,13 @@ class Preprocessing:
     Output: ``dtype`` tensors in ``layout`` ('NCHW' or 'NHWC'), RGB, plus a zero fourth channel with
     ``pad_output`` (DALI's ``pad_output``, as the reference feeds GPUs; the model then takes ``in_channels=4``).
 
+    Augmentation beyond the reference, training only, DALI pipelines only, off by default (the recipe's fields
+    of the same names set them, :meth:`~resnet_gluon.recipe.Recipe.augment`): ``auto_augment`` names a policy of
+    DALI's ``nvidia.dali.auto_aug`` applied to the uint8 crop after the flip ('rand-m9-n2', 'trivialaugment',
+    'autoaugment': :func:`~resnet_gluon.augmentation.parse_auto_augment`); ``random_erasing`` is the probability
+    of timm's random erasing of a box with N(0, 1) noise after normalisation
+    (:func:`resnet_gluon._dali_augment.random_erasing` states the rule).
+
     A ``train_image_size`` below ``image_size`` trains at a lower resolution than the network is tested at
     ("FixRes", Touvron et al., "Fixing the train-test resolution discrepancy", NeurIPS 2019: random resized
     crops make objects look larger in training than in a centre crop of the same size, so testing at a higher
@@ -55,9 +63,12 @@ class Preprocessing:
     layout: str = "NCHW"
     dtype: str = "float32"
     pad_output: bool = False
+    auto_augment: Optional[str] = None
+    random_erasing: float = 0.0
     train_image_size: Optional[int] = None
 
     def __post_init__(self):
+        check_augmentation(self.auto_augment, self.random_erasing)
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
         if self.train_image_size is not None and self.train_image_size < 1:
@@ -70,6 +81,11 @@ class Preprocessing:
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
+
+    @property
+    def augments(self) -> bool:
+        """Whether training applies augmentation beyond the reference's crop and flip."""
+        return self.auto_augment is not None or self.random_erasing > 0
 
     @classmethod
     def for_size(cls, image_size: int, *, crop_ratio: float = 224 / 256, **kwargs) -> "Preprocessing":

@@ -180,8 +180,10 @@ def test_fit_warns_when_the_recipe_resolution_is_not_in_the_train_pipeline():
             fit(resnet18_v1_5(classes=3), train, recipe=recipe, dtype="float32", progress=False)
         return [str(w.message) for w in caught if "train pipeline" in str(w.message)]
 
-    assert run(Preprocessing.for_size(28)) == ["recipe 'rsb_a3' trains at 160/224 of the test size (20 px for 28), "
-                                               "but the train pipeline crops 28 px: build its Preprocessing with "
-                                               "recipe.preprocessing(28)"]
-    assert run(recipe.preprocessing(28)) == [] and run(Preprocessing.for_size(28, train_image_size=24)) == []
+    # (recipe.augment: the preset's RandAugment, without which fit refuses the pipeline, tests/test_augmentation.py)
+    assert run(recipe.augment(Preprocessing.for_size(28))) == [
+        "recipe 'rsb_a3' trains at 160/224 of the test size (20 px for 28), but the train pipeline crops 28 px: "
+        "build its Preprocessing with recipe.preprocessing(28)"]
+    assert run(recipe.preprocessing(28)) == []
+    assert run(recipe.augment(Preprocessing.for_size(28, train_image_size=24))) == []
     assert run(recipe.preprocessing(28, train_image_size=28)) == []  # train --train-image-size 28: a choice
