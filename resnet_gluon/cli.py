@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -129,8 +130,12 @@ def _add_train(sub):
                    help="model name: %(choices)s")
     p.add_argument("--dtype", default="auto", choices=amp.TRAINING_DTYPES,
                    help="precision; auto = float16 on GPUs, bfloat16 on CPUs with AMX, else float32")
-    _add_data_flags(p, backend="dali-gpu" if num_gpus() > 0 else "dali-cpu", crop="training/validation crop",
+    _add_data_flags(p, backend="dali-gpu" if num_gpus() > 0 else "dali-cpu",
+                    crop="validation (test) crop; also the training crop, unless the recipe trains at another "
+                         "resolution (rsb_a3: 160/224 of it, 20 px for 28) or --train-image-size is given",
                     root="folder with train.rec/.idx and val.rec/.idx")
+    p.add_argument("--train-image-size", type=_positive, help="training crop in pixels (default: the recipe's "
+                   "for --image-size, see Recipe.preprocessing)")
     p.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
                    help="tensor layout of data and model; NHWC (GPUs only) is the reference's on Tensor Cores")
     p.add_argument("--data-dtype", default="float32", choices=["float32", "float16"],
@@ -172,12 +177,23 @@ def _add_recipe_flags(p):
                                             "images of global batch)")
     p.add_argument("--lr-schedule", dest="schedule", choices=SCHEDULES, help="lr schedule (default: the recipe's)")
     p.add_argument("--warmup-epochs", type=float, help="linear lr warm-up (default: the recipe's)")
+    p.add_argument("--lr-steps", type=_int_list, help="step schedule: epochs after which the lr is multiplied by "
+                   "the recipe's factor, e.g. 3,6,8 (default: the recipe's; reference: 30,60,80)")
     p.add_argument("--wd", type=float, help="weight decay (default: the recipe's)")
     p.add_argument("--optimizer", help="MXNet optimizer name, e.g. sgd, nag, lars, lamb (default: the recipe's)")
     p.add_argument("--loss", choices=LOSSES, help="softmax or binary cross-entropy (default: the recipe's)")
     p.add_argument("--label-smoothing", type=float, help="label smoothing (default: the recipe's)")
     p.add_argument("--mixup", type=float, help="mixup alpha (default: the recipe's)")
+    p.add_argument("--cutmix", type=float, help="CutMix alpha; with mixup, one of them per batch, each with "
+                                                "probability 0.5 (default: the recipe's)")
+    p.add_argument("--auto-augment", metavar="POLICY", help="DALI auto-augment policy of the training images: "
+                   "rand-m<M>[-n<N>][-inc1] (RandAugment, timm's notation, e.g. rand-m9-n2), trivialaugment, "
+                   "autoaugment, or none (default: the recipe's)")
+    p.add_argument("--random-erasing", type=float, metavar="PROB", help="probability of random erasing (timm's, "
+                   "noise boxes after normalisation; default: the recipe's)")
     p.add_argument("--drop-path-rate", type=float, help="stochastic depth of the last block (default: the recipe's)")
+    p.add_argument("--test-crop-ratio", type=float, help="validation crop / resized shorter side (default: the "
+                                                         "recipe's; reference: 224/256, rsb: 0.95)")
     p.add_argument("--ema-decay", type=float, help="moving average of the weights, decay per update, e.g. 0.9998; "
                                                    "validated as val_top1_ema, used by predict (default: the recipe's: "
                                                    "0, none)")
@@ -186,15 +202,27 @@ def _add_recipe_flags(p):
 
 
 #: Recipe fields with a flag of their own (the flag's dest is the field's name, epochs aside).
-_RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "wd", "optimizer", "loss", "label_smoothing", "mixup",
-                 "drop_path_rate", "ema_decay", "ema_warmup")
+_RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "lr_steps", "wd", "optimizer", "loss", "label_smoothing", "mixup",
+                 "cutmix", "auto_augment", "random_erasing", "drop_path_rate", "test_crop_ratio", "ema_decay",
+                 "ema_warmup")
 
 
 def _recipe(args):
     """The --recipe preset with the values of the flags given."""
     from .recipe import Recipe
 
-    return Recipe.preset(args.recipe, epochs=args.num_epochs, **{k: getattr(args, k) for k in _RECIPE_FLAGS})
+    values = {k: getattr(args, k) for k in _RECIPE_FLAGS}
+    off = values["auto_augment"] == "none"  # None means "not given" to Recipe.replace
+    recipe = Recipe.preset(args.recipe, epochs=args.num_epochs, **dict(values, auto_augment=None if off else
+                                                                          values["auto_augment"]))
+    return dataclasses.replace(recipe, auto_augment=None) if off else recipe
+
+
+def _preprocessing(args, recipe):
+    """train's Preprocessing: --image-size is the test crop; the training crop is --train-image-size, else the
+    recipe's scaled to --image-size (Recipe.preprocessing)."""
+    return recipe.preprocessing(args.image_size, train_image_size=args.train_image_size, area=(args.min_area, 1.0),
+                                layout=args.layout, dtype=args.data_dtype, pad_output=args.pad_output)
 
 
 def _train(args) -> int:
@@ -202,13 +230,12 @@ def _train(args) -> int:
 
     from .callbacks import Checkpoint, Report
     from .dist import is_rank_zero
-    from .preprocessing import Preprocessing
     from .training import fit
     from .transfer import prepare_fine_tuning
 
     mx.random.seed(args.seed)
-    preprocessing = Preprocessing.for_size(args.image_size, area=(args.min_area, 1.0), layout=args.layout,
-                                           dtype=args.data_dtype, pad_output=args.pad_output)
+    recipe = _recipe(args)
+    preprocessing = _preprocessing(args, recipe)
     classes = args.num_classes or data.num_classes(args.data_root)
     train_data, val_data = pipelines.imagenet(
         args.data_root, batch_size=args.batch_size, backend=args.data_backend, preprocessing=preprocessing,
@@ -226,7 +253,7 @@ def _train(args) -> int:
 
     parse_duration(args.max_run_time)  # a bad duration is an input error before anything starts
     try:
-        history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=_recipe(args),
+        history = fit(net, train_data, val_data if args.mode == "train_val" else None, recipe=recipe,
                       dtype=args.dtype, callbacks=callbacks, progress=not args.no_progress,
                       accumulate=args.accumulate, max_run_time=args.max_run_time)
     except TrainingStopped as stop:

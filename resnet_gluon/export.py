@@ -31,7 +31,7 @@ def export_onnx(net: gluon.HybridBlock, path: PathLike, *, preprocessing: Prepro
     path : str or PathLike
         The ``.onnx`` file, written to a temporary name and renamed.
     preprocessing : Preprocessing
-        Gives the input size ``image_size``.
+        Gives the input size: ``image_size``, the test size (not ``train_image_size``).
     dynamic_batch : bool
         Let the batch dimension vary (else fixed at 1).
 

@@ -17,17 +17,20 @@ batches per epoch, the same on every shard; ``num_samples`` the images of all sh
 Order: a training epoch is a permutation of the whole file, a pure function of ``(seed, epoch)``, cut into
 one contiguous part per shard; validation reads the file in order (:mod:`resnet_gluon.sharding`).
 
-This module is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
+This module (with its private helper :mod:`resnet_gluon._dali_augment`, the augmentation beyond the reference)
+is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Iterator, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
 
+from . import _dali_augment
 from .data import PathLike, RecordReader, num_classes, record_files
 from .preprocessing import Preprocessing
 from .runtime import default_context, default_data_threads, gpu_device_id
@@ -62,6 +65,7 @@ class _Pipeline:
 
     ctx: Optional[mx.Context] = None
     preprocessing: Preprocessing = Preprocessing()
+    train: bool = True  # training batches are preprocessing.crop_size(train=True) pixels on a side
 
     def __init__(self, num_samples: int, batch_size: int, num_shards: int = 1):
         self.num_samples = num_samples
@@ -83,7 +87,7 @@ class _Pipeline:
     def _empty(self, ctx: mx.Context) -> Tuple[mx.nd.NDArray, mx.nd.NDArray]:
         """An empty batch: data of shape ``(0,) + (3, H, W)`` (or ``(H, W, 3)``) and labels of shape ``(0,)``."""
         p = self.preprocessing
-        data = mx.nd.zeros(p.data_shape(1), ctx=ctx, dtype=p.dtype)[:0]
+        data = mx.nd.zeros(p.data_shape(1, train=self.train), ctx=ctx, dtype=p.dtype)[:0]
         return data, mx.nd.zeros((1,), ctx=ctx)[:0]
 
     def _batches(self, batches, ctx: mx.Context):
@@ -112,10 +116,14 @@ class DALIPipeline(_Pipeline):
     batch_size : int
         Images per batch on this worker (a shard may hold fewer: it then gives one partial batch).
     train : bool
-        Training augmentation (random resized crop + flip, a fresh global order each epoch) or validation
+        Training augmentation (random resized crop + flip, then the preprocessing's ``auto_augment`` policy
+        and, after normalisation, ``random_erasing`` when set; a fresh global order each epoch) or validation
         (resize, centre crop, file order).
     preprocessing : Preprocessing
-        Sizes, crop bounds, mean/std, layout and dtype; default the reference's ImageNet values.
+        Sizes (training crops ``train_image_size``, validation ``image_size``; see
+        :meth:`~resnet_gluon.preprocessing.Preprocessing.crop_size`), crop bounds, mean/std, layout, dtype and
+        augmentation;
+        default the reference's ImageNet values.
     shard_id, num_shards : int, optional
         This worker's part of the data; default Horovod's rank and size (0 and 1 without horovodrun).
     device : {'cpu', 'gpu'}
@@ -128,7 +136,8 @@ class DALIPipeline(_Pipeline):
     seed : int
         Random seed of the order and the augmentation, the same on every worker (-1: random, one shard only).
         Training epoch ``e`` reads the records in ``epoch_order(n, seed=seed, epoch=e)`` and augments with a
-        DALI seed drawn from ``(seed, e, shard_id)``, so a resumed run (``set_epoch``) sees exactly the images
+        DALI seed drawn from ``(seed, e, shard_id)`` (every random operator, auto-augment's and erasing's too,
+        is seeded from it), so a resumed run (``set_epoch``) sees exactly the images
         and augmentations of an uninterrupted one, and workers draw different crops.
     ctx : Context, optional
         Where batches are delivered; default where DALI puts them (``cpu(0)``, or the GPU for 'gpu').
@@ -189,31 +198,40 @@ class DALIPipeline(_Pipeline):
     def _build(self, epoch: int, positions: np.ndarray):
         dali, fn, types, _ = _import_dali()
         p, train = self.preprocessing, self.train
+        size = p.crop_size(train=train)
         decoder = "cpu" if self.device == "cpu" else "mixed"
         ops = "cpu" if self.device == "cpu" else "gpu"
 
         seed = int(np.random.SeedSequence([self.seed, epoch, self.shard_id]).generate_state(1)[0] >> 1)
 
-        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, **self._options)
+        augment = train and p.augments
+
+        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=augment and
+                           p.auto_augment is not None, **self._options)
         def pipeline():
             jpegs, labels = self._inputs(fn, types, positions)
             if train:
                 images = fn.decoders.image_random_crop(jpegs, device=decoder, output_type=types.RGB,
                                                        random_area=list(p.area), random_aspect_ratio=list(p.aspect),
                                                        num_attempts=100)
-                images = fn.resize(images, device=ops, resize_x=p.image_size, resize_y=p.image_size)
+                images = fn.resize(images, device=ops, resize_x=size, resize_y=size)
                 mirror = fn.random.coin_flip(probability=p.flip)
+                if p.auto_augment is not None:
+                    images = _dali_augment.auto_augment(images, p)
             else:
                 images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB)
                 roi_start, roi_end = _centre_window(fn, types, jpegs, p)
-                images = fn.resize(images, device=ops, size=[p.image_size, p.image_size], roi_start=roi_start,
+                images = fn.resize(images, device=ops, size=[size, size], roi_start=roi_start,
                                    roi_end=roi_end)
                 mirror = 0
+            erase = augment and p.random_erasing > 0  # DALI's CPU arithmetic has no float16: erase in float32
             images = fn.crop_mirror_normalize(
-                images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" else types.FLOAT,
-                output_layout=p.layout[1:], crop=(p.image_size, p.image_size), mean=list(p.mean), std=list(p.std),
+                images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" and not erase else types.FLOAT,
+                output_layout=p.layout[1:], crop=(size, size), mean=list(p.mean), std=list(p.std),
                 pad_output=p.pad_output,
                 mirror=mirror)
+            if erase:
+                images = _dali_augment.random_erasing(images, p, fn, types, device=ops)
             return images, labels.gpu() if ops == "gpu" else labels
 
         return pipeline()
@@ -247,7 +265,11 @@ class DALIPipeline(_Pipeline):
         from .images import image_problem
 
         lines = [line.strip() for line in message.splitlines() if line.strip()]
-        reason = next((line for line in lines if line.startswith("Error")), lines[0] if lines else "no message")
+        first = next((i for i, line in enumerate(lines) if line.startswith("Error")), 0)
+        # DALI's "Error when executing <operator>, encountered:" line, then "[file:line] <the cause>"
+        reason = " ".join([*lines[first:first + 1], *(re.sub(r"^\[[^]]*\] ", "", line) for line in
+                                                      lines[first + 1:first + 2] if line.startswith("["))])
+        reason = reason or "no message"
         where = ""
         if self._source is not None:
             reader = self._source.reader
@@ -304,13 +326,17 @@ class RecordIterPipeline(_Pipeline):
         p = preprocessing
         if p.layout != "NCHW" or p.dtype != "float32" or p.pad_output:
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
+        if train and p.augments:
+            raise ValueError("the 'mxnet' backend has no auto_augment or random_erasing; use a DALI backend "
+                             "('dali-cpu', 'dali-gpu') for them")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         if train and self.num_shards > 1:
             check_mixed(files, self.num_shards)
-        self.files, self.ctx, self.preprocessing = files, ctx, preprocessing
+        self.files, self.ctx, self.preprocessing, self.train = files, ctx, preprocessing, train
+        size = p.crop_size(train=train)
         self.part_size = record_iter_part(self.num_samples, shard_id, self.num_shards)
         # ImageRecordIter refuses a part much smaller than its batch; such a part is one batch anyway.
-        common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, p.image_size, p.image_size),
+        common = dict(path_imgrec=files.rec, path_imgidx=files.idx, data_shape=(3, size, size),
                       batch_size=min(batch_size, max(1, self.part_size)), part_index=shard_id,
                       num_parts=self.num_shards, preprocess_threads=num_threads or default_data_threads(),
                       prefetch_buffer=prefetch, seed=seed, round_batch=True,
@@ -339,7 +365,8 @@ class RecordIterPipeline(_Pipeline):
 
 
 class SyntheticData(_Pipeline):
-    """One random batch, repeated ``num_batches`` times per epoch (the reference's synthetic mode).
+    """One random batch, repeated ``num_batches`` times per epoch (the reference's synthetic mode): no
+    augmentation of any kind (crop, flip, ``auto_augment``, ``random_erasing``) is applied to it.
 
     Parameters
     ----------
@@ -351,19 +378,22 @@ class SyntheticData(_Pipeline):
         Labels are drawn from ``[0, classes)``.
     preprocessing : Preprocessing
         Image size, layout and dtype of the batch.
+    train : bool
+        Training batches (``preprocessing.crop_size(train=True)`` on a side) or validation ones (``image_size``).
     ctx : Context, optional
         Where the batch lives; default ``mx.cpu()``.
     """
 
     def __init__(self, *, batch_size: int, num_batches: int = 100, classes: int = 1000,
-                 preprocessing: Preprocessing = Preprocessing(), ctx: Optional[mx.Context] = None, seed: int = 0):
+                 preprocessing: Preprocessing = Preprocessing(), ctx: Optional[mx.Context] = None, seed: int = 0,
+                 train: bool = True):
         if batch_size < 1 or num_batches < 1:
             raise ValueError(f"batch_size and num_batches must be >= 1, got {batch_size}, {num_batches}")
         super().__init__(batch_size * num_batches, batch_size)
         ctx = ctx or mx.cpu()
-        self.ctx = ctx
+        self.ctx, self.preprocessing, self.train = ctx, preprocessing, train
         rng = np.random.RandomState(seed)  # its own generator: the caller's global seeds stay untouched
-        self._data = mx.nd.array(rng.normal(size=preprocessing.data_shape(batch_size)), ctx=ctx,
+        self._data = mx.nd.array(rng.normal(size=preprocessing.data_shape(batch_size, train=train)), ctx=ctx,
                                  dtype=preprocessing.dtype)
         self._label = mx.nd.array(rng.randint(0, classes, size=batch_size), ctx=ctx)
 
@@ -377,7 +407,7 @@ def make_pipeline(backend: str, path: Optional[PathLike] = None, *, batch_size: 
     """Build a pipeline by backend name ('dali-cpu', 'dali-gpu', 'mxnet', 'synthetic'); ``kwargs`` go to the chosen
     class (``shard_id``, ``num_shards``, ``num_threads``, ``seed``, ``ctx``; 'synthetic': ``num_batches``, ``classes``)."""
     if backend == "synthetic":
-        return SyntheticData(batch_size=batch_size, preprocessing=preprocessing, **kwargs)
+        return SyntheticData(batch_size=batch_size, preprocessing=preprocessing, train=train, **kwargs)
     if path is None:
         raise ValueError(f"backend {backend!r} reads a .rec file: pass its path")
     if backend in ("dali-cpu", "dali-gpu"):
@@ -412,7 +442,8 @@ def imagenet(data_root: Optional[PathLike] = None, *, batch_size: int, backend: 
             raise TypeError(f"synthetic data takes no option {', '.join(unknown)}")
         return tuple(SyntheticData(batch_size=batch_size, classes=classes or num_classes(data_root),
                                    num_batches=num_batches, preprocessing=preprocessing, seed=kwargs.get("seed") or 0,
-                                   ctx=kwargs.get("ctx") or default_context()) for _ in range(2))
+                                   ctx=kwargs.get("ctx") or default_context(), train=train)
+                     for train in (True, False))
     if data_root is None:
         raise FileNotFoundError(f"data backend {backend!r} reads train.rec/.idx and val.rec/.idx: give their folder "
                                 "as data_root (--data-root; make them with 'resnet-gluon prepare')")

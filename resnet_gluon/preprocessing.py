@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .augmentation import check_augmentation
 from .files import printable
 from .images import composite, decode_upright
 
@@ -31,11 +32,25 @@ ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
 class Preprocessing:
     """Image preprocessing of the training and validation pipelines (defaults: the reference's ImageNet values).
 
-    Training: random resized crop to ``image_size`` (area fraction in ``area``, aspect ratio in ``aspect``),
-    horizontal flip with probability ``flip``, then ``(x - mean) / std``.
-    Validation: resize the shorter side to ``resize``, centre crop ``image_size``, then ``(x - mean) / std``.
+    Training: random resized crop to ``train_image_size`` (default ``image_size``; area fraction in ``area``,
+    aspect ratio in ``aspect``), horizontal flip with probability ``flip``, then ``(x - mean) / std``.
+    Validation and inference (evaluate, the ``Predictor``, ``predict``, exports): resize the shorter side to
+    ``resize``, centre crop ``image_size``, then ``(x - mean) / std``.
     Output: ``dtype`` tensors in ``layout`` ('NCHW' or 'NHWC'), RGB, plus a zero fourth channel with
     ``pad_output`` (DALI's ``pad_output``, as the reference feeds GPUs; the model then takes ``in_channels=4``).
+
+    Augmentation beyond the reference, training only, DALI pipelines only, off by default (the recipe's fields
+    of the same names set them, :meth:`~resnet_gluon.recipe.Recipe.augment`): ``auto_augment`` names a policy of
+    DALI's ``nvidia.dali.auto_aug`` applied to the uint8 crop after the flip ('rand-m9-n2', 'trivialaugment',
+    'autoaugment': :func:`~resnet_gluon.augmentation.parse_auto_augment`); ``random_erasing`` is the probability
+    of timm's random erasing of a box with N(0, 1) noise after normalisation
+    (:func:`resnet_gluon._dali_augment.random_erasing` states the rule).
+
+    A ``train_image_size`` below ``image_size`` trains at a lower resolution than the network is tested at
+    ("FixRes", Touvron et al., "Fixing the train-test resolution discrepancy", NeurIPS 2019: random resized
+    crops make objects look larger in training than in a centre crop of the same size, so testing at a higher
+    resolution than training helps; "ResNet strikes back" A3 trains at 160 and tests at 224). The ResNets here
+    end in global average pooling, so one network takes both sizes.
     """
 
     image_size: int = 224
@@ -48,10 +63,16 @@ class Preprocessing:
     layout: str = "NCHW"
     dtype: str = "float32"
     pad_output: bool = False
+    auto_augment: Optional[str] = None
+    random_erasing: float = 0.0
+    train_image_size: Optional[int] = None
 
     def __post_init__(self):
+        check_augmentation(self.auto_augment, self.random_erasing)
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
+        if self.train_image_size is not None and self.train_image_size < 1:
+            raise ValueError(f"train_image_size must be >= 1 (or None: image_size), got {self.train_image_size}")
         if not 0 < self.area[0] <= self.area[1] <= 1:
             raise ValueError(f"area must satisfy 0 < min <= max <= 1, got {self.area}")
         if not 0 < self.aspect[0] <= self.aspect[1]:
@@ -61,23 +82,52 @@ class Preprocessing:
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
 
+    @property
+    def augments(self) -> bool:
+        """Whether training applies augmentation beyond the reference's crop and flip."""
+        return self.auto_augment is not None or self.random_erasing > 0
+
     @classmethod
-    def for_size(cls, image_size: int, **kwargs) -> "Preprocessing":
-        """Settings for another image size, keeping the reference's resize ratio (256/224)."""
-        return cls(image_size=image_size, resize=kwargs.pop("resize", round(image_size * 256 / 224)), **kwargs)
+    def for_size(cls, image_size: int, *, crop_ratio: float = 224 / 256, **kwargs) -> "Preprocessing":
+        """Settings for another (test) image size: ``resize = round(image_size / crop_ratio)``.
+
+        ``crop_ratio`` is the centre crop's share of the resized shorter side: the reference's 224/256 by
+        default (32 px crops of 37 px), "ResNet strikes back"'s 0.95 (224 of 236). Other fields, such as
+        ``train_image_size``, go through ``kwargs``; an explicit ``resize`` wins.
+
+        Raises
+        ------
+        ValueError
+            ``crop_ratio`` outside ``(0, 1]``, or a field out of range (see the class).
+        """
+        if not 0 < crop_ratio <= 1:
+            raise ValueError(f"crop_ratio must be in (0, 1] (crop / resized shorter side), got {crop_ratio}")
+        return cls(image_size=image_size, resize=kwargs.pop("resize", round(image_size / crop_ratio)), **kwargs)
+
+    def crop_size(self, *, train: bool = False) -> int:
+        """The side of the images a pipeline gives: ``train_image_size`` (default ``image_size``) for training,
+        ``image_size`` for validation and inference."""
+        return (self.train_image_size or self.image_size) if train else self.image_size
 
     def validation_settings(self) -> dict:
         """The validation part (``image_size``, ``resize``, ``mean``, ``std``, ``layout``, ``pad_output``) as
-        JSON-ready values (checkpoint records)."""
-        return dict(image_size=self.image_size, resize=self.resize, mean=list(self.mean), std=list(self.std),
-                    layout=self.layout, pad_output=self.pad_output)
+        JSON-ready values (checkpoint records), plus ``train_image_size`` when it differs from ``image_size``
+        (informational: what the network was trained at)."""
+        settings = dict(image_size=self.image_size, resize=self.resize, mean=list(self.mean), std=list(self.std),
+                        layout=self.layout, pad_output=self.pad_output)
+        if self.crop_size(train=True) != self.image_size:
+            settings["train_image_size"] = self.train_image_size
+        return settings
 
     @classmethod
     def from_validation_settings(cls, settings: dict) -> "Preprocessing":
-        """The inverse of :meth:`validation_settings` (other fields at their defaults)."""
+        """The inverse of :meth:`validation_settings` (other fields at their defaults; records without
+        ``train_image_size``, older ones included, were trained at ``image_size``)."""
+        train = settings.get("train_image_size")
         return cls(image_size=int(settings["image_size"]), resize=int(settings["resize"]),
                    mean=tuple(settings["mean"]), std=tuple(settings["std"]),
-                   layout=settings.get("layout", "NCHW"), pad_output=bool(settings.get("pad_output", False)))
+                   layout=settings.get("layout", "NCHW"), pad_output=bool(settings.get("pad_output", False)),
+                   train_image_size=None if train is None else int(train))
 
     @property
     def channels(self) -> int:
@@ -85,9 +135,10 @@ class Preprocessing:
         4-channel input on GPUs, with a stem of ``in_channels=4``)."""
         return 4 if self.pad_output else 3
 
-    def data_shape(self, batch_size: int) -> Tuple[int, int, int, int]:
-        """Shape of a batch of ``batch_size`` images in this layout."""
-        s, c = self.image_size, self.channels
+    def data_shape(self, batch_size: int, *, train: bool = False) -> Tuple[int, int, int, int]:
+        """Shape of a batch of ``batch_size`` images in this layout: validation/inference batches by default,
+        training batches (:meth:`crop_size`) with ``train=True``."""
+        s, c = self.crop_size(train=train), self.channels
         return (batch_size, c, s, s) if self.layout == "NCHW" else (batch_size, s, s, c)
 
 

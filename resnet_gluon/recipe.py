@@ -14,15 +14,24 @@ Presets (:data:`PRESETS`, :meth:`Recipe.preset`), each value's source in its doc
 - ``rsb_a1``, ``rsb_a2``, ``rsb_a3``: "ResNet strikes back" (Wightman, Touvron, Jegou, arXiv:2110.00476),
   procedures A1-A3: LAMB, cosine, binary cross-entropy.
 
-What a source recipe has and resnet_gluon does not build (RandAugment, CutMix, repeated augmentation, another
-training resolution, ...) is listed in the preset's ``omitted`` field, recorded with it, and named in a warning
-when the preset is built: the run trains without those ingredients, never silently.
+Image sizes: a recipe states its training crop and test crop ratio for ImageNet's 224 px test crops
+(``train_image_size``, ``test_crop_ratio``); :meth:`Recipe.preprocessing` scales them to the run's test size, and the
+command line builds its pipelines with it (``--image-size``: the test size; ``--train-image-size`` overrides).
+
+What a source recipe has and resnet_gluon does not build (RandAugment's magnitude noise, repeated augmentation, ...) is listed
+in the preset's ``omitted`` field, recorded with it, and named in a warning when the preset is built: the run trains
+without those ingredients, never silently.
 """
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+
+from .augmentation import check_augmentation
+
+if TYPE_CHECKING:
+    from .preprocessing import Preprocessing
 
 __all__ = ["Recipe", "SCHEDULES", "LOSSES", "PRESETS", "reference_lr"]
 
@@ -33,16 +42,18 @@ PRESETS = ("reference", "later_release", "mlperf", "rsb_a1", "rsb_a2", "rsb_a3")
 # "ResNet strikes back", Table 1 (arXiv:2110.00476), as reproduced by mmpretrain's configs
 # (configs/resnet/resnet50_8xb256-rsb-a{1,2,3}*.py with their _base_ dataset/schedule files) and openmixup's
 # (configs/classification/imagenet/resnet/resnet50_rsb_a*.py): what differs between A1, A2 and A3.
+# RandAugment: timm's 'rand-m7-mstd0.5-inc1' (A1, A2) and 'rand-m6-mstd0.5-inc1' (A3), two operations (timm's
+# default n), mmpretrain's RandAugment(policies='timm_increasing', num_policies=2, magnitude_level=7 or 6,
+# magnitude_std=0.5); the magnitude noise is left out (_RSB_OMITTED).
 _RSB = {
     "a1": dict(epochs=600, lr=5e-3, wd=0.01, label_smoothing=0.1, mixup=0.2, drop_path_rate=0.05,
-               omitted=("RandAugment rand-m7-mstd0.5", "repeated augmentation")),
+               auto_augment="rand-m7-n2-inc1", omitted=("repeated augmentation",)),
     "a2": dict(epochs=300, lr=5e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.05,
-               omitted=("RandAugment rand-m7-mstd0.5", "repeated augmentation")),
+               auto_augment="rand-m7-n2-inc1", omitted=("repeated augmentation",)),
     "a3": dict(epochs=100, lr=8e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.0,
-               omitted=("RandAugment rand-m6-mstd0.5", "training resolution 160 (testing 224)")),
+               train_image_size=160, auto_augment="rand-m6-n2-inc1", omitted=()),
 }
-_RSB_OMITTED = ("CutMix alpha 1.0 (timm picks mixup or CutMix per batch, each with probability 0.5)",
-                "test crop ratio 0.95 (resize 236, crop 224)",
+_RSB_OMITTED = ("RandAugment's magnitude noise mstd0.5 (DALI's rand_augment applies one fixed magnitude)",
                 "timm Lamb's scaling of the gradients to a global norm <= 1 (max_grad_norm=1.0)")
 
 
@@ -107,9 +118,28 @@ class Recipe:
         Label smoothing epsilon (the later releases: 0.1).
     mixup : float
         Mixup alpha (0: off).
+    cutmix : float
+        CutMix alpha (0: off). With ``mixup`` too, each batch takes one of them, CutMix with probability 0.5
+        (timm's rule; :mod:`resnet_gluon.augmentation`). Mixing draws are replayed by a resumed run.
+    auto_augment : str, optional
+        An auto-augment policy of the training pipeline ('rand-m9-n2', 'trivialaugment', 'autoaugment':
+        :func:`~resnet_gluon.augmentation.parse_auto_augment`); None: none.
+    random_erasing : float
+        Probability of timm's random erasing in the training pipeline (0: off).
+
+        These two are pipeline settings: :meth:`augment` puts them into a
+        :class:`~resnet_gluon.preprocessing.Preprocessing` (the command line builds its pipelines so), and
+        ``fit`` refuses training data whose ``preprocessing`` lacks them, or warns when the data does not say.
     drop_path_rate : float, optional
         Stochastic depth of the last residual block, linear over blocks from 0 (timm's rule); ``fit`` sets it on
         the network. None leaves the network as built.
+    train_image_size : int, optional
+        Training crop (random resized crops) for 224 px test crops; :meth:`preprocessing` scales it to other test
+        sizes by ``size / 224`` (rounded: "ResNet strikes back" A3's 160 gives 20 px for 28 px, 23 px for 32 px).
+        None: train at the test size (the reference).
+    test_crop_ratio : float
+        Validation's centre crop over the resized shorter side: the reference's 224/256 (0.875); "ResNet strikes
+        back" 0.95 (resize 236 for 224).
     ema_decay : float
         Exponential moving average of the weights, decay per optimizer update (e.g. 0.9998); 0: none, in every
         preset: NVIDIA's recipes have none, nor have the reproductions of "ResNet strikes back" A1-A3 that
@@ -148,7 +178,12 @@ class Recipe:
     loss: str = "softmax"
     label_smoothing: float = 0.0
     mixup: float = 0.0
+    cutmix: float = 0.0
+    auto_augment: Optional[str] = None
+    random_erasing: float = 0.0
     drop_path_rate: Optional[float] = None
+    train_image_size: Optional[int] = None
+    test_crop_ratio: float = 224 / 256
     ema_decay: float = 0.0
     ema_warmup: bool = False
     omitted: Tuple[str, ...] = ()
@@ -165,7 +200,7 @@ class Recipe:
             raise ValueError(f"lr must be >= 0, got {self.lr}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        for field in ("warmup_epochs", "final_lr", "wd", "mixup"):
+        for field in ("warmup_epochs", "final_lr", "wd", "mixup", "cutmix"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
         for field in ("poly_power", "lars_eta"):
@@ -175,6 +210,12 @@ class Recipe:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        check_augmentation(self.auto_augment, self.random_erasing)
+        if self.train_image_size is not None and self.train_image_size < 1:
+            raise ValueError(f"train_image_size must be >= 1 (or None: the test size), got {self.train_image_size}")
+        if not 0 < self.test_crop_ratio <= 1:
+            raise ValueError(f"test_crop_ratio must be in (0, 1] (crop / resized shorter side), got "
+                             f"{self.test_crop_ratio}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay}")
 
@@ -242,7 +283,8 @@ class Recipe:
 
     @classmethod
     def rsb_a3(cls, **overrides) -> "Recipe":
-        """The "ResNet strikes back" procedure A3: 100 epochs, LAMB lr 8e-3 at batch 2048, wd 0.02, BCE, mixup 0.1.
+        """The "ResNet strikes back" procedure A3: 100 epochs, LAMB lr 8e-3 at batch 2048, wd 0.02, BCE, mixup 0.1
+        and CutMix 1.0, RandAugment m6.
 
         Source: Wightman, Touvron, Jegou, "ResNet strikes back: An improved training procedure in timm",
         arXiv:2110.00476, Table 1. The paper's table was not readable here; the values are those of two
@@ -250,9 +292,14 @@ class Recipe:
         openmixup (``resnet50_rsb_a3_sz160_8xb256_ep100.py``), which agree on: LAMB (timm's: betas 0.9/0.999,
         eps 1e-6, as MXNet's defaults), global batch 2048, cosine schedule, 5 warmup epochs, no weight decay on
         BatchNorm and biases (timm's LAMB then leaves them out of the trust ratio), BCE loss, mixup 0.1 and
-        CutMix 1.0, no label smoothing, no stochastic depth, no EMA. They differ on the end of the cosine
+        CutMix 1.0 (one of them per batch, each with probability 0.5), RandAugment of two operations at magnitude
+        6 of 10 (timm's 'rand-m6-mstd0.5-inc1'; A1 and A2: 7) with timm's "increasing" operations, no random
+        erasing, no label smoothing, no stochastic depth, no EMA, test crop ratio 0.95 (224 of 236; timm's
+        ``crop_pct=0.95`` for these weights). The RandAugment magnitude's per-image noise (mstd 0.5) is not built
+        (``omitted``). They differ on the end of the cosine
         (``final_lr``): 1e-6 in mmpretrain, 0 in openmixup; 1e-6 here, not checked against the paper. The
-        training resolution 160 is openmixup's; mmpretrain trains A3 at 224. timm's schedule decays per epoch
+        training resolution 160 (``train_image_size``, testing at 224) is openmixup's and the paper's; mmpretrain
+        trains A3 at 224. timm's schedule decays per epoch
         and its cosine spans the warmup too; MXNet's CosineScheduler here decays per step after the warmup.
         Whether timm's runs thresholded the BCE targets (``bce_target_thresh``) could not be checked.
         """
@@ -263,7 +310,8 @@ class Recipe:
         values = dict(_RSB[procedure])
         omitted = values.pop("omitted") + _RSB_OMITTED
         return cls(name=f"rsb_{procedure}", optimizer="lamb", batch_size=2048, schedule="cosine", warmup_epochs=5,
-                   final_lr=1e-6, no_wd_bn_bias=True, loss="bce", omitted=omitted, **values)
+                   final_lr=1e-6, no_wd_bn_bias=True, loss="bce", cutmix=1.0, test_crop_ratio=0.95, omitted=omitted,
+                   **values)
 
     # ------------------------------------------------------------------------------------------ values
     def replace(self, **overrides) -> "Recipe":
@@ -280,6 +328,74 @@ class Recipe:
             raise TypeError(f"unknown recipe option {unknown[0]!r}; valid options: {', '.join(sorted(names))}")
         changes = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
+
+    def augment(self, preprocessing: "Preprocessing") -> "Preprocessing":
+        """``preprocessing`` with this recipe's ``auto_augment`` and ``random_erasing``, when it sets them
+        (otherwise ``preprocessing`` as it is, its own augmentation included)."""
+        if self.auto_augment is None and not self.random_erasing:
+            return preprocessing
+        return dataclasses.replace(preprocessing, auto_augment=self.auto_augment, random_erasing=self.random_erasing)
+
+    def check_data(self, train_data: Any) -> None:
+        """Refuse training data that would silently drop the pipeline augmentation this recipe asks for.
+
+        Raises
+        ------
+        ValueError
+            ``train_data.preprocessing`` has another ``auto_augment`` or ``random_erasing`` than the recipe sets.
+            Data without a ``preprocessing`` attribute (your own iterable) gets a warning instead: whether it
+            augments cannot be told.
+        """
+        if self.auto_augment is None and not self.random_erasing:
+            return
+        wanted = dict(auto_augment=self.auto_augment, random_erasing=self.random_erasing)
+        p = getattr(train_data, "preprocessing", None)
+        if p is None:
+            warnings.warn(f"recipe {self.name!r} asks for {wanted}; the training data does not say whether it "
+                          "applies them (it has no .preprocessing): make sure it does", stacklevel=3)
+            return
+        has = dict(auto_augment=p.auto_augment, random_erasing=p.random_erasing)
+        if has != wanted:
+            raise ValueError(f"recipe {self.name!r} asks for {wanted}, but the training pipeline applies {has}: "
+                             "build its Preprocessing with recipe.preprocessing(image_size) or recipe.augment(preprocessing) "
+                             "(the command line does), "
+                             "or set those recipe fields to what the pipeline does")
+
+    def preprocessing(self, image_size: int = 224, *, train_image_size: Optional[int] = None, **kwargs):
+        """The :class:`~resnet_gluon.preprocessing.Preprocessing` of this recipe for ``image_size`` px test crops.
+
+        The training crop is ``train_image_size`` if given, else this recipe's, scaled by ``image_size / 224``
+        and rounded (``rsb_a3``: 160 at 224, 20 at 28), else ``image_size``; validation resizes the shorter side
+        to ``round(image_size / test_crop_ratio)``; the recipe's ``auto_augment`` and ``random_erasing``
+        (:meth:`augment`). ``kwargs`` are other ``Preprocessing`` fields (``area``, ``layout``, ...). ``fit``
+        takes pipelines as built: build them with this to train at the recipe's sizes and augmentation.
+
+        Raises
+        ------
+        ValueError
+            A size out of range (see ``Preprocessing``).
+        """
+        from .preprocessing import Preprocessing
+
+        if train_image_size is None and self.train_image_size is not None:
+            scaled = max(1, round(image_size * self.train_image_size / 224))
+            train_image_size = None if scaled == image_size else scaled
+        return self.augment(Preprocessing.for_size(image_size, crop_ratio=self.test_crop_ratio,
+                                                   train_image_size=train_image_size, **kwargs))
+
+    def check_train_size(self, preprocessing) -> None:
+        """Warn when this recipe trains at its own resolution (``rsb_a3``) and a training pipeline's
+        ``preprocessing`` was built at one size (``train_image_size`` None): ``fit`` calls it, since it takes
+        pipelines as built and would otherwise train at the test size without a word. A pipeline with any
+        ``train_image_size`` of its own (a choice, e.g. ``--train-image-size``) is left alone."""
+        if self.train_image_size is None or preprocessing is None or preprocessing.train_image_size is not None:
+            return
+        wanted = self.preprocessing(preprocessing.image_size).crop_size(train=True)
+        if wanted != preprocessing.image_size:
+            warnings.warn(f"recipe {self.name!r} trains at {self.train_image_size}/224 of the test size ({wanted} px "
+                          f"for {preprocessing.image_size}), but the train pipeline crops {preprocessing.image_size} "
+                          f"px: build its Preprocessing with recipe.preprocessing({preprocessing.image_size})",
+                          stacklevel=3)
 
     def peak_lr(self, global_batch_size: int) -> float:
         """``lr`` if given, else the linear scaling rule for ``global_batch_size`` images per step."""

@@ -13,11 +13,11 @@ import dataclasses
 from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon
 
 from . import amp as _amp
 from . import dist, stopping
+from .augmentation import mix_batch, mixing_rng
 from .blocks import set_drop_path_rate
 from .callbacks import Callback, ProgressBar
 from .ema import EMA
@@ -60,6 +60,9 @@ class FitState:
     #: metric state so far (:meth:`~resnet_gluon.evaluation.MetricMeter.state_dict`).
     initial_step: int = 0
     resume_meter: Optional[Dict] = None
+    #: Seed of the batch mixing draws (:func:`~resnet_gluon.augmentation.mixing_rng`) and the data's layout.
+    seed: int = 0
+    layout: str = "NCHW"
     #: The moving average of the weights when ``recipe.ema_decay > 0`` (:mod:`resnet_gluon.ema`).
     ema: Optional[EMA] = None
 
@@ -98,7 +101,7 @@ def _ensure_initialized(net: gluon.Block, ctx: mx.Context) -> None:
 
 def _one_hot_targets(recipe: Recipe) -> bool:
     """Whether the recipe's loss takes one-hot ``(N, classes)`` targets rather than ``(N,)`` labels."""
-    return bool(recipe.label_smoothing or recipe.mixup or recipe.loss == "bce")
+    return bool(recipe.label_smoothing or recipe.mixup or recipe.cutmix or recipe.loss == "bce")
 
 
 def _loss(recipe: Recipe, classes: Optional[int]) -> gluon.loss.Loss:
@@ -106,7 +109,7 @@ def _loss(recipe: Recipe, classes: Optional[int]) -> gluon.loss.Loss:
     form) averaged over the classes: the per-sample value whose batch mean is timm's ``BinaryCrossEntropy``
     ("ResNet strikes back")."""
     if _one_hot_targets(recipe) and not classes:
-        raise ValueError("label smoothing, mixup and the BCE loss need the class count: give the network a "
+        raise ValueError("label smoothing, mixup, CutMix and the BCE loss need the class count: give the network a "
                          "'classes' attribute (resnet_gluon's models have one)")
     if recipe.loss == "bce":
         return gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
@@ -126,7 +129,7 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         progress: bool = True, initial_epoch: int = 0, target_accuracy: Optional[float] = None,
         batch_size: Optional[int] = None, read_every: int = 50, accumulate: int = 1,
         stop_signals: Sequence[int] = stopping.DEFAULT_SIGNALS, max_run_time: Union[str, float, None] = None,
-        stop_check_every: int = 1, **options) -> History:
+        stop_check_every: int = 1, seed: Optional[int] = None, **options) -> History:
     """Train ``net`` on ``train_data``, validating on ``val_data`` after every epoch.
 
     Parameters
@@ -182,9 +185,12 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     stop_check_every : int
         Optimizer updates between the workers' decisions whether to stop (one tiny allreduce each with several
         workers).
+    seed : int, optional
+        Seed of the mixup/CutMix draws: those of a batch are a function of ``(seed, epoch, step, rank)``, so a
+        resumed run replays them. Default: ``train_data.seed`` (the pipelines'), else 0.
     **options
         Fields of :class:`~resnet_gluon.recipe.Recipe` (``lr``, ``lr_per_256``, ``schedule``, ``warmup_epochs``,
-        ``wd``, ``optimizer``, ``loss``, ``label_smoothing``, ``mixup``, ``drop_path_rate``, ...) and the
+        ``wd``, ``optimizer``, ``loss``, ``label_smoothing``, ``mixup``, ``cutmix``, ``drop_path_rate``, ...) and the
         Trainer's ``loss_scaling``, ``fp16_compression``, ``gradient_predivide_factor``.
 
     Returns
@@ -197,8 +203,9 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     ValueError
         Bad epochs, batch size, accumulate, dtype or recipe value; options given with a ready-made ``trainer``;
         labels outside ``[0, classes)``; an epoch smaller than one update's global batch; a ``drop_path_rate``
-        above 0 for a network without residual blocks; label smoothing, mixup or the BCE loss for a network
-        without a ``classes`` attribute.
+        above 0 for a network without residual blocks; label smoothing, mixup, CutMix or the BCE loss for a
+        network without a ``classes`` attribute; a recipe's ``auto_augment`` or ``random_erasing`` that the
+        training pipeline does not apply (:meth:`~resnet_gluon.recipe.Recipe.check_data`).
     TypeError
         An unknown option.
     FloatingPointError
@@ -223,7 +230,9 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     recipe = trainer.recipe if trainer is not None else (recipe or Recipe()).replace(epochs=epochs, **options)
     if epochs is not None and epochs != recipe.epochs:
         raise ValueError(f"fit(epochs={epochs}) differs from the trainer's recipe (epochs={recipe.epochs})")
+    recipe.check_train_size(getattr(train_data, "preprocessing", None))
     _ensure_initialized(net, ctx)
+    recipe.check_data(train_data)
     if recipe.drop_path_rate is not None:
         set_drop_path_rate(net, recipe.drop_path_rate)
     net.hybridize(static_alloc=True)
@@ -232,7 +241,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         trainer = Trainer(net.collect_params(), batch_size=batch_size, steps_per_epoch=steps, recipe=recipe,
                           dtype=dtype, **trainer_options)
     state = FitState(net, trainer, ctx, dtype, recipe.epochs, steps, initial_epoch, recipe=recipe,
-                     batch_size=batch_size)
+                     batch_size=batch_size, seed=int(seed if seed is not None else getattr(train_data, "seed", 0)),
+                     layout=getattr(getattr(train_data, "preprocessing", None), "layout", "NCHW"))
     if recipe.ema_decay:
         state.ema = EMA(net.collect_params(), decay=recipe.ema_decay, warmup=recipe.ema_warmup, trainer=trainer)
     callbacks = list(callbacks) + ([ProgressBar()] if progress else [])
@@ -343,7 +353,7 @@ def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, c
                  read_every: int, stopper: stopping.StopRequest, start: int = 0) -> Dict[str, float]:
     net, trainer, ctx, recipe = state.net, state.trainer, state.ctx, state.recipe
     classes = getattr(net, "classes", None)
-    smoothing, mixup = recipe.label_smoothing, recipe.mixup
+    smoothing, mixup, cutmix = recipe.label_smoothing, recipe.mixup, recipe.cutmix
     meter = MetricMeter(classes, read_every=read_every)
     if start and state.resume_meter:  # the sums over all workers, saved by rank 0: rank 0 continues them
         meter.load_state_dict(state.resume_meter, sums=dist.is_rank_zero())
@@ -364,8 +374,9 @@ def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, c
         if n:
             x, y = x.as_in_context(ctx), y.as_in_context(ctx)
             target = _targets(y, classes, smoothing) if _one_hot_targets(recipe) else y
-            if mixup:
-                x, target = _mixup(x, target, mixup)
+            if mixup or cutmix:
+                rng = mixing_rng(state.seed, state.epoch, i, dist.rank())
+                x, target, _ = mix_batch(x, target, mixup=mixup, cutmix=cutmix, rng=rng, layout=state.layout)
             with autograd.record():
                 out = net(x)
                 loss = loss_fn(out, target)
@@ -391,8 +402,3 @@ def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, c
     logs["loss_scale"] = trainer.loss_scale
     return logs
 
-
-def _mixup(x: mx.nd.NDArray, target: mx.nd.NDArray, alpha: float):
-    lam = float(np.random.beta(alpha, alpha))
-    perm = mx.nd.array(np.random.permutation(x.shape[0]), ctx=x.context)
-    return (lam * x + (1 - lam) * x.take(perm), lam * target + (1 - lam) * target.take(perm))

@@ -77,6 +77,18 @@ def test_train_then_val_on_checkpoint_gives_same_accuracy(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_train_builds_the_recipes_augmentation_into_the_pipeline(tiny_data, tmp_path):
+    prefix = tmp_path / "m"
+    proc = run("train", "--data-root", tiny_data / "data", "--arch", "resnet18_v1_5", "--image-size", 32, "-b", 8,
+               "--model-prefix", prefix, "--dtype", "float32", "--data-threads", 1, "--num-epochs", 1,
+               "--no-progress", "--recipe", "rsb_a3", "--random-erasing", 0.25, "--lr", 0.01)
+    assert "recipe 'rsb_a3'" in proc.stderr and "does not say whether" not in proc.stderr
+    recipe = json.load(open(f"{prefix}-0001.json"))["recipe"]
+    # fit refuses a pipeline without the recipe's augmentation: the run trained with it
+    assert (recipe["auto_augment"], recipe["random_erasing"], recipe["cutmix"]) == ("rand-m6-n2-inc1", 0.25, 1.0)
+
+
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_train_two_workers_through_horovodrun(tiny_data, tmp_path):
     prefix = tmp_path / "m2"

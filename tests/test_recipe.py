@@ -41,10 +41,12 @@ def test_presets_by_name_and_their_values():
     assert (a3.optimizer, a3.lr, a3.batch_size, a3.wd, a3.epochs, a3.schedule, a3.warmup_epochs) == \
         ("lamb", 8e-3, 2048, 0.02, 100, "cosine", 5)
     assert (a3.loss, a3.label_smoothing, a3.mixup, a3.drop_path_rate) == ("bce", 0.0, 0.1, 0.0)
+    assert (a3.cutmix, a3.auto_augment, a3.random_erasing) == (1.0, "rand-m6-n2-inc1", 0.0)
     # A1 and A2 differ from A3 in numbers (and in what is omitted) only
-    for name, changed in (("rsb_a2", {"epochs", "lr", "drop_path_rate"}),
-                          ("rsb_a1", {"epochs", "lr", "wd", "label_smoothing", "mixup", "drop_path_rate"})):
-        assert set(a3.differences(_quiet(name))) == changed | {"name", "omitted"}
+    for name, changed in (("rsb_a2", {"epochs", "lr", "drop_path_rate", "auto_augment"}),
+                          ("rsb_a1", {"epochs", "lr", "wd", "label_smoothing", "mixup", "drop_path_rate",
+                                      "auto_augment"})):
+        assert set(a3.differences(_quiet(name))) == changed | {"name", "omitted", "train_image_size"}
     with pytest.raises(ValueError, match="unknown recipe 'rsb_a4'; choose one of reference, later_release"):
         Recipe.preset("rsb_a4")
     with pytest.raises(TypeError, match="unknown recipe option 'lrr'"):
@@ -52,10 +54,10 @@ def test_presets_by_name_and_their_values():
 
 
 def test_presets_name_what_they_do_not_build():
-    with pytest.warns(UserWarning, match=r"recipe 'rsb_a3': resnet_gluon does not build RandAugment "
-                                         r"rand-m6-mstd0.5; training resolution 160 .*CutMix alpha 1.0"):
+    with pytest.warns(UserWarning, match=r"recipe 'rsb_a3': resnet_gluon does not build RandAugment's magnitude "
+                                         r"noise mstd0.5"):
         a3 = Recipe.rsb_a3()
-    assert any("CutMix" in o for o in a3.omitted)
+    assert not any("CutMix" in o for o in a3.omitted) and a3.cutmix == 1.0
     with pytest.warns(UserWarning, match="recipe 'mlperf'"):
         Recipe.preset("mlperf", lr=1.0)
     with warnings.catch_warnings():
@@ -101,7 +103,7 @@ def test_rsb_a3_trains_and_round_trips_through_the_checkpoint(tmp_path):
     assert history.history["val_top1"][-1] > 0.75, history.history  # BCE + LAMB learn the 4 quadrants (chance 0.25)
     assert net.drop_path_rate == 0.05 and net.features[2][0].drop_path == pytest.approx(0.05)
     record = checkpoint.read_record(prefix, 6)
-    assert record["recipe"]["name"] == "rsb_a3" and "CutMix" in " ".join(record["recipe"]["omitted"])
+    assert record["recipe"]["name"] == "rsb_a3" and "mstd0.5" in " ".join(record["recipe"]["omitted"])
     assert Recipe.from_dict(record["recipe"]) == recipe
     assert Recipe.rsb_a3().differences(Recipe.from_dict(record["recipe"])) == {
         "epochs": (100, 6), "lr": (0.008, 0.03), "warmup_epochs": (5, 0.5), "drop_path_rate": (0.0, 0.05)}
@@ -126,10 +128,18 @@ def test_cli_recipe_flags_change_single_values():
     with pytest.warns(UserWarning, match="recipe 'rsb_a3'"):
         changed = _recipe(_args("--recipe", "rsb_a3", "--lr", "0.01"))
     assert _quiet("rsb_a3").differences(changed) == {"lr": (0.008, 0.01)}
+    with pytest.warns(UserWarning, match="recipe 'rsb_a3'"):
+        augmentation = _recipe(_args("--recipe", "rsb_a3", "--auto-augment", "none", "--cutmix", "0",
+                                     "--random-erasing", "0.25"))
+    assert _quiet("rsb_a3").differences(augmentation) == {"auto_augment": ("rand-m6-n2-inc1", None),
+                                                          "cutmix": (1.0, 0.0), "random_erasing": (0.0, 0.25)}
+    assert _recipe(_args("--auto-augment", "trivialaugment")).auto_augment == "trivialaugment"
     several = _recipe(_args("--lr-schedule", "poly", "--optimizer", "lamb", "--loss", "bce", "--num-epochs", "3",
                             "--drop-path-rate", "0.1", "--warmup-epochs", "0"))
     assert set(Recipe().differences(several)) == {"schedule", "optimizer", "loss", "epochs", "drop_path_rate",
                                                   "warmup_epochs"}
+    assert Recipe().differences(_recipe(_args("--lr-steps", "3,6,8", "--test-crop-ratio", "0.95"))) == {
+        "lr_steps": ([30, 60, 80], [3, 6, 8]), "test_crop_ratio": (0.875, 0.95)}
 
 
 def test_cli_train_with_a_recipe_records_it(tmp_path):
@@ -180,7 +190,10 @@ def test_cli_bad_recipe_values_give_one_line_errors(capsys, tmp_path):
             "32", "-b", "2", "--synthetic-batches", "1", "--dtype", "float32", "--no-progress",
             "--model-prefix", str(tmp_path / "m")]
     for flags, message in ((["--optimizer", "lasr"], "unknown optimizer 'lasr'; MXNet knows:"),
-                           (["--drop-path-rate", "1.5"], "drop_path_rate must be in [0, 1), got 1.5")):
+                           (["--drop-path-rate", "1.5"], "drop_path_rate must be in [0, 1), got 1.5"),
+                           (["--auto-augment", "rand-m9-mstd0.5"], "auto_augment 'rand-m9-mstd0.5': mstd0.5"),
+                           (["--data-backend", "mxnet", "--data-root", str(tmp_path), "--random-erasing", "0.5"],
+                            "'mxnet' backend has no auto_augment or random_erasing")):
         assert main(argv + flags) == 1
         errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
         assert len(errors) == 1 and message in errors[0], errors
