@@ -45,10 +45,10 @@ _LAZY = {
     "Trainer": "trainer",
     "Callback": "callbacks", "Checkpoint": "callbacks", "ProgressBar": "callbacks", "Report": "callbacks",
     "TensorBoard": "callbacks",
-    "Predictor": "inference",
+    "Predictor": "inference", "EMA": "ema",
 }
 
-_SUBMODULES = ("amp", "benchmark", "blocks", "callbacks", "checkpoint", "data", "dist", "evaluation", "export",
+_SUBMODULES = ("amp", "benchmark", "blocks", "callbacks", "checkpoint", "data", "dist", "ema", "evaluation", "export",
                "fashion_mnist", "files", "image_folders", "images", "inference", "models", "pipelines",
                "preprocessing", "quantization", "recipe", "runtime", "sharding", "trainer", "training", "transfer", "weights")
 

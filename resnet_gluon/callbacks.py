@@ -20,11 +20,14 @@ from .preprocessing import Preprocessing
 from .recipe import Recipe
 
 __all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "TensorBoard", "rank_zero_only", "latest_checkpoint",
-           "REPORT_METRICS"]
+           "REPORT_METRICS", "EMA_METRICS"]
 
 #: The metrics of the reference's JSON report, each prefixed by 'train.' and 'val.'.
 REPORT_METRICS = ("top1", "top5", "loss", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_95",
                   "latency_99", "latency_100")
+
+#: The metrics of the averaged weights (``Recipe.ema_decay``) in the report, as ``val.<metric>_ema``.
+EMA_METRICS = ("top1", "top5", "loss")
 
 latest_checkpoint = checkpoint.latest_checkpoint
 
@@ -43,7 +46,8 @@ class Callback:
     - ``on_epoch_end(epoch, logs)``: the epoch over all workers: ``loss``, ``top1``, ``top5``, ``total_ips``,
       ``num_images``, ``latency_avg``, ``latency_50/90/95/99/100`` (seconds from one batch's result to the
       next's), ``lr``, ``loss_scale``, and with validation data the same with a ``val_`` prefix (there: seconds
-      from taking a batch to its result).
+      from taking a batch to its result), with ``Recipe.ema_decay`` also ``val_loss_ema``, ``val_top1_ema``,
+      ``val_top5_ema`` (the moving average of the weights).
     """
 
     state = None
@@ -75,7 +79,9 @@ class Checkpoint(Callback):
 
     Files (``NNNN`` = epochs completed, see :mod:`resnet_gluon.checkpoint`): ``<prefix>-symbol.json`` and
     ``<prefix>-NNNN.params`` (the reference's format), ``<prefix>-NNNN.states`` (momentum, schedule position,
-    loss scale) and the record ``<prefix>-NNNN.json`` (model, classes, class names, layout, dtype,
+    loss scale), with ``Recipe.ema_decay`` the averaged weights ``<prefix>-NNNN-ema.params`` (the record's ``ema``:
+    decay, warm-up, update count; resumed exactly, or started from the resumed weights if the checkpoint has
+    none) and the record ``<prefix>-NNNN.json`` (model, classes, class names, layout, dtype,
     preprocessing, recipe, batch size, workers, accumulate, schedule position, loss scale, metrics), written last.
 
     Resuming is decided on rank 0, which reads the files and broadcasts the epoch, the parameters and the
@@ -162,10 +168,10 @@ class Checkpoint(Callback):
         if step and changes:  # a mid-epoch position means nothing under another batch size, worker count or data
             raise ValueError(f"cannot resume mid-epoch from {name} with changed settings ({changes}): rerun with "
                              "the settings it was saved with, or delete its files to resume from the last epoch end")
-        if dist.is_rank_zero():
-            load_parameters(net, files.params, ctx=state.ctx)
-            trainer.load_states(files.states, epoch=None if step else epoch)
+        ema_line = self._load_weights(files, record)
         trainer.broadcast_states(root_rank=0)  # other ranks get rank 0's position with the states
+        if state.ema is not None:
+            state.ema.broadcast(root_rank=0)
         if step:
             trainer.set_batch_position(epoch, step)
         state.initial_epoch, state.initial_step = epoch, step
@@ -174,9 +180,29 @@ class Checkpoint(Callback):
         if dist.is_rank_zero():
             at = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
             print(f"resumed from {files.params} ({at}, update {trainer.num_update})", file=sys.stderr)
+            if ema_line:
+                print(ema_line, file=sys.stderr)
             if changes:
                 print(f"resuming with changed settings: {changes}; the schedule continues from epoch {epoch} "
                       f"of {state.epochs} under the new settings", file=sys.stderr)
+
+    def _load_weights(self, files: checkpoint.CheckpointFiles, record: Dict) -> Optional[str]:
+        """On rank 0: the weights, the trainer state and the weight average (the averages are loaded into the
+        network through the same checks, captured, then the raw weights loaded over them); a line to print about
+        the average, if any."""
+        state, ema = self.state, self.state.ema
+        if not dist.is_rank_zero():
+            return None
+        saved = record.get("ema") if checkpoint.weights_used(record) == "ema" else None
+        if ema is not None and saved:
+            load_parameters(state.net, files.ema, ctx=state.ctx)
+            ema.reset(num_updates=saved["num_updates"])
+        load_parameters(state.net, files.params, ctx=state.ctx)
+        state.trainer.load_states(files.states, epoch=None if files.step else files.epoch)
+        if ema is not None and not saved:
+            ema.reset()
+            return "the checkpoint has no weight average: it starts from the resumed weights"
+        return None
 
     def _changes(self, record: Dict, epoch: int) -> str:
         state = self.state
@@ -200,21 +226,28 @@ class Checkpoint(Callback):
     @rank_zero_only
     def _save(self, done: int, logs: Dict, step: int = 0) -> None:
         state, trainer = self.state, self.state.trainer
+        files = checkpoint.checkpoint_files(self.prefix, done, step)
         checkpoint.export_checkpoint(state.net, self.prefix, done, step=step)
-        trainer.save_states(checkpoint.checkpoint_files(self.prefix, done, step).states)
+        trainer.save_states(files.states)
+        written = [files.symbol, files.params, files.states]
+        if state.ema is not None:
+            state.ema.save(files.ema, checkpoint.params_keys(state.net))
+            written.append(files.ema)
         record = dict(checkpoint.network_record(state.net), dtype="float32", train_dtype=state.dtype,
                       recipe=state.recipe.to_dict(), batch_size=state.batch_size, workers=trainer.workers,
                       accumulate=trainer.accumulate, steps_per_epoch=state.steps_per_epoch,
                       num_update=trainer.num_update,
                       loss_scale=trainer.loss_scale,
                       metrics={k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "meter"})
+        if state.ema is not None:
+            record["ema"] = state.ema.record()
         if step:  # the epoch's metric sums so far, so that the resumed epoch reports the whole epoch
             record.update(meter=logs["meter"], reason=logs.get("reason"))
         if self.class_names is not None:
             record["class_names"] = self.class_names
         if self.preprocessing is not None:
             record["preprocessing"] = self.preprocessing.validation_settings()
-        checkpoint.write_record(self.prefix, done, record, states=True, step=step)
+        checkpoint.write_record(self.prefix, done, record, files=written, step=step)
         # a mid-epoch checkpoint is kept until a newer complete one exists, then pruned
         checkpoint.prune_mid_epoch_checkpoints(self.prefix, before=(done, step))
 
@@ -246,7 +279,8 @@ class ProgressBar(Callback):
 
     @rank_zero_only
     def on_epoch_end(self, epoch, logs):
-        shown = {k: logs[k] for k in ("loss", "top1", "val_loss", "val_top1", "total_ips") if k in logs}
+        keys = ("loss", "top1", "val_loss", "val_top1", "val_top1_ema", "total_ips")
+        shown = {k: logs[k] for k in keys if k in logs}
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
         self._bar.close()
 
@@ -260,7 +294,8 @@ class Report(Callback):
     """The reference's JSON report, rewritten atomically after every epoch (valid JSON even if killed).
 
     ``{"model", "ngpus", "workers", "dtype", "cpu_isa", "total_duration", "cmd", "metrics": {"train.top1": [...],
-    ..., "val.latency_100": [...]}}`` with one value per epoch (``cpu_isa``: oneDNN's instruction set on a CPU,
+    ..., "val.latency_100": [...]}}`` with one value per epoch (with ``Recipe.ema_decay`` also ``val.top1_ema``,
+    ``val.top5_ema``, ``val.loss_ema``: the averaged weights) (``cpu_isa``: oneDNN's instruction set on a CPU,
     :func:`resnet_gluon.runtime.onednn_isa`); a resumed run appends to the report it finds. ``plot=True`` also writes the
     curves as a PNG beside it (``<report>.png``).
     """
@@ -276,6 +311,8 @@ class Report(Callback):
     def on_train_begin(self, logs):
         self._start = time.time()
         metrics = {f"{part}.{m}": [] for part in ("train", "val") for m in REPORT_METRICS}
+        if self.state.ema is not None:  # the averaged weights' validation (fit's val_top1_ema, ...)
+            metrics.update({f"val.{m}_ema": [] for m in EMA_METRICS})
         previous = self._previous()
         if previous:
             for key, values in previous.get("metrics", {}).items():

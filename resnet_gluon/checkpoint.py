@@ -3,7 +3,9 @@
 A checkpoint of epoch ``E`` under ``prefix`` is the reference's pair ``<prefix>-symbol.json`` +
 ``<prefix>-EEEE.params`` (loadable with ``gluon.SymbolBlock.imports`` or :func:`~resnet_gluon.load_parameters`),
 for training runs the trainer state ``<prefix>-EEEE.states``, and the record ``<prefix>-EEEE.json``, written
-last. The record says what the files are: model, classes, class names, layout, dtype, the validation
+last; with weight averaging (``Recipe.ema_decay``) also ``<prefix>-EEEE-ema.params``, the averaged weights
+keyed as the ``.params`` file is, the record's ``ema`` field giving its decay and update count. The record says
+what the files are: model, classes, class names, layout, dtype, the validation
 preprocessing, the recipe, the global batch (``batch_size`` x ``workers`` x ``accumulate``, batches per optimizer
 update), ``steps_per_epoch`` (batches) and the schedule position ``num_update`` (updates), the loss scale, the
 metrics, and the list of files.
@@ -33,7 +35,8 @@ from mxnet import gluon
 from .files import atomic_write_json
 
 __all__ = ["FORMAT", "CheckpointFiles", "checkpoint_files", "mid_epoch_checkpoints", "prune_mid_epoch_checkpoints", "saved_epochs", "complete_epochs", "latest_checkpoint",
-           "resolve_epoch", "read_record", "network_record", "export_checkpoint", "write_record", "load_network"]
+           "resolve_epoch", "read_record", "network_record", "export_checkpoint", "write_record", "load_network",
+           "params_keys", "weights_used"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -63,6 +66,11 @@ class CheckpointFiles:
         return f"{self._stem}.params"
 
     @property
+    def ema(self) -> str:
+        """The exponential moving average of the weights (:mod:`resnet_gluon.ema`), keyed as :attr:`params`."""
+        return f"{self._stem}-ema.params"
+
+    @property
     def states(self) -> str:
         return f"{self._stem}.states"
 
@@ -86,7 +94,7 @@ def _mid_epoch_files(prefix: str) -> Dict[Tuple[int, int], List[str]]:
     """Every file of a mid-epoch checkpoint under ``prefix``, complete or not, by ``(epoch, step)``."""
     found: Dict[Tuple[int, int], List[str]] = {}
     for path in glob.glob(glob.escape(prefix) + "-[0-9][0-9][0-9][0-9]-[0-9]*.*"):
-        match = re.fullmatch(re.escape(prefix) + r"-(\d{4})-(\d{6,})\.(json|params|states)", path)
+        match = re.fullmatch(re.escape(prefix) + r"-(\d{4})-(\d{6,})(-ema)?\.(json|params|states)", path)
         if match:
             found.setdefault((int(match.group(1)), int(match.group(2))), []).append(path)
     return found
@@ -283,6 +291,30 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
     return files.symbol, files.params
 
 
+def params_keys(net: gluon.HybridBlock) -> Dict[str, str]:
+    """The key of each parameter of ``net`` in its exported ``.params`` file, by parameter name: ``'aux:<name>'``
+    for the graph's auxiliary states (BatchNorm's running statistics), else ``'arg:<name>'``, as
+    ``HybridBlock.export`` writes them (MXNet 1.9).
+
+    Raises
+    ------
+    RuntimeError
+        When the network has no graph yet (no forward pass since ``hybridize``).
+    """
+    graph = getattr(net, "_cached_graph", None)
+    if not graph:
+        raise RuntimeError("the network has no graph yet: run one forward pass after hybridize()")
+    aux = set(graph[1].list_auxiliary_states())
+    return {name: ("aux:" if name in aux else "arg:") + name for name in net.collect_params()}
+
+
+def weights_used(record: Optional[Dict[str, Any]], ema: bool = True) -> str:
+    """``'ema'`` when a checkpoint's record lists averaged weights (``<prefix>-NNNN-ema.params``) and ``ema`` asks
+    for them, else ``'raw'`` (the ``.params`` file)."""
+    has_ema = bool(record and record.get("ema") and any(f.endswith("-ema.params") for f in record.get("files", ())))
+    return "ema" if ema and has_ema else "raw"
+
+
 def write_record(prefix: PathLike, epoch: int, record: Dict[str, Any], *, states: bool = False,
                  files: Optional[Sequence[str]] = None, step: int = 0) -> str:
     """Write the record of epoch ``epoch`` (with ``step``: of that mid-epoch checkpoint) last, making the
@@ -300,9 +332,12 @@ def write_record(prefix: PathLike, epoch: int, record: Dict[str, Any], *, states
     return paths.record
 
 
-def load_network(prefix: PathLike, epoch: Optional[int] = None, *,
-                 ctx: Optional[mx.Context] = None) -> Tuple[gluon.HybridBlock, int, Optional[Dict[str, Any]]]:
+def load_network(prefix: PathLike, epoch: Optional[int] = None, *, ctx: Optional[mx.Context] = None,
+                 ema: bool = False) -> Tuple[gluon.HybridBlock, int, Optional[Dict[str, Any]]]:
     """The network of a checkpoint on ``ctx``: ``(net, epoch, record)``.
+
+    With ``ema``, the averaged weights (``<prefix>-NNNN-ema.params``) where the checkpoint has them
+    (:func:`weights_used` says which were loaded); otherwise, and by default, the raw ``.params``.
 
     A float32 checkpoint of a registered model is rebuilt with :func:`~resnet_gluon.get_model` (the recorded
     classes, layout and input channels) and its weights loaded by name and shape; anything else (INT8,
@@ -319,6 +354,7 @@ def load_network(prefix: PathLike, epoch: Optional[int] = None, *,
 
     epoch, record = resolve_epoch(prefix, epoch)
     files = checkpoint_files(prefix, epoch)
+    params = files.ema if weights_used(record, ema) == "ema" else files.params
     ctx = ctx or mx.cpu()
     record_ = record or {}
     if record_.get("dtype", "float32") == "float32" and record_.get("model") in list_models() and record_.get("classes"):
@@ -326,13 +362,13 @@ def load_network(prefix: PathLike, epoch: Optional[int] = None, *,
         if record_.get("in_channels", 3) != 3:
             options["in_channels"] = record_["in_channels"]
         net = get_model(record_["model"], **options)
-        load_parameters(net, files.params, ctx=ctx)
+        load_parameters(net, params, ctx=ctx)
         return net, epoch, record
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            net = gluon.SymbolBlock.imports(files.symbol, ["data"], files.params, ctx=ctx)
+            net = gluon.SymbolBlock.imports(files.symbol, ["data"], params, ctx=ctx)
         except mx.MXNetError as err:
-            raise ValueError(f"cannot load {files.symbol!r} with {files.params!r}: "
+            raise ValueError(f"cannot load {files.symbol!r} with {params!r}: "
                              f"{str(err).splitlines()[0]}") from None
     return net, epoch, record

@@ -194,11 +194,17 @@ def _add_recipe_flags(p):
     p.add_argument("--drop-path-rate", type=float, help="stochastic depth of the last block (default: the recipe's)")
     p.add_argument("--test-crop-ratio", type=float, help="validation crop / resized shorter side (default: the "
                                                          "recipe's; reference: 224/256, rsb: 0.95)")
+    p.add_argument("--ema-decay", type=float, help="moving average of the weights, decay per update, e.g. 0.9998; "
+                                                   "validated as val_top1_ema, used by predict (default: the recipe's: "
+                                                   "0, none)")
+    p.add_argument("--ema-warmup", action="store_const", const=True,
+                   help="timm's warm-up of the EMA decay (min(decay, 1 - (1 + t) ** -2/3) after t + 1 updates)")
 
 
 #: Recipe fields with a flag of their own (the flag's dest is the field's name, epochs aside).
 _RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "lr_steps", "wd", "optimizer", "loss", "label_smoothing", "mixup",
-                 "cutmix", "auto_augment", "random_erasing", "drop_path_rate", "test_crop_ratio")
+                 "cutmix", "auto_augment", "random_erasing", "drop_path_rate", "test_crop_ratio", "ema_decay",
+                 "ema_warmup")
 
 
 def _recipe(args):
@@ -318,6 +324,9 @@ def _add_predict(sub):
                     root="folder with val.rec/.idx to evaluate on (and train.rec for INT8 calibration)")
     p.add_argument("--save-prefix", help="write the (converted) model here, reloadable with --model-prefix")
     p.add_argument("--onnx", help="write an ONNX export of the float32 model to this file")
+    p.add_argument("--no-ema", dest="ema", action="store_false",
+                   help="use the raw weights of a checkpoint that also holds their moving average (default: the "
+                        "average, when there is one)")
     p.add_argument("--json", action="store_true", help="print results as JSON lines")
     p.set_defaults(run=_predict)
 
@@ -334,7 +343,10 @@ def _load_predictor(args):
     engine = {} if args.backend is None else dict(backend=args.backend)
     predictor = Predictor.from_checkpoint(args.model_prefix, args.epoch, dtype=args.dtype, image_size=args.image_size,
                                           batch_size=args.batch_size, calibration=calibration,
-                                          calibration_options=options, **engine)
+                                          calibration_options=options, ema=args.ema, **engine)
+    if predictor.weights == "ema" or not args.ema:  # said only where a choice was made
+        print("weights: the moving average saved with the checkpoint (--no-ema: the raw ones)"
+              if predictor.weights == "ema" else "weights: raw (--no-ema)", file=sys.stderr)
     if args.save_prefix:
         print(f"wrote {predictor.dtype} model: {', '.join(predictor.save(args.save_prefix))}", file=sys.stderr)
     if args.onnx:

@@ -128,6 +128,9 @@ class Predictor:
         ``backend='openvino'`` without the openvino package.
     """
 
+    #: Which weights of a training checkpoint :meth:`from_checkpoint` loaded: 'ema' (the moving average) or 'raw'.
+    weights = "raw"
+
     def __init__(self, net: gluon.HybridBlock, *, preprocessing: Preprocessing = Preprocessing(),
                  class_names: Optional[Sequence[str]] = None, dtype: Optional[str] = None,
                  calibration: Optional[Union[PathLike, mx.io.DataIter]] = None,
@@ -223,7 +226,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, prefix: PathLike, epoch: Optional[int] = None, *, dtype: Optional[str] = None,
                         image_size: Optional[int] = None, class_names: Optional[Sequence[str]] = None,
-                        precision: Optional[str] = None, **options) -> "Predictor":
+                        precision: Optional[str] = None, ema: bool = True, **options) -> "Predictor":
         """Load a complete checkpoint (see :mod:`resnet_gluon.checkpoint`) into a predictor.
 
         The record gives the model, class names, validation preprocessing and, for saved INT8/bfloat16
@@ -245,6 +248,10 @@ class Predictor:
             Override the recorded class names.
         precision : str, optional
             Deprecated name of ``dtype``.
+        ema : bool
+            Use the checkpoint's moving average of the weights (``<prefix>-NNNN-ema.params``, written when
+            training with ``Recipe.ema_decay``) where it has one; False: the raw weights. :attr:`weights` says
+            which were loaded ('ema' or 'raw').
         **options
             Other :class:`Predictor` arguments (``calibration``, ``batch_size``, ``ctx``, ``backend``, ...). A
             checkpoint that an OpenVINO predictor saved loads with ``backend='openvino'`` whatever is asked.
@@ -292,9 +299,12 @@ class Predictor:
             net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.get("requested_dtype", saved))
             return cls(net, preprocessing=preprocessing, class_names=names, dtype=saved, ctx=ctx, converted=True,
                        **options)
-        net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx)
-        return cls(net, preprocessing=preprocessing, class_names=names, dtype=dtype, ctx=ctx,
-                   converted=saved != "float32", **options)
+        net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx, ema=ema)
+        predictor = cls(net, preprocessing=preprocessing, class_names=names, dtype=dtype, ctx=ctx,
+                        converted=saved != "float32", **options)
+        # a predictor's own saved network says which weights it was made from
+        predictor.weights = record.get("weights") or checkpoint.weights_used(record, ema)
+        return predictor
 
     def save(self, prefix: PathLike, epoch: int = 0) -> Tuple[str, ...]:
         """Write this predictor's network (e.g. the INT8 one) as a complete checkpoint of epoch ``epoch``; returns
@@ -304,8 +314,9 @@ class Predictor:
         The record gives the dtype, backend, class names and preprocessing, so :meth:`from_checkpoint` (in any
         process) rebuilds the same predictor. Files are written to temporary names and renamed, the record last.
         """
-        common = dict(dtype=self.dtype, classes=self.num_classes, class_names=self.class_names,
-                      preprocessing=self.preprocessing.validation_settings(), layout=self.preprocessing.layout)
+        common = dict(dtype=self.dtype, weights=self.weights, classes=self.num_classes,
+                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings(),
+                      layout=self.preprocessing.layout)
         if self.backend == "openvino":  # the ONNX model (float32 or INT8 QDQ) and the record
             path = self.net.save(checkpoint.checkpoint_files(prefix, epoch).onnx)
             record = dict(common, model=None, backend="openvino", requested_dtype=self.net.requested_dtype,
@@ -378,11 +389,11 @@ class Predictor:
         Returns
         -------
         dict
-            ``dtype``, ``backend``, ``rec``, ``top1``, ``top5`` (None with fewer than 5 classes), ``total_ips``
-            (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99`` (seconds from taking a batch
-            to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most the records of ``rec``), as
-            :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa`` (oneDNN's instruction set,
-            :func:`resnet_gluon.runtime.onednn_isa`; None on a GPU).
+            ``dtype``, ``backend``, ``weights`` (:attr:`weights`), ``rec``, ``top1``, ``top5`` (None with fewer
+            than 5 classes), ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99``
+            (seconds from taking a batch to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most
+            the records of ``rec``), as :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa``
+            (oneDNN's instruction set, :func:`resnet_gluon.runtime.onednn_isa`; None on a GPU).
 
         Raises
         ------
@@ -400,11 +411,13 @@ class Predictor:
         from .runtime import onednn_isa
 
         keys = ("top1", "top5", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_99", "num_images")
-        return dict(dtype=self.dtype, backend=self.backend, rec=os.fspath(rec), **{k: logs[k] for k in keys},
+        return dict(dtype=self.dtype, backend=self.backend, weights=self.weights, rec=os.fspath(rec),
+                    **{k: logs[k] for k in keys},
                     batch_size=data.batch_size, cpu_isa=onednn_isa() if self.ctx.device_type == "cpu" else None)
 
     def __repr__(self) -> str:
-        return (f"Predictor(dtype={self.dtype!r}, backend={self.backend!r}, classes={self.num_classes}, "
+        return (f"Predictor(dtype={self.dtype!r}, backend={self.backend!r}, weights={self.weights!r}, "
+                f"classes={self.num_classes}, "
                 f"image_size={self.preprocessing.image_size}, ctx={self.ctx})")
 
 

@@ -140,6 +140,15 @@ class Recipe:
     test_crop_ratio : float
         Validation's centre crop over the resized shorter side: the reference's 224/256 (0.875); "ResNet strikes
         back" 0.95 (resize 236 for 224).
+    ema_decay : float
+        Exponential moving average of the weights, decay per optimizer update (e.g. 0.9998); 0: none, in every
+        preset: NVIDIA's recipes have none, nor have the reproductions of "ResNet strikes back" A1-A3 that
+        :meth:`rsb_a3` follows (the paper's Table 1, which lists EMA per procedure, could not be read here). ``fit``
+        evaluates the averaged weights beside the raw ones (``val_top1_ema``), checkpoints them, and
+        ``Predictor.from_checkpoint`` uses them; see :mod:`resnet_gluon.ema`.
+    ema_warmup : bool
+        timm ``ModelEmaV3``'s warm-up of the decay, ``min(ema_decay, 1 - (1 + t) ** (-2/3))`` after ``t + 1``
+        updates.
     omitted : tuple of str
         Ingredients of the source recipe that resnet_gluon does not build (the run goes without them).
 
@@ -175,6 +184,8 @@ class Recipe:
     drop_path_rate: Optional[float] = None
     train_image_size: Optional[int] = None
     test_crop_ratio: float = 224 / 256
+    ema_decay: float = 0.0
+    ema_warmup: bool = False
     omitted: Tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -205,6 +216,8 @@ class Recipe:
         if not 0 < self.test_crop_ratio <= 1:
             raise ValueError(f"test_crop_ratio must be in (0, 1] (crop / resized shorter side), got "
                              f"{self.test_crop_ratio}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay}")
 
     # ------------------------------------------------------------------------------------------ presets
     @classmethod

@@ -20,18 +20,22 @@ from . import dist, stopping
 from .augmentation import mix_batch, mixing_rng
 from .blocks import set_drop_path_rate
 from .callbacks import Callback, ProgressBar
+from .ema import EMA
 from .evaluation import MetricMeter, evaluate
 from .recipe import Recipe
 from .runtime import default_context
 from .trainer import Trainer
 
-__all__ = ["fit", "evaluate", "FitState", "History", "default_context", "RUN_AHEAD"]
+__all__ = ["fit", "evaluate", "FitState", "History", "default_context", "RUN_AHEAD", "EMA_LOGS"]
 
 #: Batches whose results may be outstanding when fit takes the next batch: MXNet runs asynchronously, so
 #: without a bound the Python loop races ahead of the device, each queued step holding its input batch (7.7 GB
 #: at 224 px, batch 256, float32, 50 steps ahead). fit waits for the loss of batch i - RUN_AHEAD before it takes
 #: batch i + 1, so at most RUN_AHEAD + 1 batches are queued; callbacks see a batch once its result exists.
 RUN_AHEAD = 2
+
+#: The validation figures of the averaged weights (``Recipe.ema_decay``), logged as ``<name>_ema``.
+EMA_LOGS = ("val_loss", "val_top1", "val_top5")
 
 #: Trainer options that are not part of the recipe.
 _TRAINER_OPTIONS = ("loss_scaling", "fp16_compression", "gradient_predivide_factor")
@@ -59,6 +63,8 @@ class FitState:
     #: Seed of the batch mixing draws (:func:`~resnet_gluon.augmentation.mixing_rng`) and the data's layout.
     seed: int = 0
     layout: str = "NCHW"
+    #: The moving average of the weights when ``recipe.ema_decay > 0`` (:mod:`resnet_gluon.ema`).
+    ema: Optional[EMA] = None
 
 
 @dataclasses.dataclass
@@ -73,7 +79,8 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def summary(self, keys: Sequence[str] = ("loss", "top1", "val_loss", "val_top1", "val_top5", "total_ips")) -> Dict:
+    def summary(self, keys: Sequence[str] = ("loss", "top1", "val_loss", "val_top1", "val_top5", "val_top1_ema",
+                                             "total_ips")) -> Dict:
         """``epochs`` (epochs done, counting those before a resume) and the last epoch's ``keys`` that it logged;
         empty when no epoch ran."""
         if not self.epochs:
@@ -136,7 +143,10 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         Total epochs; default ``recipe.epochs`` (the reference: 90).
     recipe : Recipe, optional
         Optimiser, schedule, loss and regularisation settings; default :class:`~resnet_gluon.recipe.Recipe` (the
-        reference's); others: ``Recipe.preset(name)``. Its ``drop_path_rate``, when set, is set on ``net``.
+        reference's); others: ``Recipe.preset(name)``. Its ``drop_path_rate``, when set, is set on ``net``. With
+        ``ema_decay > 0`` a moving average of the weights is kept (:mod:`resnet_gluon.ema`, one averaging per
+        optimizer update) and validated after every epoch beside the raw weights: ``val_top1_ema``,
+        ``val_top5_ema``, ``val_loss_ema`` in the logs and the history (validation takes twice as long).
     dtype : {'auto', 'float32', 'bfloat16', 'float16'}
         Training precision, switched on here before the first forward pass: 'auto' is float16 on GPUs (with
         dynamic loss scaling), bfloat16 on CPUs with AMX (see :func:`resnet_gluon.amp.resolve_dtype`), else
@@ -233,6 +243,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     state = FitState(net, trainer, ctx, dtype, recipe.epochs, steps, initial_epoch, recipe=recipe,
                      batch_size=batch_size, seed=int(seed if seed is not None else getattr(train_data, "seed", 0)),
                      layout=getattr(getattr(train_data, "preprocessing", None), "layout", "NCHW"))
+    if recipe.ema_decay:
+        state.ema = EMA(net.collect_params(), decay=recipe.ema_decay, warmup=recipe.ema_warmup, trainer=trainer)
     callbacks = list(callbacks) + ([ProgressBar()] if progress else [])
     for cb in callbacks:
         cb.state = state
@@ -323,6 +335,10 @@ def _run_epochs(state: FitState, train_data: Iterable, val_data: Optional[Iterab
                             stopper, start)
         if val_data is not None:
             logs.update(evaluate(net, val_data, ctx=ctx, read_every=read_every))
+            if state.ema is not None:  # the averaged weights swapped in, then the raw ones back
+                with state.ema.applied():
+                    averaged = evaluate(net, val_data, ctx=ctx, read_every=read_every)
+                logs.update({f"{k}_ema": averaged[k] for k in EMA_LOGS if k in averaged})
         history.append(epoch, logs)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
@@ -367,6 +383,8 @@ def _train_epoch(state: FitState, batches: Iterable, loss_fn: gluon.loss.Loss, c
             trainer.backward(loss)
             meter.update(out, y, loss, where=f"epoch {state.epoch + 1}, step {i + 1}")
         trainer.step(n)
+        if state.ema is not None and getattr(trainer, "at_update", True):
+            state.ema.update()  # once per optimizer update, on the device
         in_flight.append((i, n, loss))
         if len(in_flight) > RUN_AHEAD:
             computed(*in_flight.popleft())
