@@ -1,4 +1,4 @@
-"""The cost of the moving average of the weights (resnet_gluon.ema.EMA) per optimizer update, against a step.
+"""The cost of the moving average of the weights (resnet_gluon.train.ema.EMA) per optimizer update, against a step.
 
     .venv/bin/python benchmarks/ema.py [--updates 20] [--image-size 28] [--batch-size 64]
 
@@ -35,7 +35,7 @@ def main():
 
     from resnet_gluon import resnet50_v1_5
     from resnet_gluon.benchmark import in_fresh_process
-    from resnet_gluon.ema import EMA
+    from resnet_gluon.train.ema import EMA
 
     net = resnet50_v1_5(classes=1000)
     net.initialize()

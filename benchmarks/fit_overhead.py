@@ -68,9 +68,9 @@ def main():
     args = parser.parse_args()
     import resnet_gluon as rg
     from mxnet import gluon
-    from resnet_gluon import pipelines
-    from resnet_gluon.preprocessing import Preprocessing
-    from resnet_gluon.runtime import default_context
+    from resnet_gluon.data import pipelines
+    from resnet_gluon.data.preprocessing import Preprocessing
+    from resnet_gluon._core.runtime import default_context
 
     ctx = default_context()
     source = pipelines.SyntheticData(batch_size=args.batch_size, num_batches=args.steps, classes=10,

@@ -6,7 +6,7 @@ and ONNX Runtime float32, in one run.
         [-o inference.json]
 
 Each precision runs :func:`resnet_gluon.benchmark.inference_speed` in its own process, through a
-:class:`resnet_gluon.inference.Predictor` (INT8: calibrated on 64 random images, by oneDNN's quantization for
+:class:`resnet_gluon.deploy.predictor.Predictor` (INT8: calibrated on 64 random images, by oneDNN's quantization for
 MXNet and ONNX Runtime's QDQ quantization for OpenVINO; weights are random, which does not change the speed).
 ``openvino-auto`` is OpenVINO's own choice of precision (bfloat16 on AMX CPUs); the table names what it took. For
 every batch size it times forward passes on a preprocessed batch after 3 warm-up passes and prints img/s, latency
@@ -39,7 +39,7 @@ def main():
                         default="float32,bfloat16,int8,openvino-float32,openvino-auto,openvino-int8,onnxruntime")
     parser.add_argument("-o", "--output", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
-    from resnet_gluon import runtime
+    from resnet_gluon._core import runtime
 
     isa = f"{runtime.onednn_isa()} (AMX {runtime.amx_status()})"
     print(f"CPU: oneDNN instruction set {isa}", flush=True)
@@ -61,7 +61,7 @@ def main():
             print(f"{precision:<17} {r['dtype']:<9} {r['batch_size']:>5} {r['img_s']:>8.1f} {r['p50_ms']:>9.1f} "
                   f"{r['p99_ms']:>9.1f} {ratio:>7.2f}")
     if args.output:
-        from resnet_gluon.files import atomic_write_json
+        from resnet_gluon._core.files import atomic_write_json
 
         atomic_write_json(args.output, dict(image_size=args.image_size, cpu_isa=isa, results=report))
 

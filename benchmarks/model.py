@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--modes", default="train,infer")
     args = parser.parse_args()
-    from resnet_gluon.amp import bfloat16_supported
+    from resnet_gluon._core.amp import bfloat16_supported
 
     print(f"batch {args.batch_size}, {args.image_size} px, {args.steps} timed steps after 3 warm-up")
     print(f"{'mode':6} {'dtype':9} {'ours img/s':>11} {'gluoncv img/s':>14} {'ratio':>6}")

@@ -43,7 +43,7 @@ def gluon_loader(rec: str, batch_size: int, train: bool, threads: int, prep):
 
 def file_order_dali():
     """DALIPipeline with DALI's ``fn.readers.mxnet`` as its input, as before the global order."""
-    from resnet_gluon import pipelines
+    from resnet_gluon.data import pipelines
 
     class FileOrderDALIPipeline(pipelines.DALIPipeline):
         def _inputs(self, fn, types, positions):
@@ -96,7 +96,7 @@ def medians(runs, names):
 
 
 def compare_backends(args, files, prep):
-    from resnet_gluon import pipelines
+    from resnet_gluon.data import pipelines
 
     for train in (True, False):
         kind = "train" if train else "val"
@@ -124,7 +124,7 @@ def compare_backends(args, files, prep):
 def augmentation_cost(args, files, prep):
     import dataclasses
 
-    from resnet_gluon import pipelines
+    from resnet_gluon.data import pipelines
 
     def make(options):
         return lambda: pipelines.DALIPipeline(files.rec, batch_size=args.batch_size, train=True, seed=1,
@@ -152,7 +152,7 @@ def main():
     args.images = args.images or (256 if args.augment else 512)
     args.epochs = args.epochs or (1 if args.augment else 2)
     from resnet_gluon.benchmark import make_jpeg_records
-    from resnet_gluon.preprocessing import Preprocessing
+    from resnet_gluon.data.preprocessing import Preprocessing
 
     prep = Preprocessing()
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,7 +31,7 @@ rsb_a3 scaled to 28 px, and the budget (what "same run" means here):
 - Cost: resnet50_v1_5 at about 85 img/s on 2 CPU cores (the demo's speed): 7 min an epoch, 6 runs of 5 epochs
   about 3.5 hours.
 
-EMA's flags (``--ema-decay``, ``--ema-warmup``: :mod:`resnet_gluon.ema`) are in the table below.
+EMA's flags (``--ema-decay``, ``--ema-warmup``: :mod:`resnet_gluon.train.ema`) are in the table below.
 """
 import argparse
 import json
@@ -134,7 +134,7 @@ def _run(name: str, seed: int, data_root: str, args) -> dict:
          log=f"{prefix}.log", dry_run=args.dry_run)
     if args.dry_run:
         return {}
-    from resnet_gluon.checkpoint import latest_checkpoint, read_record
+    from resnet_gluon.models.checkpoint import latest_checkpoint, read_record
 
     epoch = latest_checkpoint(prefix)
     if epoch != args.epochs:
@@ -158,7 +158,7 @@ def _summary(runs: list) -> dict:
 
 def main():
     args = _parse()
-    from resnet_gluon.files import atomic_write_json
+    from resnet_gluon._core.files import atomic_write_json
 
     data_root = os.path.join(args.output, "data")
     if not os.path.isfile(os.path.join(data_root, "val.idx")) and not args.dry_run:

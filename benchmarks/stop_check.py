@@ -1,4 +1,4 @@
-"""The cost of fit's stop check (resnet_gluon.stopping.StopRequest.should_stop) per step, against a training step.
+"""The cost of fit's stop check (resnet_gluon.train.stopping.StopRequest.should_stop) per step, against a training step.
 
     .venv/bin/python benchmarks/stop_check.py [--calls 2000] [--image-size 28] [--batch-size 64]
 
@@ -15,8 +15,8 @@ import time
 
 
 def _calls(n):
-    from resnet_gluon import dist
-    from resnet_gluon.stopping import StopRequest
+    from resnet_gluon._core import dist
+    from resnet_gluon.train.stopping import StopRequest
 
     dist.init()
     request = StopRequest()
@@ -38,13 +38,13 @@ def main():
     args = parser.parse_args()
     if args.worker:
         us = _calls(args.calls)
-        from resnet_gluon import dist
+        from resnet_gluon._core import dist
 
         if dist.rank() == 0:
             print("RESULT " + json.dumps(us), flush=True)
         return
     from resnet_gluon.benchmark import in_fresh_process
-    from resnet_gluon.dist import worker_command
+    from resnet_gluon._core.dist import worker_command
 
     one = _calls(args.calls)
     out = subprocess.run([*worker_command(2), os.path.abspath(__file__), "--worker", "--calls", str(args.calls)],

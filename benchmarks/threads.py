@@ -21,7 +21,7 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     from resnet_gluon.benchmark import in_fresh_process
-    from resnet_gluon.runtime import cpu_thread_defaults
+    from resnet_gluon._core.runtime import cpu_thread_defaults
 
     print(f"resnet_gluon defaults here: {cpu_thread_defaults()}")
     base = {k: v for k, v in os.environ.items() if k not in cpu_thread_defaults()}

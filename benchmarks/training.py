@@ -18,9 +18,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import resnet_gluon as rg
-    from resnet_gluon import pipelines
+    from resnet_gluon.data import pipelines
     from resnet_gluon.benchmark import make_jpeg_records
-    from resnet_gluon.preprocessing import Preprocessing
+    from resnet_gluon.data.preprocessing import Preprocessing
 
     prep = Preprocessing.for_size(args.image_size)
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,7 @@
   are process-wide): ``python -m resnet_gluon.benchmark`` for one worker, ``horovodrun -np N python -m
   resnet_gluon.benchmark`` for several. ``resnet-gluon benchmark`` is a front end to it.
 - :func:`forward_speed` times a forward function on one batch; :func:`step_speed` a bare training step or forward
-  pass of a model (ours or gluoncv's); :func:`inference_speed` a :class:`~resnet_gluon.inference.Predictor` per
+  pass of a model (ours or gluoncv's); :func:`inference_speed` a :class:`~resnet_gluon.deploy.predictor.Predictor` per
   dtype (or ONNX Runtime); :func:`make_jpeg_records` writes realistic JPEG records to read.
 - :func:`in_fresh_process` runs :func:`measure`, :func:`step_speed` or :func:`inference_speed` in a new Python
   process (``python -m resnet_gluon.benchmark --function NAME``), as the scripts in ``benchmarks/`` do to
@@ -77,7 +77,7 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
     classes : int, optional
         Default: ``classes.json`` in ``data_root``, else 1000.
     backend : {'mxnet', 'openvino'}
-        The inference engine with ``only_inference`` (:class:`~resnet_gluon.inference.Predictor`).
+        The inference engine with ``only_inference`` (:class:`~resnet_gluon.deploy.predictor.Predictor`).
     accumulate : int
         Training: batches per optimizer update (``fit(accumulate=...)``); latencies stay per batch.
 
@@ -85,7 +85,7 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
     -------
     dict
         ``workers``, ``batch_size``, ``accumulate``, ``dtype`` (as resolved), ``backend``, ``cpu_isa``
-        (:func:`resnet_gluon.runtime.onednn_isa`), ``epochs`` (measured), :data:`LATENCY_KEYS` (latencies: seconds
+        (:func:`resnet_gluon._core.runtime.onednn_isa`), ``epochs`` (measured), :data:`LATENCY_KEYS` (latencies: seconds
         until each batch's result exists) and ``peak_rss_mib``, this process's peak resident memory so far
         (``ru_maxrss``; run it in a fresh process, :func:`in_fresh_process`, to compare settings).
 
@@ -98,11 +98,13 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
     """
     import mxnet as mx
 
-    from . import amp, dist, models, pipelines
-    from .data import num_classes
+    from ._core import amp, dist
+    from .models import registry as models
+    from .data import pipelines
+    from .data.recordio import num_classes
     from .evaluation import evaluate
-    from .preprocessing import Preprocessing
-    from .runtime import default_context, onednn_isa
+    from .data.preprocessing import Preprocessing
+    from ._core.runtime import default_context, onednn_isa
 
     _check(warmup=warmup, epochs=epochs, dtype=dtype, only_inference=only_inference, backend=backend)
     classes = classes or num_classes(data_root)
@@ -113,7 +115,7 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
     net = models.get_model(arch, classes=classes)
     ctx = default_context()
     if only_inference:
-        from .inference import Predictor
+        from .deploy.predictor import Predictor
 
         net.initialize(ctx=ctx)
         calibration = None
@@ -127,7 +129,7 @@ def measure(*, arch: str = "resnet50_v1_5", batch_size: int = 32, dtype: str = "
         dtype = predictor.dtype
         logs = [evaluate(predictor.net, val, ctx=ctx, prefix="") for _ in range(epochs)]
     else:
-        from .training import fit
+        from .train.fit import fit
 
         history = fit(net, train, epochs=epochs, dtype=dtype, warmup_epochs=0, progress=False, accumulate=accumulate)
         logs = [{k: v[i] for k, v in history.history.items()} for i in range(len(history.epochs))]
@@ -159,7 +161,7 @@ def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32
     FileNotFoundError
         For more than one worker without ``horovodrun``.
     """
-    from .files import atomic_write_json
+    from ._core.files import atomic_write_json
 
     spec = _check(**options)
     results = []
@@ -192,7 +194,7 @@ def in_fresh_process(function: str, *, workers: int = 1, env: Optional[Dict[str,
     FileNotFoundError
         For more than one worker without ``horovodrun``.
     """
-    from .dist import worker_command
+    from ._core.dist import worker_command
 
     if function not in FRESH_PROCESS_FUNCTIONS:
         raise ValueError(f"unknown benchmark function {function!r}; choose one of {', '.join(FRESH_PROCESS_FUNCTIONS)}")
@@ -255,7 +257,8 @@ def step_speed(*, model: str = "resnet50_v1_5", mode: str = "train", dtype: str 
     import mxnet as mx
     from mxnet import autograd, gluon
 
-    from . import amp, models
+    from ._core import amp
+    from .models import registry as models
 
     if mode not in ("train", "infer") or dtype not in ("float32", "bfloat16"):
         raise ValueError(f"step_speed measures mode 'train' or 'infer' in dtype 'float32' or 'bfloat16', not "
@@ -291,7 +294,7 @@ def step_speed(*, model: str = "resnet50_v1_5", mode: str = "train", dtype: str 
 
 def inference_speed(*, dtype: str = "float32", batch_sizes: Sequence[int] = (1, 16, 64), image_size: int = 224,
                     images: int = 320, arch: str = "resnet50_v1_5", engine: str = "mxnet") -> List[Dict]:
-    """Inference speed of a random-weight model per batch size, through a :class:`~resnet_gluon.inference.Predictor`
+    """Inference speed of a random-weight model per batch size, through a :class:`~resnet_gluon.deploy.predictor.Predictor`
     of ``dtype`` (int8: calibrated on 64 random images) with ``engine='mxnet'`` or ``'openvino'`` (its backend),
     or, with ``engine='onnxruntime'``, its ONNX export.
 
@@ -301,8 +304,8 @@ def inference_speed(*, dtype: str = "float32", batch_sizes: Sequence[int] = (1, 
     """
     import mxnet as mx
 
-    from . import models
-    from .preprocessing import Preprocessing
+    from .models import registry as models
+    from .data.preprocessing import Preprocessing
 
     preprocessing = Preprocessing.for_size(image_size)
     net = models.get_model(arch, classes=1000)
@@ -311,14 +314,14 @@ def inference_speed(*, dtype: str = "float32", batch_sizes: Sequence[int] = (1, 
     if engine == "onnxruntime":
         import onnxruntime
 
-        from .export import export_onnx
+        from .deploy.export import export_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(net, os.path.join(tmp, f"{arch}.onnx"), preprocessing=preprocessing)
             session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         run, to_batch = (lambda x: session.run(None, {"data": x})[0]), (lambda x: x)
     elif engine in ("mxnet", "openvino"):
-        from .inference import Predictor
+        from .deploy.predictor import Predictor
 
         calibration = mx.io.NDArrayIter(rng.randn(64, 3, image_size, image_size).astype("float32"), batch_size=32,
                                         data_name="data")
@@ -344,7 +347,7 @@ def make_jpeg_records(prefix: str, images: int, *, seed: int = 0, size: Tuple[in
     """
     import cv2
 
-    from .data import write_records
+    from .data.recordio import write_records
 
     rng = np.random.RandomState(seed)
     items = []
@@ -369,8 +372,8 @@ def _main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("spec", help="the function's keyword arguments as a JSON object")
     parser.add_argument("output", help="where rank 0 writes the result (JSON)")
     args = parser.parse_args(argv)
-    from .dist import is_rank_zero
-    from .files import atomic_write_json
+    from ._core.dist import is_rank_zero
+    from ._core.files import atomic_write_json
 
     result = FRESH_PROCESS_FUNCTIONS[args.function](**json.loads(args.spec))
     if is_rank_zero():

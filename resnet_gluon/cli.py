@@ -11,9 +11,12 @@ import subprocess
 import sys
 from typing import List, Optional
 
-from . import amp, benchmark, data, image_folders, models, pipelines
+from ._core import amp
+from . import benchmark
+from .data import recordio as data, folders as image_folders, pipelines
+from .models import registry as models
 from .evaluation import describe, evaluate_checkpoint
-from .files import printable
+from ._core.files import printable
 
 __all__ = ["main"]
 
@@ -115,8 +118,8 @@ def _prepare(args) -> int:
 
 
 def _add_train(sub):
-    from .preprocessing import Preprocessing
-    from .runtime import num_gpus
+    from .data.preprocessing import Preprocessing
+    from ._core.runtime import num_gpus
 
     p = sub.add_parser("train", help="train (and validate) a model; resumes from --model-prefix",
                        description="Train with validation and a checkpoint after every epoch (the reference's "
@@ -167,7 +170,7 @@ def _add_train(sub):
 
 def _add_recipe_flags(p):
     """--recipe and the flags that change one of its values (each defaults to the recipe's)."""
-    from .recipe import LOSSES, PRESETS, SCHEDULES, Recipe
+    from .train.recipe import LOSSES, PRESETS, SCHEDULES, Recipe
 
     r = Recipe()
     p.add_argument("--recipe", default="reference", choices=PRESETS,
@@ -209,7 +212,7 @@ _RECIPE_FLAGS = ("lr", "schedule", "warmup_epochs", "lr_steps", "wd", "optimizer
 
 def _recipe(args):
     """The --recipe preset with the values of the flags given."""
-    from .recipe import Recipe
+    from .train.recipe import Recipe
 
     values = {k: getattr(args, k) for k in _RECIPE_FLAGS}
     off = values["auto_augment"] == "none"  # None means "not given" to Recipe.replace
@@ -228,10 +231,10 @@ def _preprocessing(args, recipe):
 def _train(args) -> int:
     import mxnet as mx
 
-    from .callbacks import Checkpoint, Report
-    from .dist import is_rank_zero
-    from .training import fit
-    from .transfer import prepare_fine_tuning
+    from .train.callbacks import Checkpoint, Report
+    from ._core.dist import is_rank_zero
+    from .train.fit import fit
+    from .models.transfer import prepare_fine_tuning
 
     mx.random.seed(args.seed)
     recipe = _recipe(args)
@@ -249,7 +252,7 @@ def _train(args) -> int:
     callbacks = [Checkpoint(args.model_prefix, class_names=data.load_classes(args.data_root),
                             preprocessing=preprocessing),
                  Report(args.report or f"{args.model_prefix}-report.json", cmd=sys.argv)]
-    from .stopping import TrainingStopped, parse_duration
+    from .train.stopping import TrainingStopped, parse_duration
 
     parse_duration(args.max_run_time)  # a bad duration is an input error before anything starts
     try:
@@ -332,7 +335,7 @@ def _add_predict(sub):
 
 
 def _load_predictor(args):
-    from .inference import Predictor
+    from .deploy.predictor import Predictor
 
     if args.onnx and args.dtype not in (None, "float32"):
         raise ValueError("--onnx exports the float32 model; run it without --dtype")
@@ -410,7 +413,7 @@ def _add_demo(sub):
 
 def _demo(args) -> int:
     from .demo import run_demo
-    from .dist import is_rank_zero
+    from ._core.dist import is_rank_zero
 
     train_images, epochs = (0, 6) if args.full else (args.train_images, args.epochs)
     result = run_demo(args.output, epochs=epochs, train_images=train_images or None, image_size=args.image_size,
@@ -436,7 +439,7 @@ _INPUT_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError
 
 def _run_forwarding_signals(cmd: List[str]) -> int:
     """Run ``cmd`` (horovodrun) and pass SIGTERM, SIGUSR1 and SIGINT on to its workers, so that a cluster's stop
-    signal reaches them (they stop cleanly, see resnet_gluon.stopping); returns its exit status. Not to horovodrun
+    signal reaches them (they stop cleanly, see resnet_gluon.train.stopping); returns its exit status. Not to horovodrun
     itself: on SIGTERM it may freeze (SIGSTOP) a worker and kill it 5 s later, before its checkpoint."""
     import signal
 
@@ -464,7 +467,7 @@ def _run_forwarding_signals(cmd: List[str]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit status (2 for a bad flag, 1 for bad input)."""
-    from .dist import under_horovodrun, worker_command
+    from ._core.dist import under_horovodrun, worker_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)

@@ -13,11 +13,11 @@ import sys
 import time
 from typing import Optional
 
-from . import data, pipelines
-from .callbacks import Checkpoint, Report
-from .dist import barrier, is_rank_zero
-from .models import resnet50_v1_5
-from .training import History, fit
+from .data import recordio as data, pipelines
+from .train.callbacks import Checkpoint, Report
+from ._core.dist import barrier, is_rank_zero
+from .models.registry import resnet50_v1_5
+from .train.fit import History, fit
 
 __all__ = ["run_demo", "DemoResult"]
 
@@ -42,7 +42,7 @@ class DemoResult:
 def run_demo(output: str = os.path.join("runs", "demo"), *, epochs: int = 2, train_images: Optional[int] = 36000,
              image_size: int = 28, batch_size: int = 64, lr: Optional[float] = None, min_area: float = 0.75,
              dtype: str = "auto", num_threads: Optional[int] = None) -> DemoResult:
-    """Run the demo into the folder ``output``; returns :func:`~resnet_gluon.training.fit`'s history and timing.
+    """Run the demo into the folder ``output``; returns :func:`~resnet_gluon.train.fit.fit`'s history and timing.
 
     Parameters
     ----------
@@ -63,9 +63,9 @@ def run_demo(output: str = os.path.join("runs", "demo"), *, epochs: int = 2, tra
         Smallest area of the random-resized crop (Fashion-MNIST items fill the frame, hence more than the
         reference's 0.08).
     dtype : str
-        Training precision (see :data:`resnet_gluon.amp.DTYPE_TABLE`); 'auto' picks bfloat16 where supported.
+        Training precision (see :data:`resnet_gluon._core.amp.DTYPE_TABLE`); 'auto' picks bfloat16 where supported.
     num_threads : int, optional
-        DALI threads; default :func:`~resnet_gluon.runtime.default_data_threads`.
+        DALI threads; default :func:`~resnet_gluon._core.runtime.default_data_threads`.
 
     Raises
     ------

@@ -15,8 +15,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from . import dist
-from .runtime import default_context
+from ._core import dist
+from ._core.runtime import default_context
 
 __all__ = ["evaluate", "evaluate_checkpoint", "describe", "MetricMeter", "LATENCY_PERCENTILES"]
 
@@ -35,7 +35,7 @@ class MetricMeter:
 
     Notes
     -----
-    ``result()`` sums the counts over all workers (:func:`resnet_gluon.dist.allreduce_sum`), so every worker
+    ``result()`` sums the counts over all workers (:func:`resnet_gluon._core.dist.allreduce_sum`), so every worker
     gets the figures of the whole data. Latencies are host time between :meth:`tick` calls, in seconds.
     """
 
@@ -179,7 +179,7 @@ def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = No
     data : iterable of (NDArray, NDArray)
         Batches ``(N, 3, H, W)`` (in the network's layout) and labels ``(N,)``; a batch may be empty.
     ctx : Context, optional
-        Where batches are moved; default this worker's device (:func:`~resnet_gluon.runtime.default_context`).
+        Where batches are moved; default this worker's device (:func:`~resnet_gluon._core.runtime.default_context`).
     loss : Loss, optional
         Default softmax cross-entropy.
     prefix : str
@@ -236,7 +236,7 @@ def evaluate_checkpoint(model_prefix: str, data: Iterable, *, epoch: Optional[in
     Parameters
     ----------
     model_prefix : str
-        Checkpoint prefix, as given to :class:`~resnet_gluon.callbacks.Checkpoint`.
+        Checkpoint prefix, as given to :class:`~resnet_gluon.train.callbacks.Checkpoint`.
     data : iterable of (NDArray, NDArray)
         Validation batches in the checkpoint's layout and input size.
     epoch : int, optional
@@ -254,11 +254,11 @@ def evaluate_checkpoint(model_prefix: str, data: Iterable, *, epoch: Optional[in
     Raises
     ------
     FileNotFoundError, ValueError
-        From :func:`~resnet_gluon.checkpoint.load_network` (no complete checkpoint, files that do not load)
+        From :func:`~resnet_gluon.models.checkpoint.load_network` (no complete checkpoint, files that do not load)
         and :func:`evaluate` (labels outside the model's classes).
     """
-    from . import runtime
-    from .checkpoint import load_network
+    from ._core import runtime
+    from .models.checkpoint import load_network
 
     ctx = ctx or runtime.default_context()
     net, epoch, _ = load_network(model_prefix, epoch, ctx=ctx)

@@ -18,8 +18,8 @@ def _has_gpu() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    from resnet_gluon.amp import bfloat16_supported
-    from resnet_gluon.runtime import cpu_flags
+    from resnet_gluon._core.amp import bfloat16_supported
+    from resnet_gluon._core.runtime import cpu_flags
 
     skips = {}
     if not _has_gpu():

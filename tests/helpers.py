@@ -4,7 +4,7 @@ import os
 import cv2
 import numpy as np
 
-from resnet_gluon import data
+from resnet_gluon.data import recordio as data
 from image_kinds import (IMAGE_KINDS, KIND_SIZE, huge_bilevel_png, image_kind_references, pattern,  # noqa: F401
                          strip_png, write_image_kinds)
 

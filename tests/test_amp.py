@@ -3,8 +3,8 @@ import json
 
 import mxnet as mx
 
-from resnet_gluon import amp
-from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon._core import amp
+from resnet_gluon.models.blocks import BasicBlock, ResNet
 
 
 def test_bfloat16_conversion_builds_a_bfloat16_graph(monkeypatch):

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from helpers import ArrayBatches, make_records, quadrant_problem
-from resnet_gluon import Checkpoint, Recipe, data, fit, pipelines
-from resnet_gluon.augmentation import SWITCH_PROB, cutmix_box, mix_batch, mixing_rng, parse_auto_augment
-from resnet_gluon.blocks import BasicBlock, ResNet
-from resnet_gluon.stopping import TrainingStopped
-from resnet_gluon.callbacks import Callback
+from resnet_gluon import Checkpoint, Recipe, fit
+from resnet_gluon.data import recordio as data, pipelines
+from resnet_gluon.data.augmentation import SWITCH_PROB, cutmix_box, mix_batch, mixing_rng, parse_auto_augment
+from resnet_gluon.models.blocks import BasicBlock, ResNet
+from resnet_gluon.train.stopping import TrainingStopped
+from resnet_gluon.train.callbacks import Callback
 
 LOW = (0 - np.array(data.IMAGENET_MEAN)) / np.array(data.IMAGENET_STD)    # normalised value of 0, per channel
 HIGH = (255 - np.array(data.IMAGENET_MEAN)) / np.array(data.IMAGENET_STD)

@@ -8,11 +8,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from resnet_gluon import benchmark, data, pipelines
+from resnet_gluon import benchmark
+from resnet_gluon.data import recordio as data, pipelines
 from resnet_gluon.evaluation import describe
-from resnet_gluon.inference import Prediction
-from resnet_gluon.preprocessing import Preprocessing
-from resnet_gluon.training import History
+from resnet_gluon.deploy.predictor import Prediction
+from resnet_gluon.data.preprocessing import Preprocessing
+from resnet_gluon.train.fit import History
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 

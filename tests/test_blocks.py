@@ -2,7 +2,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from resnet_gluon.blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem, reference_initializer
+from resnet_gluon.models.blocks import BasicBlock, Bottleneck, ResNet, Stage, Stem, reference_initializer
 
 
 def _run(block, shape):
@@ -108,7 +108,7 @@ def _pair(rate, hybridize):
 
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_drop_path_is_a_no_op_in_predict_mode_and_in_export(hybridize, tmp_path):
-    from resnet_gluon.checkpoint import export_checkpoint
+    from resnet_gluon.models.checkpoint import export_checkpoint
 
     net, plain = _pair(0.5, hybridize)
     x = mx.nd.random.normal(shape=(6, 3, 32, 32))
@@ -145,7 +145,7 @@ def test_drop_path_drops_whole_branches_at_the_rate(hybridize):
 
 def test_drop_path_rate_is_linear_over_blocks():
     from resnet_gluon import resnet50_v1_5
-    from resnet_gluon.blocks import set_drop_path_rate
+    from resnet_gluon.models.blocks import set_drop_path_rate
 
     net = ResNet(BasicBlock, (2, 2), classes=4, stem_channels=8, drop_path_rate=0.3)
     rates = [b.drop_path for stage in list(net.features)[1:3] for b in stage]

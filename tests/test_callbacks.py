@@ -6,7 +6,7 @@ import pytest
 
 from helpers import ArrayBatches, quadrant_problem
 from resnet_gluon import TensorBoard, fit
-from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon.models.blocks import BasicBlock, ResNet
 
 
 def _read_events(folder):

@@ -8,8 +8,9 @@ import pytest
 from mxnet import autograd, gluon
 
 from helpers import ArrayBatches, quadrant_problem
-from resnet_gluon import Checkpoint, Predictor, Recipe, Trainer, checkpoint, fit, resnet18_v1_5
-from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon import Checkpoint, Predictor, Recipe, Trainer, fit, resnet18_v1_5
+from resnet_gluon.models import checkpoint
+from resnet_gluon.models.blocks import BasicBlock, ResNet
 
 
 def _small(classes=4):

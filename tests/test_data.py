@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from resnet_gluon import data, image_folders, images
+from resnet_gluon.data import recordio as data, folders as image_folders, images
 from resnet_gluon.cli import main as cli
 from helpers import (IMAGE_KINDS, huge_bilevel_png, image_kind_references, jpeg, make_image_folder, make_records,
                      pattern, write_image_kinds)

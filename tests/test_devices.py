@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from helpers import ArrayBatches, make_records, quadrant_problem
-from resnet_gluon import Checkpoint, Predictor, Preprocessing, amp, cli, fit, resnet18_v1_5, runtime
-from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon import Checkpoint, Predictor, Preprocessing, cli, fit, resnet18_v1_5
+from resnet_gluon._core import amp, runtime
+from resnet_gluon.models.blocks import BasicBlock, ResNet
 
 STAND_IN = mx.cpu(1)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -94,7 +95,7 @@ print('OK', p.logits(x[:4]).shape)
 
 def test_two_processes_on_a_one_gpu_machine_get_a_clear_error(monkeypatch):
     """`train -n 2` on one GPU: rank 1 used to fail deep in CUDA with an invalid device ordinal."""
-    from resnet_gluon import dist
+    from resnet_gluon._core import dist
 
     monkeypatch.setattr(runtime, "num_gpus", lambda: 1)
     monkeypatch.setattr(dist, "local_rank", lambda: 1)
@@ -107,8 +108,8 @@ def test_two_processes_on_a_one_gpu_machine_get_a_clear_error(monkeypatch):
 
 def test_pad_output_gives_four_channels_for_a_four_channel_stem(tmp_path):
     """The reference's GPU input: DALI pads RGB to 4 channels (zero); the stem takes in_channels=4."""
-    from resnet_gluon import pipelines
-    from resnet_gluon.preprocessing import preprocess
+    from resnet_gluon.data import pipelines
+    from resnet_gluon.data.preprocessing import preprocess
 
     make_records(tmp_path / "train", 16, classes=3, size=(40, 40))
     prep = Preprocessing(image_size=32, resize=36, pad_output=True)

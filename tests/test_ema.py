@@ -1,4 +1,4 @@
-"""The moving average of the weights (resnet_gluon.ema): timm's rule, once per update in fit, evaluated beside the
+"""The moving average of the weights (resnet_gluon.train.ema): timm's rule, once per update in fit, evaluated beside the
 raw weights, checkpointed, resumed exactly (also after kill -9), used by the Predictor."""
 import json
 import os
@@ -14,12 +14,14 @@ import pytest
 
 from conftest import REPO, horovodrun
 from helpers import ArrayBatches, jpeg, quadrant_problem, smooth_image
-from resnet_gluon import Callback, Checkpoint, Recipe, Report, checkpoint, fit, load_parameters, resnet18_v1_5
-from resnet_gluon.blocks import BasicBlock, ResNet
-from resnet_gluon.ema import EMA
-from resnet_gluon.inference import Predictor, onnx_logits
-from resnet_gluon.recipe import PRESETS
-from resnet_gluon.stopping import TrainingStopped
+from resnet_gluon import Callback, Checkpoint, Recipe, Report, fit, load_parameters, resnet18_v1_5
+from resnet_gluon.models import checkpoint
+from resnet_gluon.models.blocks import BasicBlock, ResNet
+from resnet_gluon.train.ema import EMA
+from resnet_gluon.deploy.predictor import Predictor
+from resnet_gluon.deploy.export import onnx_logits
+from resnet_gluon.train.recipe import PRESETS
+from resnet_gluon.train.stopping import TrainingStopped
 
 
 def _closed_form(weights, decay, warmup):

@@ -13,9 +13,9 @@ import pytest
 from conftest import REPO, horovodrun
 from helpers import ArrayBatches, make_records, quadrant_problem, tiny_net
 from resnet_gluon import Checkpoint, Report, evaluate, fit, resnet18_v1_5
-from resnet_gluon.amp import bfloat16_supported
-from resnet_gluon.blocks import BasicBlock, ResNet
-from resnet_gluon.callbacks import REPORT_METRICS, latest_checkpoint
+from resnet_gluon._core.amp import bfloat16_supported
+from resnet_gluon.models.blocks import BasicBlock, ResNet
+from resnet_gluon.train.callbacks import REPORT_METRICS, latest_checkpoint
 
 
 def _result(stdout):
@@ -203,7 +203,7 @@ def test_loop_runs_a_bounded_distance_ahead_and_the_bar_shows_only_computed_work
     import io
 
     from resnet_gluon import Callback, ProgressBar
-    from resnet_gluon.training import RUN_AHEAD
+    from resnet_gluon.train.fit import RUN_AHEAD
 
     x, y = quadrant_problem(160, size=16)
     data = ArrayBatches(x, y, 16)   # data.reads grows as fit takes batches

@@ -15,8 +15,11 @@ import pytest
 
 from helpers import (huge_bilevel_png, image_kind_references, jpeg, make_records, peak_rss_mb, smooth_image,
                      strip_png, tiny_net, write_image_kinds)
-from resnet_gluon import data, resnet50_v1_5
-from resnet_gluon.inference import Predictor, load_image, onnx_logits, preprocess
+from resnet_gluon.data import recordio as data
+from resnet_gluon import resnet50_v1_5
+from resnet_gluon.deploy.predictor import Predictor
+from resnet_gluon.data.preprocessing import load_image, preprocess
+from resnet_gluon.deploy.export import onnx_logits
 
 IMAGE_SIZE = 32
 
@@ -24,9 +27,9 @@ IMAGE_SIZE = 32
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(checkpoint prefix, data folder, float32 test top-1 from the DALI validation pipeline)."""
-    from resnet_gluon import pipelines
-    from resnet_gluon.callbacks import Checkpoint
-    from resnet_gluon.training import fit
+    from resnet_gluon.data import pipelines
+    from resnet_gluon.train.callbacks import Checkpoint
+    from resnet_gluon.train.fit import fit
 
     if not os.path.isdir(data.FASHION_MNIST_DIR):
         pytest.fail(f"{data.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
@@ -62,7 +65,7 @@ def _top1(predictor, images, labels):
                                       ((37, 45), data.Preprocessing(image_size=32, resize=37)),
                                       ((90, 61), data.Preprocessing(image_size=33, resize=40))])
 def test_preprocess_matches_dali_validation(tmp_path, size, pre):
-    from resnet_gluon.pipelines import DALIPipeline
+    from resnet_gluon.data.pipelines import DALIPipeline
 
     _, items = make_records(tmp_path / "r", 8, size=size, seed=1)
     x, _ = next(iter(DALIPipeline(tmp_path / "r.rec", batch_size=8, train=False, preprocessing=pre,
@@ -306,7 +309,7 @@ def test_int8_accuracy_and_reload_in_a_fresh_process(trained, tmp_path):
     np.save(tmp_path / "onnx.npy", ort_logits)
     script = f"""
 import numpy as np
-from resnet_gluon.inference import Predictor, onnx_logits
+from resnet_gluon.deploy.predictor import Predictor, onnx_logits
 batch = np.load({str(tmp_path / 'batch.npy')!r})
 p = Predictor.from_checkpoint({str(tmp_path / 'int8')!r})
 assert p.dtype == 'int8' and p.class_names[9] == 'Ankle boot', p
@@ -352,7 +355,7 @@ def test_bfloat16_accuracy(trained):
 
 
 def test_bfloat16_unsupported_is_a_clear_error(trained):
-    from resnet_gluon.amp import bfloat16_supported
+    from resnet_gluon._core.amp import bfloat16_supported
 
     if bfloat16_supported():
         pytest.skip("this CPU supports bfloat16; test_bfloat16_accuracy covers it")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import resnet_gluon as rg
-from resnet_gluon.blocks import Bottleneck
-from resnet_gluon.checkpoint import checkpoint_files
-from resnet_gluon.models import save_gluoncv_parameters
+from resnet_gluon.models.blocks import Bottleneck
+from resnet_gluon.models.checkpoint import checkpoint_files
+from resnet_gluon.models.weights import save_gluoncv_parameters
 
 PUBLISHED_COUNTS = {
     "resnet18_v1_5": 11_689_512,

@@ -6,8 +6,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from resnet_gluon import data, resnet18_v1_5
-from resnet_gluon.inference import Predictor
+from resnet_gluon.data import recordio as data
+from resnet_gluon import resnet18_v1_5
+from resnet_gluon.deploy.predictor import Predictor
 
 PRE = data.Preprocessing.for_size(32)
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import cv2
 
-from resnet_gluon import data, image_folders, inference, pipelines
+from resnet_gluon.data import recordio as data, folders as image_folders, pipelines
+from resnet_gluon.deploy import predictor as inference
 from helpers import (IMAGE_KINDS, class_sorted_records, image_kind_references, jpeg, make_records, peak_rss_mb,
                      smooth_image, strip_png, write_image_kinds)
 
@@ -163,7 +164,7 @@ def test_training_epochs_are_reproducible_for_resume(tmp_path):
 
 
 def test_default_data_threads_are_the_reference_3_capped_at_a_workers_cores(monkeypatch):
-    from resnet_gluon import runtime
+    from resnet_gluon._core import runtime
 
     monkeypatch.setattr(runtime, "_usable_cores", lambda: 16)
     assert runtime.default_data_threads(1) == 3                    # the reference's --dali-threads
@@ -288,7 +289,7 @@ def test_predictor_applies_exif_orientation_like_prepare(prepared_kinds):
 def _tiny_net(classes=3):
     import mxnet as mx
 
-    from resnet_gluon.blocks import BasicBlock, ResNet
+    from resnet_gluon.models.blocks import BasicBlock, ResNet
 
     net = ResNet(BasicBlock, (1,), classes=classes, stem_channels=8)
     net.initialize(mx.init.Xavier(rnd_type="gaussian", magnitude=2), ctx=mx.cpu())
@@ -300,7 +301,7 @@ def _tiny_net(classes=3):
 def test_small_validation_sets_give_the_same_top1_on_1_2_3_shards(tmp_path, backend, count, batch_size):
     """Case 6: 9 validation images with -b 16, and -n 3 -b 4 (shares smaller than a batch): partial batches,
     every image counted once, the same top-1 (summed over workers as evaluate does)."""
-    from resnet_gluon.training import evaluate
+    from resnet_gluon.evaluation import evaluate
 
     files, _ = make_records(tmp_path / "val", count, classes=3, size=(24, 24))
     prep = data.Preprocessing(image_size=16, resize=18)
@@ -384,7 +385,7 @@ def test_extreme_aspect_ratio_costs_dali_no_more_memory_than_an_ordinary_image(t
     """A 1 x 4000 image through the DALI validation pipeline took 1.25 GB against 0.46 GB for ordinary ones
     (a 1,024,000 x 256 intermediate); now its peak, with the training pipeline's random resized crop too, is
     within 1.2x of a 500 x 375 photo's (each in a fresh process, one image at 224 px)."""
-    from resnet_gluon.images import for_records
+    from resnet_gluon.data.images import for_records
 
     strip, _ = for_records(strip_png(4000, 1), name="strip.png")  # as prepare stores it
     photo = jpeg(smooth_image(np.random.RandomState(0), 375, 500))

@@ -10,9 +10,10 @@ import pytest
 
 from conftest import REPO
 from helpers import ArrayBatches, quadrant_problem, tiny_net
-from resnet_gluon import Checkpoint, Recipe, checkpoint, fit
-from resnet_gluon.blocks import BasicBlock, ResNet
-from resnet_gluon.recipe import PRESETS
+from resnet_gluon import Checkpoint, Recipe, fit
+from resnet_gluon.models import checkpoint
+from resnet_gluon.models.blocks import BasicBlock, ResNet
+from resnet_gluon.train.recipe import PRESETS
 
 
 def _quiet(name, **overrides):
@@ -76,7 +77,7 @@ def test_bad_values_are_refused_with_the_field_named():
 
 
 def test_bce_loss_is_the_mean_binary_cross_entropy_over_classes():
-    from resnet_gluon.training import _loss, _targets
+    from resnet_gluon.train.fit import _loss, _targets
 
     rng = np.random.RandomState(0)
     logits, labels = rng.normal(0, 3, (5, 4)), np.array([0, 3, 1, 1, 2])

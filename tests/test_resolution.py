@@ -12,10 +12,12 @@ import pytest
 
 from conftest import REPO
 from helpers import make_image_folder, make_records
-from resnet_gluon import Checkpoint, Predictor, Recipe, checkpoint, fit, pipelines, resnet18_v1_5
+from resnet_gluon import Checkpoint, Predictor, Recipe, fit, resnet18_v1_5
+from resnet_gluon.models import checkpoint
+from resnet_gluon.data import pipelines
 from resnet_gluon.cli import _parser, _preprocessing, _recipe
-from resnet_gluon.inference import onnx_logits
-from resnet_gluon.preprocessing import Preprocessing, preprocess
+from resnet_gluon.deploy.export import onnx_logits
+from resnet_gluon.data.preprocessing import Preprocessing, preprocess
 
 
 def _quiet(name, **overrides):

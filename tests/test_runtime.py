@@ -8,7 +8,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from resnet_gluon import _cuda_libs, dist, runtime
+from resnet_gluon._core import cuda_libs as _cuda_libs, dist, runtime
 
 
 # --- one GPU per Horovod local rank -------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_onednn_isa_from_the_cpu_flags_and_the_users_cap(monkeypatch, flags, cap
 
 
 def test_auto_picks_bfloat16_only_where_amx_is_on(monkeypatch):
-    from resnet_gluon import amp
+    from resnet_gluon._core import amp
 
     monkeypatch.setattr(amp, "_initialized", None)
     monkeypatch.setattr(amp, "bfloat16_supported", lambda: True)  # an AVX512_BF16 CPU

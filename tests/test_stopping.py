@@ -15,9 +15,10 @@ import pytest
 
 from conftest import REPO
 from helpers import ArrayBatches, make_records, quadrant_problem
-from resnet_gluon import Callback, Checkpoint, checkpoint, fit
-from resnet_gluon.blocks import BasicBlock, ResNet
-from resnet_gluon.stopping import STOPPED_EXIT_STATUS, StopRequest, TrainingStopped, parse_duration
+from resnet_gluon import Callback, Checkpoint, fit
+from resnet_gluon.models import checkpoint
+from resnet_gluon.models.blocks import BasicBlock, ResNet
+from resnet_gluon.train.stopping import STOPPED_EXIT_STATUS, StopRequest, TrainingStopped, parse_duration
 
 SCRIPT = os.path.join(REPO, "tests", "scripts", "train_stop.py")
 
@@ -33,7 +34,7 @@ def test_handlers_survive_a_signal_stack_a_library_freed():
     # signal stack pointing at unmapped memory, so that any handled signal crashed it (SIGSEGV on delivery).
     code = """
 import ctypes, mmap, os, signal, sys
-from resnet_gluon.stopping import StopRequest
+from resnet_gluon.train.stopping import StopRequest
 class Stack(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 libc = ctypes.CDLL(None)
@@ -83,7 +84,7 @@ def test_stop_request_notes_a_signal_and_a_budget_and_restores_handlers():
 
 
 def test_a_second_signal_ends_the_process_and_uncatchable_signals_are_refused():
-    code = ("import os, signal, time; from resnet_gluon.stopping import StopRequest; r = StopRequest(); "
+    code = ("import os, signal, time; from resnet_gluon.train.stopping import StopRequest; r = StopRequest(); "
             "os.kill(os.getpid(), signal.SIGTERM); print(r.should_stop(), flush=True); "
             "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); print('survived')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -9,7 +9,8 @@ from mxnet import autograd, gluon
 
 from conftest import horovodrun
 from optimizer_rules import check_steps
-from resnet_gluon.trainer import Recipe, Trainer, lr_scheduler, reference_lr
+from resnet_gluon.train.recipe import Recipe, reference_lr
+from resnet_gluon.train.trainer import Trainer, lr_scheduler
 
 
 def _rule(t, base, spe, warmup_epochs=5, steps=(30, 60, 80)):
@@ -89,7 +90,7 @@ def test_overflow_skips_update_and_lowers_scale():
     assert scale0 == 2.0 ** 16
     x, y = mx.nd.ones((2, 4)), mx.nd.array([0, 1])
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    from resnet_gluon import amp
+    from resnet_gluon._core import amp
 
     def backward(inject_inf):
         with autograd.record():
@@ -145,7 +146,7 @@ def test_poly_schedule_is_mlperfs():
 
 
 def test_optimizer_choice_and_unknown_names():
-    from resnet_gluon.optimizers import LAMB
+    from resnet_gluon.train.optimizers import LAMB
 
     params = _tiny().collect_params()
     assert isinstance(Trainer(params, batch_size=2, steps_per_epoch=1, optimizer="lamb")._optimizer, LAMB)
@@ -165,7 +166,7 @@ def test_preset_lr_for_another_batch_warns():
 
 
 def _lamb_steps(w, g, *, dtype, aggregate_num):
-    from resnet_gluon.optimizers import LAMB
+    from resnet_gluon.train.optimizers import LAMB
 
     opt = LAMB(learning_rate=0.1, wd=0.01, multi_precision=dtype == "float16")  # as Trainer(dtype='float16')
     opt.aggregate_num = aggregate_num

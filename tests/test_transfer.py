@@ -14,10 +14,15 @@ import pytest
 import resnet_gluon as rg
 from conftest import REPO
 from helpers import ArrayBatches, quadrant_problem
-from resnet_gluon.preprocessing import Preprocessing
-from resnet_gluon.transfer import (features_frozen, freeze_features, load_pretrained, prepare_fine_tuning,
-                                   set_features_lr_mult)
-from resnet_gluon.weights import load_parameters, save_parameters
+from resnet_gluon.data.preprocessing import Preprocessing
+from resnet_gluon.models.transfer import (
+    features_frozen,
+    freeze_features,
+    load_pretrained,
+    prepare_fine_tuning,
+    set_features_lr_mult,
+)
+from resnet_gluon.models.weights import load_parameters, save_parameters
 from test_weights import torch_zip, torchvision_file
 
 
@@ -161,7 +166,7 @@ def test_frozen_rule_survives_export_and_checkpoint_reload(tmp_path):
     np.testing.assert_allclose(train, predict, rtol=1e-5, atol=1e-5)
     loaded, _, _ = rg.checkpoint.load_network(prefix)
     np.testing.assert_allclose(loaded(mx.nd.array(x)).asnumpy(), expected, rtol=1e-5, atol=1e-5)
-    from resnet_gluon.export import export_onnx, onnx_logits
+    from resnet_gluon.deploy.export import export_onnx, onnx_logits
 
     export_onnx(net, tmp_path / "m.onnx", preprocessing=Preprocessing.for_size(32))
     np.testing.assert_allclose(onnx_logits(tmp_path / "m.onnx", x), expected, rtol=1e-4, atol=1e-5)
@@ -256,7 +261,7 @@ def test_cli_features_lr_mult_0_freezes_batchnorm_too(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------- the measurement
 def _fashion_mnist(classes, count, split, seed):
-    from resnet_gluon import data, fashion_mnist
+    from resnet_gluon.data import recordio as data, fashion_mnist
 
     images, labels = fashion_mnist.load_split(data.FASHION_MNIST_DIR, split)
     picked = np.flatnonzero(np.isin(labels, classes))
@@ -269,7 +274,7 @@ def _fashion_mnist(classes, count, split, seed):
 def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
     """Pretrain resnet18_v1_5 on Fashion-MNIST classes 0-4 (6,000 images, 1 epoch), then fine-tune on classes
     5-9 (2,000 images, 1 epoch) from those weights and from a random start, with the same settings."""
-    from resnet_gluon import data
+    from resnet_gluon.data import recordio as data
 
     if not os.path.isdir(data.FASHION_MNIST_DIR):
         pytest.fail("the measurement needs the Debian package dataset-fashion-mnist (tools/setup_env.sh installs it)")

@@ -12,9 +12,9 @@ import pytest
 from safetensors.numpy import save
 
 import resnet_gluon as rg
-from resnet_gluon._weight_files import file_kind
-from resnet_gluon.transfer import load_pretrained
-from resnet_gluon.weights import load_parameters
+from resnet_gluon.models._weight_files import file_kind
+from resnet_gluon.models.transfer import load_pretrained
+from resnet_gluon.models.weights import load_parameters
 from test_weights import torch_legacy, torch_zip, torchvision_file
 
 

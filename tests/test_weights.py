@@ -12,8 +12,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import resnet_gluon as rg
-from resnet_gluon import blocks
-from resnet_gluon.weights import load_parameters, save_parameters
+from resnet_gluon.models import blocks
+from resnet_gluon.models.weights import load_parameters, save_parameters
 
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, the first pickle of a legacy torch.save
 

@@ -8,8 +8,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mxnet as mx
 
 from helpers import ArrayBatches, quadrant_problem
-from resnet_gluon import amp, fit
-from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon._core import amp
+from resnet_gluon import fit
+from resnet_gluon.models.blocks import BasicBlock, ResNet
 
 mx.random.seed(0)
 net = ResNet(BasicBlock, (1, 1), classes=4, stem_channels=16)

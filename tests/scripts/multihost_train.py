@@ -14,7 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from resnet_gluon import Callback, Checkpoint, Report, dist, fit, runtime, sharding  # first: threads before mxnet
+from resnet_gluon import Callback, Checkpoint, Report, fit
+from resnet_gluon._core import dist, runtime
+from resnet_gluon.data import sharding  # first: threads before mxnet
 
 import mxnet as mx
 

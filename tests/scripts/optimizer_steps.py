@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from optimizer_rules import check_steps
-from resnet_gluon import dist
+from resnet_gluon._core import dist
 
 dist.init()
 result = {"rank": dist.rank()}

@@ -15,8 +15,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mxnet as mx
 
 from helpers import ArrayBatches, quadrant_problem, readme_loop, tiny_net
-from resnet_gluon import Callback, Trainer, dist, fit
-from resnet_gluon.blocks import BasicBlock, ResNet
+from resnet_gluon import Callback, Trainer, fit
+from resnet_gluon._core import dist
+from resnet_gluon.models.blocks import BasicBlock, ResNet
 
 out_dir, batch, n, accumulate, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \
     int(sys.argv[5])

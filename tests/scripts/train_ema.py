@@ -13,8 +13,9 @@ import mxnet as mx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from helpers import ArrayBatches, quadrant_problem, tiny_net  # noqa: E402
-from resnet_gluon import Callback, Checkpoint, Report, dist, fit  # noqa: E402
-from resnet_gluon.blocks import BasicBlock, ResNet  # noqa: E402
+from resnet_gluon import Callback, Checkpoint, Report, fit
+from resnet_gluon._core import dist  # noqa: E402
+from resnet_gluon.models.blocks import BasicBlock, ResNet  # noqa: E402
 
 prefix, epochs = sys.argv[1], int(sys.argv[2])
 delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0

@@ -15,7 +15,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mxnet as mx
 
 from helpers import ArrayBatches, quadrant_problem, readme_loop, tiny_net
-from resnet_gluon import Trainer, dist, fit
+from resnet_gluon import Trainer, fit
+from resnet_gluon._core import dist
 
 out_dir, batch, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 mode = sys.argv[4] if len(sys.argv) > 4 else "fit"

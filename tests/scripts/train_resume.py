@@ -8,7 +8,8 @@ import time
 
 import mxnet as mx
 
-from resnet_gluon import Callback, Checkpoint, Report, Preprocessing, fit, pipelines, resnet18_v1_5
+from resnet_gluon import Callback, Checkpoint, Report, Preprocessing, fit, resnet18_v1_5
+from resnet_gluon.data import pipelines
 
 root, prefix, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 delay = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0

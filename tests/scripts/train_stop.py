@@ -11,8 +11,10 @@ import time
 
 import mxnet as mx
 
-from resnet_gluon import Callback, Checkpoint, Preprocessing, Report, dist, fit, pipelines, resnet18_v1_5
-from resnet_gluon.stopping import TrainingStopped
+from resnet_gluon import Callback, Checkpoint, Preprocessing, Report, fit, resnet18_v1_5
+from resnet_gluon._core import dist
+from resnet_gluon.data import pipelines
+from resnet_gluon.train.stopping import TrainingStopped
 
 parser = argparse.ArgumentParser()
 parser.add_argument("root")
