@@ -60,7 +60,7 @@ _LAZY = {
     "EMA": "train.ema",
 }
 # User-facing modules, by their short names: ``from resnet_gluon import amp, pipelines``.
-_MODULES = {"amp": "_core.amp", "pipelines": "data.pipelines"}
+_MODULES = _compat.SHORT_MODULES
 _SUBPACKAGES = ("models", "data", "train", "deploy", "evaluation", "benchmark", "demo", "cli")
 
 __all__ = [

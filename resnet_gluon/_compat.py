@@ -2,7 +2,7 @@
 
 ``import resnet_gluon.training``, ``from resnet_gluon.inference import onnx_logits``, ``resnet_gluon.data.
 Preprocessing``: each old path still gives the same object and a ``DeprecationWarning`` naming the new path.
-They go in 0.3.0. :data:`OLD_MODULES` maps each old module to its new home; :data:`MOVED_NAMES` the names an old
+They go in 0.3.0 (``_core.deprecation.REMOVED_IN``). :data:`OLD_MODULES` maps each old module to its new home; :data:`MOVED_NAMES` the names an old
 module re-exported from elsewhere. Nothing here is public API.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import importlib.abc
 import importlib.util
 import sys
 import types
-import warnings
 
-REMOVED_IN = "0.3.0"
+from ._core.deprecation import deprecated
+
 _PKG = __name__.rpartition(".")[0]
 
 # Old module -> its new home (issue #25's layout).
@@ -61,14 +61,12 @@ MOVED_NAMES = {
     'inference': {'load_image': 'data.preprocessing', 'preprocess': 'data.preprocessing', 'calibration_batches': 'deploy.quantization', 'quantize': 'deploy.quantization', 'export_onnx': 'deploy.export', 'onnx_logits': 'deploy.export'},
 }
 
+# Modules the top level re-exports by a short name (``from resnet_gluon import amp``); their 0.1 path
+# ``import resnet_gluon.amp`` gives the same module, without a warning.
+SHORT_MODULES = {"amp": "_core.amp", "pipelines": "data.pipelines"}
+
 # Old modules whose name is now a subpackage: their old names are read through the subpackage's __getattr__.
 _SUBPACKAGE_NAMES = ("data", "models")
-
-
-def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
-    """Warn once per call site that ``old`` (a dotted path or an argument) is deprecated in favour of ``new``."""
-    warnings.warn(f"{old} is deprecated and will be removed in resnet_gluon {REMOVED_IN}; use {new}",
-                  DeprecationWarning, stacklevel=stacklevel)
 
 
 def _home(old: str, name: str) -> str:
@@ -115,6 +113,8 @@ class _OldPathFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         old = spec.name.rpartition(".")[2]
+        if old in SHORT_MODULES:
+            return importlib.import_module(f"{_PKG}.{SHORT_MODULES[old]}")
         deprecated(f"module {spec.name}", f"{_PKG}.{OLD_MODULES[old]}", stacklevel=3)  # warnings skips importlib's frames
         return _OldModule(old)
 

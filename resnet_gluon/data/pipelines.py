@@ -36,8 +36,7 @@ from .preprocessing import Preprocessing
 from .._core.runtime import default_context, default_data_threads, gpu_device_id
 from .sharding import ShardSource, check_mixed, epoch_order, record_iter_part, resolve_shard, shard_positions
 
-__all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "epoch_order",
-           "shard_positions", "BACKENDS"]
+__all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "BACKENDS"]
 
 BACKENDS = ("dali-cpu", "dali-gpu", "mxnet", "synthetic")
 

@@ -24,7 +24,7 @@ from mxnet import recordio
 from .._core.files import atomic_write_json, printable
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401  (their old home)
 
-__all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
            "RecordFiles", "record_files", "write_records", "read_records", "read_labels",
            "RecordReader", "rebuild_index", "check_records", "load_classes", "num_classes", "check_classes",
            "save_classes", "list_name_problem"]

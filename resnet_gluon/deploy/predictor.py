@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
@@ -26,6 +25,7 @@ import numpy as np
 from mxnet import gluon
 
 from .._core import amp as _amp
+from .._core.deprecation import deprecated
 from ..models import checkpoint
 from ..data.recordio import PathLike
 from .export import export_onnx, onnx_logits
@@ -33,11 +33,8 @@ from ..data.preprocessing import ImageLike, Preprocessing, load_image, preproces
 from .quantization import calibration_batches, quantize
 
 # load_image ... onnx_logits: their modules' names, kept importable from here as before.
-__all__ = ["PRECISIONS", "BACKENDS", "Prediction", "Predictor", "load_image", "preprocess", "calibration_batches",
-           "quantize", "export_onnx", "onnx_logits"]
+__all__ = ["BACKENDS", "Prediction", "Predictor"]
 
-#: Inference dtypes (see :data:`resnet_gluon._core.amp.DTYPE_TABLE`); the old name of ``amp.INFERENCE_DTYPES``.
-PRECISIONS = _amp.INFERENCE_DTYPES
 #: Inference engines of the :class:`Predictor`.
 BACKENDS = ("mxnet", "openvino")
 
@@ -78,8 +75,7 @@ class Prediction:
 def _deprecated_precision(dtype: Optional[str], precision: Optional[str], where: str) -> Optional[str]:
     if precision is None:
         return dtype
-    warnings.warn(f"{where}(precision=...) is deprecated; use dtype=... (the same values)", DeprecationWarning,
-                  stacklevel=3)
+    deprecated(f"{where}(precision=...)", "dtype=... (the same values)", stacklevel=4)
     if dtype is not None and dtype != precision:
         raise ValueError(f"{where} got dtype={dtype!r} and precision={precision!r}; pass dtype only")
     return precision
@@ -150,8 +146,8 @@ class Predictor:
             net = self._openvino_net(net, dtype, converted, calibration, calibration_options)
             dtype = net.dtype
         else:
-            if dtype not in PRECISIONS + ("auto",):
-                raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS + ('auto',))}")
+            if dtype not in _amp.INFERENCE_DTYPES + ("auto",):
+                raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(_amp.INFERENCE_DTYPES + ('auto',))}")
             if not converted:
                 dtype = _amp.resolve_dtype(dtype, self.ctx, inference=True)
             net = self._mxnet_net(net, dtype, converted, calibration, calibration_options)
@@ -166,7 +162,8 @@ class Predictor:
 
     @property
     def precision(self) -> str:
-        """Deprecated name of :attr:`dtype`."""
+        """Deprecated name of :attr:`dtype` (removed in 0.3.0)."""
+        deprecated("Predictor.precision", "Predictor.dtype")
         return self.dtype
 
     def _mxnet_net(self, net, dtype, converted, calibration, calibration_options):
@@ -270,8 +267,8 @@ class Predictor:
         record = record or {}
         saved = record.get("dtype", "float32")
         dtype = dtype or saved
-        if dtype not in PRECISIONS + ("auto",):
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(PRECISIONS + ('auto',))}")
+        if dtype not in _amp.INFERENCE_DTYPES + ("auto",):
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(_amp.INFERENCE_DTYPES + ('auto',))}")
         files = checkpoint.checkpoint_files(prefix, epoch)
         if saved != "float32" and dtype != saved:
             raise ValueError(f"{files.params if record.get('backend') != 'openvino' else files.onnx!r} is a {saved} "
@@ -430,3 +427,10 @@ def _move_to(net: gluon.Block, ctx: mx.Context) -> None:
         return
     if contexts and contexts != {ctx}:
         params.reset_ctx(ctx)
+
+
+def __getattr__(name):
+    if name == "PRECISIONS":  # 0.1's name of amp.INFERENCE_DTYPES
+        deprecated(f"{__name__}.PRECISIONS", "resnet_gluon.amp.INFERENCE_DTYPES")
+        return _amp.INFERENCE_DTYPES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

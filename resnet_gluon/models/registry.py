@@ -22,8 +22,7 @@ from mxnet import gluon
 from .blocks import BasicBlock, Bottleneck, ResNet
 from .weights import load_parameters, save_gluoncv_parameters, save_parameters
 
-__all__ = ["register_model", "get_model", "list_models", "load_parameters", "save_parameters", "count_parameters",
-           "save_gluoncv_parameters", "resnet18_v1_5", "resnet34_v1_5", "resnet50_v1_5", "resnet101_v1_5",
+__all__ = ["register_model", "get_model", "list_models", "count_parameters", "resnet18_v1_5", "resnet34_v1_5", "resnet50_v1_5", "resnet101_v1_5",
            "resnet152_v1_5"]
 
 _REGISTRY: Dict[str, Callable[..., ResNet]] = {}

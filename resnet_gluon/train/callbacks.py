@@ -20,7 +20,7 @@ from ..models.weights import load_parameters
 from ..data.preprocessing import Preprocessing
 from .recipe import Recipe
 
-__all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "TensorBoard", "rank_zero_only", "latest_checkpoint",
+__all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "TensorBoard",
            "REPORT_METRICS", "EMA_METRICS"]
 
 #: The metrics of the reference's JSON report, each prefixed by 'train.' and 'val.'.

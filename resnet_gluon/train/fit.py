@@ -27,7 +27,7 @@ from .recipe import Recipe
 from .._core.runtime import default_context
 from .trainer import Trainer
 
-__all__ = ["fit", "evaluate", "FitState", "History", "default_context", "RUN_AHEAD", "EMA_LOGS"]
+__all__ = ["fit", "FitState", "History", "RUN_AHEAD", "EMA_LOGS"]
 
 #: Batches whose results may be outstanding when fit takes the next batch: MXNet runs asynchronously, so
 #: without a bound the Python loop races ahead of the device, each queued step holding its input batch (7.7 GB

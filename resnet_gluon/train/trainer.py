@@ -33,7 +33,7 @@ from .._core import dist
 from . import optimizers
 from .recipe import SCHEDULES, Recipe, reference_lr
 
-__all__ = ["Trainer", "reference_lr", "lr_scheduler", "Recipe"]
+__all__ = ["Trainer", "lr_scheduler"]
 
 _DEFAULT = Recipe()
 

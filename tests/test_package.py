@@ -1,0 +1,137 @@
+"""The package as a whole: its layers, its public API (snapshot), and the 0.1 import paths kept with warnings."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+import resnet_gluon
+from tests import api_snapshot
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OLD_API = os.path.join(REPO, "tests", "data", "api_0_1.json")
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO})
+
+
+def test_import_contracts_hold():
+    """The layer rules of .importlinter (deploy never imports train, nothing imports cli, ...)."""
+    lint = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+    result = subprocess.run([lint, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout
+
+
+def test_inference_and_evaluation_load_no_horovod_or_dali():
+    result = _run(
+        "import sys, numpy as np, mxnet as mx\n"
+        "import resnet_gluon as rg\n"
+        "from resnet_gluon.deploy.predictor import Predictor\n"
+        "from resnet_gluon.evaluation import evaluate\n"
+        "net = rg.resnet18_v1_5(classes=3); net.initialize()\n"
+        "p = Predictor(net, preprocessing=rg.Preprocessing.for_size(32))\n"
+        "print(p.predict(np.zeros((40, 50, 3), np.uint8), top_k=1))\n"
+        "evaluate(net, [(mx.nd.zeros((2, 3, 32, 32)), mx.nd.zeros((2,)))])\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('horovod', 'nvidia.dali')))\n"
+        "assert not loaded, loaded\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_dir_lists_the_lazy_public_names():
+    names = dir(resnet_gluon)
+    for name in ("fit", "Trainer", "Predictor", "Checkpoint", "amp", "pipelines", "resnet50_v1_5", "Recipe"):
+        assert name in names
+    assert set(resnet_gluon.__all__) <= set(names)
+    for name in resnet_gluon.__all__:
+        assert getattr(resnet_gluon, name) is not None
+
+
+def test_public_api_matches_the_snapshot():
+    with open(api_snapshot.SNAPSHOT) as f:
+        expected = f.read()
+    actual = api_snapshot.surface()
+    if actual != expected:
+        import difflib
+
+        diff = "\n".join(difflib.unified_diff(expected.splitlines(), actual.splitlines(), "snapshot", "now",
+                                             lineterm="", n=1))
+        pytest.fail("the public API changed; if that is meant, add a CHANGELOG entry and run "
+                    f"`python tests/api_snapshot.py --update`:\n{diff[:6000]}")
+
+
+def test_each_public_name_has_one_home():
+    """No public module lists in __all__ a name defined in another module (re-exports are the top level's)."""
+    import importlib
+    import inspect
+
+    offenders = []
+    for module_name in api_snapshot.public_modules():
+        if module_name == "resnet_gluon":
+            continue
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            home = getattr(obj, "__module__", None) if (inspect.isclass(obj) or inspect.isfunction(obj)) else None
+            if home and home != module_name:
+                offenders.append(f"{module_name}.{name} (defined in {home})")
+    assert not offenders, offenders
+
+
+# The import paths of the README at 0.1 (commit cbc340b) that moved.
+README_0_1 = [
+    ("from resnet_gluon.data import Preprocessing", "resnet_gluon.data.preprocessing.Preprocessing"),
+    ("from resnet_gluon.transfer import load_pretrained, set_features_lr_mult", "resnet_gluon.models.transfer"),
+    ("from resnet_gluon.weights import save_parameters", "resnet_gluon.models.weights"),
+    ("import resnet_gluon.checkpoint", "resnet_gluon.models.checkpoint"),
+    ("import resnet_gluon.blocks", "resnet_gluon.models.blocks"),
+    ("from resnet_gluon.dist import import_horovod", "resnet_gluon._core.dist"),
+    ("from resnet_gluon.image_folders import images_to_recordio, split_images_to_recordio",
+     "resnet_gluon.data.folders"),
+    ("from resnet_gluon.inference import onnx_logits", "resnet_gluon.deploy.export.onnx_logits"),
+    ("from resnet_gluon.runtime import gpu_device_id", "resnet_gluon._core.runtime"),
+]
+
+
+def test_short_module_names_of_the_top_level_import_without_warning():
+    result = _run("import warnings\nwarnings.filterwarnings('error', '.*resnet_gluon', DeprecationWarning)\n"
+                  "import resnet_gluon.amp, resnet_gluon.pipelines\n"
+                  "from resnet_gluon.amp import DTYPE_TABLE\n"
+                  "from resnet_gluon import amp, pipelines\n"
+                  "assert resnet_gluon.amp is amp and amp.__name__ == 'resnet_gluon._core.amp'\n"
+                  "assert pipelines.__name__ == 'resnet_gluon.data.pipelines'\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("statement,new_path", README_0_1)
+def test_readme_import_paths_of_0_1_work_with_a_warning(statement, new_path):
+    result = _run("import warnings\nwarnings.simplefilter('always')\n"
+                  f"with warnings.catch_warnings(record=True) as caught:\n    {statement}\n"
+                  "print('\\n'.join(f'{w.category.__name__}: {w.message}' for w in caught"
+                  " if 'resnet_gluon' in str(w.message)))\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "DeprecationWarning" in result.stdout and new_path in result.stdout, result.stdout
+
+
+def test_every_name_of_every_0_1_module_still_resolves_to_the_same_object():
+    """All 218 names of the 0.1 modules' __all__ (recorded in tests/data/api_0_1.json before the move)."""
+    import importlib
+
+    with open(OLD_API) as f:
+        old_api = json.load(f)
+    missing = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for old, names in old_api.items():
+            module = importlib.import_module(f"resnet_gluon.{old}")
+            for name in names:
+                try:
+                    getattr(module, name)
+                except AttributeError:
+                    missing.append(f"resnet_gluon.{old}.{name}")
+    assert not missing, missing
