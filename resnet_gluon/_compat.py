@@ -53,7 +53,9 @@ OLD_MODULES = {
 # Names an old module re-exported from elsewhere: old module -> {name: the name's home}.
 MOVED_NAMES = {
     'models': {'load_parameters': 'models.weights', 'save_parameters': 'models.weights', 'save_gluoncv_parameters': 'models.weights'},
-    'data': {'Preprocessing': 'data.preprocessing', 'IMAGENET_MEAN': 'data.preprocessing', 'IMAGENET_STD': 'data.preprocessing'},
+    'data': {'Preprocessing': 'data.preprocessing', 'IMAGENET_MEAN': 'data.preprocessing', 'IMAGENET_STD': 'data.preprocessing',
+             'images_to_recordio': 'data.folders', 'split_images_to_recordio': 'data.folders',
+             'fashion_mnist_to_recordio': 'data.fashion_mnist'},
     'pipelines': {'epoch_order': 'data.sharding', 'shard_positions': 'data.sharding'},
     'trainer': {'reference_lr': 'train.recipe', 'Recipe': 'train.recipe'},
     'training': {'evaluate': 'evaluation', 'default_context': '_core.runtime'},
@@ -63,7 +65,7 @@ MOVED_NAMES = {
 
 # Modules the top level re-exports by a short name (``from resnet_gluon import amp``); their 0.1 path
 # ``import resnet_gluon.amp`` gives the same module, without a warning.
-SHORT_MODULES = {"amp": "_core.amp", "pipelines": "data.pipelines"}
+SHORT_MODULES = {"amp": "_core.amp", "dist": "_core.dist", "runtime": "_core.runtime", "pipelines": "data.pipelines"}
 
 # Old modules whose name is now a subpackage: their old names are read through the subpackage's __getattr__.
 _SUBPACKAGE_NAMES = ("data", "models")

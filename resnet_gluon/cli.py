@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from ._core import amp
 from . import benchmark
-from .data import recordio as data, folders as image_folders, pipelines
+from .data import fashion_mnist, folders, pipelines, recordio
 from .models import registry as models
 from .evaluation import describe, evaluate_checkpoint
 from ._core.files import printable
@@ -99,16 +99,16 @@ def _add_prepare(sub):
 
 def _prepare(args) -> int:
     if args.rebuild_index or args.check:
-        print(data.rebuild_index(args.rebuild_index) if args.rebuild_index else
-              f"{args.check}: {data.check_records(args.check)} records, all readable")
+        print(recordio.rebuild_index(args.rebuild_index) if args.rebuild_index else
+              f"{args.check}: {recordio.check_records(args.check)} records, all readable")
     elif args.fashion_mnist:
-        train, val = data.fashion_mnist_to_recordio(args.output or "data", image_size=args.image_size,
-                                                    root=args.fashion_mnist_root or data.FASHION_MNIST_DIR,
+        train, val = fashion_mnist.fashion_mnist_to_recordio(args.output or "data", image_size=args.image_size,
+                                                    root=args.fashion_mnist_root or recordio.FASHION_MNIST_DIR,
                                                     train_limit=args.limit, val_limit=args.limit,
                                                     overwrite=args.overwrite, num_threads=args.num_threads)
         print(f"{train.rec}: {len(train)} images\n{val.rec}: {len(val)} images")
     else:
-        done = image_folders.prepare_images(args.images, args.output, val_fraction=args.val_fraction,
+        done = folders.prepare_images(args.images, args.output, val_fraction=args.val_fraction,
                                             num_threads=args.num_threads, shuffle=args.shuffle, seed=args.seed,
                                             overwrite=args.overwrite, resize=args.resize)
         print("\n".join(map(str, done)) + (f"\n{done[0].skipped()} in {args.images}" if done[0].skipped() else ""))
@@ -239,7 +239,7 @@ def _train(args) -> int:
     mx.random.seed(args.seed)
     recipe = _recipe(args)
     preprocessing = _preprocessing(args, recipe)
-    classes = args.num_classes or data.num_classes(args.data_root)
+    classes = args.num_classes or recordio.num_classes(args.data_root)
     train_data, val_data = pipelines.imagenet(
         args.data_root, batch_size=args.batch_size, backend=args.data_backend, preprocessing=preprocessing,
         classes=classes, num_batches=args.synthetic_batches, num_threads=args.data_threads, seed=args.seed)
@@ -249,7 +249,7 @@ def _train(args) -> int:
     net = models.get_model(args.arch, classes=classes, layout=args.layout, in_channels=preprocessing.channels)
     prepare_fine_tuning(net, args.pretrained, freeze_features=args.freeze_features,
                         features_lr_mult=args.features_lr_mult)
-    callbacks = [Checkpoint(args.model_prefix, class_names=data.load_classes(args.data_root),
+    callbacks = [Checkpoint(args.model_prefix, class_names=recordio.load_classes(args.data_root),
                             preprocessing=preprocessing),
                  Report(args.report or f"{args.model_prefix}-report.json", cmd=sys.argv)]
     from .train.stopping import TrainingStopped, parse_duration
@@ -380,12 +380,12 @@ def _image_files(paths: List[str]) -> List[str]:
         if not os.path.isdir(path):
             files.append(path)
             continue
-        entries = image_folders.folder_entries(path)
+        entries = folders.folder_entries(path)
         if entries.broken:
             print(f"warning: skipped {len(entries.broken)} broken symbolic link(s) in {printable(path)}: "
                   f"{', '.join(printable(name) for name in entries.broken)}", file=sys.stderr)
         if not entries.images:
-            raise ValueError(f"folder {printable(path)} holds no image files ({', '.join(image_folders.IMAGE_EXTENSIONS)}"
+            raise ValueError(f"folder {printable(path)} holds no image files ({', '.join(folders.IMAGE_EXTENSIONS)}"
                              "); sub-folders are not searched")
         files += [os.path.join(path, name) for name in entries.images]
     return files

@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Optional
 
-from .data import recordio as data, pipelines
+from .data import fashion_mnist, pipelines, recordio
+from .data.preprocessing import Preprocessing
 from .train.callbacks import Checkpoint, Report
 from ._core.dist import barrier, is_rank_zero
 from .models.registry import resnet50_v1_5
@@ -74,13 +75,13 @@ def run_demo(output: str = os.path.join("runs", "demo"), *, epochs: int = 2, tra
     """
     data_dir = os.path.join(output, "data")
     if is_rank_zero():
-        data.fashion_mnist_to_recordio(data_dir, image_size=image_size, train_limit=train_images)
+        fashion_mnist.fashion_mnist_to_recordio(data_dir, image_size=image_size, train_limit=train_images)
     barrier("demo_data_ready")  # the other ranks wait until rank 0 has written the data
-    preprocessing = data.Preprocessing.for_size(image_size, area=(min_area, 1.0))
+    preprocessing = Preprocessing.for_size(image_size, area=(min_area, 1.0))
     train, val = pipelines.imagenet(data_dir, batch_size=batch_size, preprocessing=preprocessing, seed=0,
                                     num_threads=num_threads)
     net = resnet50_v1_5(classes=10)
-    callbacks = [Checkpoint(os.path.join(output, "model"), class_names=data.FASHION_MNIST_CLASSES,
+    callbacks = [Checkpoint(os.path.join(output, "model"), class_names=recordio.FASHION_MNIST_CLASSES,
                             preprocessing=preprocessing),
                  Report(os.path.join(output, "report.json"), cmd=sys.argv)]
     start = time.time()

@@ -4,7 +4,7 @@ import os
 import cv2
 import numpy as np
 
-from resnet_gluon.data import recordio as data
+from resnet_gluon.data import recordio
 from image_kinds import (IMAGE_KINDS, KIND_SIZE, huge_bilevel_png, image_kind_references, pattern,  # noqa: F401
                          strip_png, write_image_kinds)
 
@@ -28,7 +28,7 @@ def make_records(prefix, n: int, *, classes: int = 3, size=(40, 48), seed: int =
     items = []
     for i in range(n):
         items.append((i if label_is_index else i % classes, jpeg(smooth_image(rng, *size)), f"img{i}.jpg"))
-    return data.write_records(prefix, items, overwrite=True), items
+    return recordio.write_records(prefix, items, overwrite=True), items
 
 
 def make_image_folder(root, counts=(3, 2), size=(24, 30), seed=0):
@@ -116,7 +116,7 @@ def class_sorted_records(prefix, *, classes: int = 3, per_class: int = 1500, siz
     one tiny JPEG per class, labels 0, 0, ..., 1, 1, ..., 2, ..."""
     encoded = jpeg(pattern(size, size))
     items = [(c, encoded, f"{c}/{i}.jpg") for c in range(classes) for i in range(per_class)]
-    return data.write_records(prefix, items, overwrite=True)
+    return recordio.write_records(prefix, items, overwrite=True)
 
 
 def peak_rss_mb(code: str, timeout: float = 300) -> float:

@@ -8,14 +8,15 @@ import pytest
 
 from helpers import ArrayBatches, make_records, quadrant_problem
 from resnet_gluon import Checkpoint, Recipe, fit
-from resnet_gluon.data import recordio as data, pipelines
+from resnet_gluon.data import pipelines, recordio
+from resnet_gluon.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from resnet_gluon.data.augmentation import SWITCH_PROB, cutmix_box, mix_batch, mixing_rng, parse_auto_augment
 from resnet_gluon.models.blocks import BasicBlock, ResNet
 from resnet_gluon.train.stopping import TrainingStopped
 from resnet_gluon.train.callbacks import Callback
 
-LOW = (0 - np.array(data.IMAGENET_MEAN)) / np.array(data.IMAGENET_STD)    # normalised value of 0, per channel
-HIGH = (255 - np.array(data.IMAGENET_MEAN)) / np.array(data.IMAGENET_STD)
+LOW = (0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)    # normalised value of 0, per channel
+HIGH = (255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
 POLICIES = ["rand-m9-n2", "rand-m7-n2-inc1", "trivialaugment", "autoaugment"]
 
 
@@ -32,9 +33,9 @@ def test_auto_augment_strings():
         with pytest.raises(ValueError, match=f"auto_augment '{bad}': {why}.*e.g. 'rand-m9-n2'"):
             parse_auto_augment(bad)
     with pytest.raises(ValueError, match="auto_augment 'rand-m12'"):
-        data.Preprocessing(auto_augment="rand-m12")
+        Preprocessing(auto_augment="rand-m12")
     with pytest.raises(ValueError, match="random_erasing is a probability in"):
-        data.Preprocessing(random_erasing=1.5)
+        Preprocessing(random_erasing=1.5)
     with pytest.raises(ValueError, match="auto_augment 'rand-m9-mstd1'"):
         Recipe(auto_augment="rand-m9-mstd1")
 
@@ -49,7 +50,7 @@ def records(tmp_path_factory):
 def _run(files, seed=3, epoch=0, **options):
     """One training epoch of 16 images at 32 px. The crop is the whole image, unflipped, so that without the
     options every run gives the same images: what differs is the options' doing. In record order (the label)."""
-    prep = data.Preprocessing(image_size=32, resize=32, area=(1.0, 1.0), aspect=(1.0, 1.0), flip=0.0, **options)
+    prep = Preprocessing(image_size=32, resize=32, area=(1.0, 1.0), aspect=(1.0, 1.0), flip=0.0, **options)
     pipe = pipelines.DALIPipeline(files.rec, batch_size=8, train=True, preprocessing=prep, seed=seed)
     pipe.set_epoch(epoch)
     batches = [(x.asnumpy(), y.asnumpy()) for x, y in pipe]
@@ -62,7 +63,7 @@ def test_auto_augment_changes_images_within_range_and_replays_by_seed(records, p
     plain, augmented = _run(records), _run(records, auto_augment=policy)
     assert augmented.shape == plain.shape == (16, 3, 32, 32) and augmented.dtype == np.float32
     # uint8 images before normalisation: every value is a level of 0-255
-    levels = augmented * np.array(data.IMAGENET_STD)[:, None, None] + np.array(data.IMAGENET_MEAN)[:, None, None]
+    levels = augmented * np.array(IMAGENET_STD)[:, None, None] + np.array(IMAGENET_MEAN)[:, None, None]
     assert np.abs(levels - np.round(levels)).max() < 1e-3 and levels.min() > -1e-3 and levels.max() < 255 + 1e-3
     changed = [np.abs(a - b).max() > 0.05 for a, b in zip(augmented, plain)]
     assert sum(changed) >= 10, changed   # some draws are identity (or no-ops on that image); most are not
@@ -90,7 +91,7 @@ def test_random_erasing_boxes_of_noise_at_the_stated_rate(records):
 
 
 def test_augmentation_in_other_layouts_dtypes_and_train_sizes_keeps_the_padded_channel_zero(records):
-    prep = data.Preprocessing(image_size=32, resize=32, train_image_size=24, layout="NHWC", dtype="float16",
+    prep = Preprocessing(image_size=32, resize=32, train_image_size=24, layout="NHWC", dtype="float16",
                               pad_output=True, auto_augment="rand-m9-n2", random_erasing=1.0)
     x = next(iter(pipelines.DALIPipeline(records.rec, batch_size=8, train=True, preprocessing=prep)))[0].asnumpy()
     assert x.shape == (8, 24, 24, 4) and x.dtype == np.float16   # training crops of train_image_size
@@ -99,7 +100,7 @@ def test_augmentation_in_other_layouts_dtypes_and_train_sizes_keeps_the_padded_c
 
 def test_a_resumed_epoch_replays_the_augmentation(records):
     options = dict(auto_augment="trivialaugment", random_erasing=0.5)
-    prep = data.Preprocessing(image_size=32, resize=32, **options)
+    prep = Preprocessing(image_size=32, resize=32, **options)
     full = pipelines.DALIPipeline(records.rec, batch_size=8, train=True, preprocessing=prep, seed=5)
     [x.asnumpy() for x, _ in full]
     second = [x.asnumpy() for x, _ in full]
@@ -112,7 +113,7 @@ def test_a_resumed_epoch_replays_the_augmentation(records):
 def test_the_mxnet_backend_refuses_augmentation_it_cannot_do(records):
     with pytest.raises(ValueError, match="'mxnet' backend has no auto_augment or random_erasing; use a DALI"):
         pipelines.make_pipeline("mxnet", records.rec, batch_size=4, train=True,
-                                preprocessing=data.Preprocessing(image_size=32, resize=32, random_erasing=0.5))
+                                preprocessing=Preprocessing(image_size=32, resize=32, random_erasing=0.5))
 
 
 # ------------------------------------------------------------------------------------------ mixup and CutMix
@@ -207,7 +208,7 @@ def test_a_resumed_run_replays_mixup_and_cutmix(tmp_path):
 def test_fit_refuses_a_pipeline_without_the_recipes_augmentation(records):
     recipe = Recipe(auto_augment="rand-m9-n2", epochs=1)
     plain = pipelines.DALIPipeline(records.rec, batch_size=8, train=True,
-                                   preprocessing=data.Preprocessing(image_size=32, resize=32))
+                                   preprocessing=Preprocessing(image_size=32, resize=32))
     with pytest.raises(ValueError, match=r"recipe 'reference' asks for \{'auto_augment': 'rand-m9-n2', "
                                          r"'random_erasing': 0.0\}, but the training pipeline applies .*recipe.augment"):
         fit(_net(), plain, recipe=recipe, progress=False, dtype="float32")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from resnet_gluon import benchmark
-from resnet_gluon.data import recordio as data, pipelines
+from resnet_gluon.data import recordio, pipelines
 from resnet_gluon.evaluation import describe
 from resnet_gluon.deploy.predictor import Prediction
 from resnet_gluon.data.preprocessing import Preprocessing
@@ -74,7 +74,7 @@ def test_sweep_checks_its_options_before_starting_a_process(tmp_path):
 def test_make_jpeg_records_writes_readable_photos_of_about_100_kb(tmp_path):
     files, mean_bytes = benchmark.make_jpeg_records(str(tmp_path / "b"), 3)
     assert len(files) == 3 and 60_000 < mean_bytes < 160_000
-    assert list(data.read_labels(files.rec)) == [0, 1, 2]
+    assert list(recordio.read_labels(files.rec)) == [0, 1, 2]
 
 
 def test_imagenet_gives_synthetic_pipelines_with_the_data_roots_class_count(tmp_path):
@@ -84,7 +84,7 @@ def test_imagenet_gives_synthetic_pipelines_with_the_data_roots_class_count(tmp_
     assert len(train) == 3 and len(val) == 3
     x, y = next(iter(train))
     assert x.shape == (4, 3, 16, 16) and y.asnumpy().max() < 7
-    data.save_classes(tmp_path, ["a", "b"])
+    recordio.save_classes(tmp_path, ["a", "b"])
     _, val = pipelines.imagenet(tmp_path, batch_size=64, backend="synthetic", preprocessing=prep)
     assert set(next(iter(val))[1].asnumpy().astype(int)) == {0, 1}  # 2 classes from classes.json
     with pytest.raises(FileNotFoundError, match="'dali-cpu' reads train.rec.*as data_root"):
@@ -96,9 +96,9 @@ def test_imagenet_gives_synthetic_pipelines_with_the_data_roots_class_count(tmp_
 
 
 def test_num_classes_reads_classes_json_else_the_default(tmp_path):
-    assert data.num_classes(None) == 1000 and data.num_classes(tmp_path, default=10) == 10
-    data.save_classes(tmp_path, ["a", "b", "c"])
-    assert data.num_classes(tmp_path) == 3
+    assert recordio.num_classes(None) == 1000 and recordio.num_classes(tmp_path, default=10) == 10
+    recordio.save_classes(tmp_path, ["a", "b", "c"])
+    assert recordio.num_classes(tmp_path) == 3
 
 
 def test_describe_and_the_json_forms_of_results():

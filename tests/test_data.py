@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from resnet_gluon.data import recordio as data, folders as image_folders, images
+from resnet_gluon.data import fashion_mnist, folders, images, recordio
+from resnet_gluon.data.preprocessing import Preprocessing
 from resnet_gluon.cli import main as cli
 from helpers import (IMAGE_KINDS, huge_bilevel_png, image_kind_references, jpeg, make_image_folder, make_records,
                      pattern, write_image_kinds)
@@ -12,28 +13,31 @@ from helpers import (IMAGE_KINDS, huge_bilevel_png, image_kind_references, jpeg,
 
 def test_image_folder_roundtrip_keeps_bytes_and_labels(tmp_path):
     paths = make_image_folder(tmp_path / "imgs", counts=(3, 2, 4))
-    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "out" / "train", num_threads=2,
+    summary = folders.images_to_recordio(tmp_path / "imgs", tmp_path / "out" / "train", num_threads=2,
                                                shuffle=False)
     files = summary.files
     assert summary.images == len(files) == 9 and summary.reencoded == {} and summary.hidden == summary.other == 0
-    records = list(data.read_records(files.rec))
+    records = list(recordio.read_records(files.rec))
     assert len(records) == len(paths) == len(files) == 9
     for (label, path), (read_label, read_bytes) in zip(sorted(paths), records):
         assert read_label == label
         with open(path, "rb") as f:
             assert read_bytes == f.read()  # JPEG bytes pass through unchanged
-    assert data.load_classes(tmp_path / "out") == ["class0", "class1", "class2"]
+    assert recordio.load_classes(tmp_path / "out") == ["class0", "class1", "class2"]
     lst = (tmp_path / "out" / "train.lst").read_text().splitlines()
     assert lst[0].split("\t") == ["0", "0.0", os.path.join("class0", "0.jpg")]
-    assert data.check_records(files.rec, classes=3) == 9
+    assert recordio.check_records(files.rec, classes=3) == 9
 
 
 def test_existing_files_are_not_overwritten(tmp_path):
     make_image_folder(tmp_path / "imgs")
-    data.images_to_recordio(tmp_path / "imgs", tmp_path / "train")  # the old name still works
+    with pytest.warns(DeprecationWarning, match="resnet_gluon.data.folders.images_to_recordio"):
+        import resnet_gluon.data
+
+        resnet_gluon.data.images_to_recordio(tmp_path / "imgs", tmp_path / "train")  # 0.1's path still works
     before = (tmp_path / "train.rec").read_bytes()
     with pytest.raises(FileExistsError, match="train.rec exists"):
-        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "train")
+        folders.images_to_recordio(tmp_path / "imgs", tmp_path / "train")
     assert (tmp_path / "train.rec").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["classes.json", "imgs", "train.idx", "train.lst", "train.rec"]
 
@@ -43,41 +47,41 @@ def test_png_is_reencoded_and_corrupt_image_named(tmp_path):
 
     make_image_folder(tmp_path / "imgs", counts=(1, 1))
     cv2.imwrite(str(tmp_path / "imgs" / "class0" / "extra.png"), np.zeros((8, 8, 3), np.uint8))
-    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "ok")
-    assert all(b[:2] == b"\xff\xd8" for _, b in data.read_records(summary.files.rec))
+    summary = folders.images_to_recordio(tmp_path / "imgs", tmp_path / "ok")
+    assert all(b[:2] == b"\xff\xd8" for _, b in recordio.read_records(summary.files.rec))
     assert summary.reencoded == {"PNG": 1}
     (tmp_path / "imgs" / "class1" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 and no more")
     with pytest.raises(ValueError, match=r"bad\.jpg' is a truncated JPEG"):
-        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "bad")
+        folders.images_to_recordio(tmp_path / "imgs", tmp_path / "bad")
     (tmp_path / "imgs" / "class1" / "bad.jpg").write_bytes(b"not an image at all")
     with pytest.raises(ValueError, match=r"bad\.jpg' is not a readable image"):
-        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "bad")
+        folders.images_to_recordio(tmp_path / "imgs", tmp_path / "bad")
     assert not [f for f in os.listdir(tmp_path) if f.startswith("bad")]  # no temporary files either
 
 
 def test_empty_and_missing_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        image_folders.images_to_recordio(tmp_path / "nope", tmp_path / "x")
+        folders.images_to_recordio(tmp_path / "nope", tmp_path / "x")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no class sub-folders"):
-        image_folders.images_to_recordio(tmp_path / "empty", tmp_path / "x")
+        folders.images_to_recordio(tmp_path / "empty", tmp_path / "x")
     (tmp_path / "empty" / "cat").mkdir()
     (tmp_path / "empty" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 resource fork")
     with pytest.raises(ValueError, match="holds no images"):
-        image_folders.images_to_recordio(tmp_path / "empty", tmp_path / "x")
+        folders.images_to_recordio(tmp_path / "empty", tmp_path / "x")
 
 
 def test_missing_rec_and_idx_and_rebuild(tmp_path):
     files, _ = make_records(tmp_path / "d" / "train", 5)
     with pytest.raises(FileNotFoundError, match="val.rec' does not exist"):
-        data.record_files(tmp_path / "d" / "val.rec")
+        recordio.record_files(tmp_path / "d" / "val.rec")
     original = open(files.idx).read()
     os.remove(files.idx)
     with pytest.raises(FileNotFoundError, match=r"train\.idx' .* does not exist; rebuild it with .*rebuild_index"):
-        data.record_files(files.rec)
-    data.rebuild_index(files.rec)
+        recordio.record_files(files.rec)
+    recordio.rebuild_index(files.rec)
     assert open(files.idx).read() == original
-    assert len(data.record_files(files.rec)) == 5
+    assert len(recordio.record_files(files.rec)) == 5
 
 
 def test_index_that_does_not_match_rec(tmp_path):
@@ -85,44 +89,44 @@ def test_index_that_does_not_match_rec(tmp_path):
     other, _ = make_records(tmp_path / "b", 6, size=(64, 80), seed=1)
     os.replace(other.idx, files.idx)  # an index of another file
     with pytest.raises(ValueError, match=r"does not match .*rebuild the index"):
-        data.record_files(files.rec)
+        recordio.record_files(files.rec)
 
 
 def test_check_records_names_bad_label_and_corrupt_record(tmp_path):
     files, items = make_records(tmp_path / "t", 4, classes=4)
     with pytest.raises(ValueError, match=r"record 3 of .* has label 3.0, outside \[0, 3\)"):
-        data.check_records(files.rec, classes=3)
+        recordio.check_records(files.rec, classes=3)
     items[2] = (0, b"\x89PNG\r\n\x1a\n garbage", "bad.png")
-    data.write_records(tmp_path / "t", items, overwrite=True)
+    recordio.write_records(tmp_path / "t", items, overwrite=True)
     with pytest.raises(ValueError, match=r"record 2 of .* is not a readable image"):
-        data.check_records(tmp_path / "t.rec")
+        recordio.check_records(tmp_path / "t.rec")
 
 
 def test_fashion_mnist_conversion(tmp_path):
-    if not os.path.isdir(data.FASHION_MNIST_DIR):
-        pytest.fail(f"{data.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
-    train, val = data.fashion_mnist_to_recordio(tmp_path, image_size=32, train_limit=50, val_limit=50)
+    if not os.path.isdir(recordio.FASHION_MNIST_DIR):
+        pytest.fail(f"{recordio.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
+    train, val = fashion_mnist.fashion_mnist_to_recordio(tmp_path, image_size=32, train_limit=50, val_limit=50)
     assert len(train) == 50 and len(val) == 50
     assert json.load(open(tmp_path / "classes.json"))[9] == "Ankle boot"
     import cv2
 
-    label, jpg = next(data.read_records(train.rec))
+    label, jpg = next(recordio.read_records(train.rec))
     image = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (32, 32, 3) and label == 9  # the first training image is an ankle boot
-    assert data.check_records(val.rec, classes=10) == 50
+    assert recordio.check_records(val.rec, classes=10) == 50
 
 
 def test_fashion_mnist_missing_names_the_package(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        data.fashion_mnist_to_recordio(tmp_path, root=tmp_path / "nowhere")
+        fashion_mnist.fashion_mnist_to_recordio(tmp_path, root=tmp_path / "nowhere")
 
 
 def test_preprocessing_validation():
-    assert data.Preprocessing.for_size(32).resize == 37
+    assert Preprocessing.for_size(32).resize == 37
     with pytest.raises(ValueError, match="image_size <= resize"):
-        data.Preprocessing(image_size=64, resize=32)
+        Preprocessing(image_size=64, resize=32)
     with pytest.raises(ValueError, match="area"):
-        data.Preprocessing(area=(0.0, 1.0))
+        Preprocessing(area=(0.0, 1.0))
 
 
 # ---------------------------------------------------------------- issue 12: real image folders
@@ -134,7 +138,7 @@ def test_prepare_shuffles_by_default_with_a_seed(tmp_path):
     """Case 1 (prepare): the default order is random and seeded, so a .rec is not written class by class."""
     make_image_folder(tmp_path / "imgs", counts=(8, 8, 8), size=(8, 8))
     for name, options in (("a", {}), ("b", {}), ("c", dict(seed=1)), ("sorted", dict(shuffle=False))):
-        image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / name / "train", **options)
+        folders.images_to_recordio(tmp_path / "imgs", tmp_path / name / "train", **options)
     a, b, c = (_labels(tmp_path / name / "train.lst") for name in "abc")
     assert a == b and a != c  # a pure function of the seed
     assert _labels(tmp_path / "sorted" / "train.lst") == sorted(a) == [0] * 8 + [1] * 8 + [2] * 8
@@ -148,8 +152,8 @@ def test_hidden_entries_are_skipped_and_counted(tmp_path, capsys):
     (tmp_path / "imgs" / "class0" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
     (tmp_path / "imgs" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (tmp_path / "imgs" / "class1" / "notes.txt").write_text("not an image")
-    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
-    assert summary.classes == ("class0", "class1") and data.load_classes(tmp_path / "data") == ["class0", "class1"]
+    summary = folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
+    assert summary.classes == ("class0", "class1") and recordio.load_classes(tmp_path / "data") == ["class0", "class1"]
     assert _labels(tmp_path / "data" / "train.lst") == [0, 0, 1, 1, 1]
     assert (summary.hidden, summary.other, summary.images) == (3, 1, 5)
     assert cli(["prepare", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "cli" / "train")]) == 0
@@ -165,30 +169,30 @@ def test_one_class_list_per_data_root(tmp_path, capsys):
             (tmp_path / split / name).mkdir(parents=True)
             for i in range(2):
                 (tmp_path / split / name / f"{i}.jpg").write_bytes(jpeg(pattern(8, 8 + i)))
-    image_folders.images_to_recordio(tmp_path / "train", tmp_path / "data" / "train", shuffle=False)
-    val = image_folders.images_to_recordio(tmp_path / "val", tmp_path / "data" / "val", shuffle=False)
+    folders.images_to_recordio(tmp_path / "train", tmp_path / "data" / "train", shuffle=False)
+    val = folders.images_to_recordio(tmp_path / "val", tmp_path / "data" / "val", shuffle=False)
     assert _labels(tmp_path / "data" / "val.lst") == [0, 0, 2, 2]
-    assert val.classes == ("a", "b", "c") and data.load_classes(tmp_path / "data") == ["a", "b", "c"]
+    assert val.classes == ("a", "b", "c") and recordio.load_classes(tmp_path / "data") == ["a", "b", "c"]
     with pytest.raises(ValueError, match=r"class folder '.*bad/d' is not in .*classes.json \['a', 'b', 'c'\]"):
-        image_folders.images_to_recordio(tmp_path / "bad", tmp_path / "data" / "other")
+        folders.images_to_recordio(tmp_path / "bad", tmp_path / "data" / "other")
     assert not (tmp_path / "data" / "other.rec").exists()
-    assert data.load_classes(tmp_path / "data") == ["a", "b", "c"]
+    assert recordio.load_classes(tmp_path / "data") == ["a", "b", "c"]
     # written first, the smaller split sets the list; the larger one is refused, naming the folder
-    image_folders.images_to_recordio(tmp_path / "val", tmp_path / "root2" / "val")
+    folders.images_to_recordio(tmp_path / "val", tmp_path / "root2" / "val")
     assert cli(["prepare", "--images", str(tmp_path / "train"), "-o", str(tmp_path / "root2" / "train")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error: class folder" in err[0] and "train/b' is not in" in err[0], err
     # write_records keeps the list too; overwrite replaces it and says which list it replaced
     with pytest.raises(ValueError, match=r"lists the classes \['a', 'c'\] \(2\), not \['x'\]"):
-        data.write_records(tmp_path / "root2" / "x", [(0, jpeg(pattern(8, 8)), "x.jpg")], classes=["x"])
-    summary = image_folders.images_to_recordio(tmp_path / "train", tmp_path / "root2" / "train", overwrite=True)
-    assert summary.replaced_classes == ("a", "c") and data.load_classes(tmp_path / "root2") == ["a", "b", "c"]
+        recordio.write_records(tmp_path / "root2" / "x", [(0, jpeg(pattern(8, 8)), "x.jpg")], classes=["x"])
+    summary = folders.images_to_recordio(tmp_path / "train", tmp_path / "root2" / "train", overwrite=True)
+    assert summary.replaced_classes == ("a", "c") and recordio.load_classes(tmp_path / "root2") == ["a", "b", "c"]
 
 
 def test_one_folder_split_is_stratified_and_seeded(tmp_path, capsys):
     """Case 4: prepare --images DIR -o data --val-fraction 0.2 writes data/train.* and data/val.*."""
     make_image_folder(tmp_path / "imgs", counts=(10, 20, 5), size=(8, 8))
-    train, val = image_folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "data", val_fraction=0.2)
+    train, val = folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "data", val_fraction=0.2)
     assert np.bincount(_labels(tmp_path / "data" / "val.lst")).tolist() == [2, 4, 1]
     assert np.bincount(_labels(tmp_path / "data" / "train.lst")).tolist() == [8, 16, 4]
     assert (len(train), len(val)) == (28, 7) and train.classes == val.classes == ("class0", "class1", "class2")
@@ -204,10 +208,10 @@ def test_one_folder_split_is_stratified_and_seeded(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "cli")) == ["classes.json", "train.idx", "train.lst", "train.rec",
                                                     "val.idx", "val.lst", "val.rec"]
     assert sorted(names("cli", "val")) == sorted(names("data", "val"))  # seeded: the same split
-    image_folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "seed1", val_fraction=0.2, seed=1)
+    folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "seed1", val_fraction=0.2, seed=1)
     assert sorted(names("seed1", "val")) != sorted(names("data", "val"))
     with pytest.raises(ValueError, match="gives no validation image"):
-        image_folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "none", val_fraction=0.01)
+        folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "none", val_fraction=0.01)
     # -o is a prefix without --val-fraction; a folder there is refused instead of writing cli.rec beside it
     assert cli(["prepare", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "cli")]) == 1
     assert "is a folder; the output is a prefix such as" in capsys.readouterr().err
@@ -238,28 +242,28 @@ def test_each_image_kind_is_stored_upright_or_refused_by_name(kinds, tmp_path, n
     prefix = tmp_path / "data" / "train"
     if EXPECTED[name] and EXPECTED[name].startswith("is a"):
         with pytest.raises(ValueError, match=rf"^'[^']*{name}' {EXPECTED[name]}.*, or remove it$"):
-            image_folders.images_to_recordio(tmp_path / "imgs", prefix)
+            folders.images_to_recordio(tmp_path / "imgs", prefix)
         assert not (tmp_path / "data").exists() or os.listdir(tmp_path / "data") == []
         return
-    summary = image_folders.images_to_recordio(tmp_path / "imgs", prefix)
-    (_, stored), = data.read_records(summary.files.rec)
+    summary = folders.images_to_recordio(tmp_path / "imgs", prefix)
+    (_, stored), = recordio.read_records(summary.files.rec)
     if EXPECTED[name] is None:
         assert stored == (kinds / name).read_bytes() and summary.reencoded == {}
     else:
         assert summary.reencoded == {EXPECTED[name]: 1}
         info = images.inspect_image(stored)
         assert info.plain_jpeg and info.orientation is None, info
-    assert data.check_records(summary.files.rec, classes=1) == 1
+    assert recordio.check_records(summary.files.rec, classes=1) == 1
 
 
 def test_prepare_can_downscale_large_photos(kinds, tmp_path):
     (tmp_path / "imgs" / "a").mkdir(parents=True)
     (tmp_path / "imgs" / "a" / "large.jpg").write_bytes((kinds / "large.jpg").read_bytes())
-    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "train", resize=64)
+    summary = folders.images_to_recordio(tmp_path / "imgs", tmp_path / "train", resize=64)
     assert summary.reencoded == {"downscaled": 1}
     import cv2
 
-    (_, stored), = data.read_records(summary.files.rec)
+    (_, stored), = recordio.read_records(summary.files.rec)
     assert cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_COLOR).shape == (64, 96, 3)
 
 
@@ -268,9 +272,9 @@ def test_check_records_reports_what_dali_fails_on_or_misreads(kinds, tmp_path):
     garbage without an error), EXIF orientation (ignored by DALI)."""
     names = ["plain.jpg", "anim.gif", "truncated.jpg", "exif6.jpg", "cmyk.jpg"]
     items = [(0, (kinds / n).read_bytes(), n) for n in names]
-    files = data.write_records(tmp_path / "raw", items)
+    files = recordio.write_records(tmp_path / "raw", items)
     with pytest.raises(ValueError) as err:
-        data.check_records(files.rec)
+        recordio.check_records(files.rec)
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"record 1 of {files.rec!r} is a GIF")
     assert "2 more bad records: 2, 3;" in message
@@ -282,18 +286,18 @@ def test_check_records_reports_what_dali_fails_on_or_misreads(kinds, tmp_path):
 
 def test_read_labels_reads_headers_only(tmp_path):
     files, items = make_records(tmp_path / "r", 7, classes=7)
-    assert data.read_labels(files.rec).tolist() == [float(i) for i in range(7)]
-    assert data.read_labels(files.rec, [5, 1]).tolist() == [5.0, 1.0]
+    assert recordio.read_labels(files.rec).tolist() == [float(i) for i in range(7)]
+    assert recordio.read_labels(files.rec, [5, 1]).tolist() == [5.0, 1.0]
 
 
 def test_record_reader_gives_the_bytes_of_mxnet_reader_also_for_split_records(tmp_path):
     """MXNet's writer splits a record where its payload holds the RecordIO magic number (4-byte aligned)."""
     magic = (0xCED7230A).to_bytes(4, "little")
     payloads = [b"\xff\xd8" + bytes(range(50)), b"\xff\xd8\xff\xe0" + magic * 3 + b"tail", b"x" * 4 + magic]
-    files = data.write_records(tmp_path / "m", [(i, p, f"{i}") for i, p in enumerate(payloads)])
-    reader = data.RecordReader(files.rec)
+    files = recordio.write_records(tmp_path / "m", [(i, p, f"{i}") for i, p in enumerate(payloads)])
+    reader = recordio.RecordReader(files.rec)
     assert [(label, image.tobytes()) for label, image in (reader[i] for i in range(3))] == \
-        [(label, bytes(image)) for label, image in data.read_records(files.rec)] == \
+        [(label, bytes(image)) for label, image in recordio.read_records(files.rec)] == \
         [(float(i), p) for i, p in enumerate(payloads)]
     raw = open(files.rec, "rb").read()
     assert [int.from_bytes(raw[o + 4:o + 8], "little") >> 29 for o in reader.offsets] == [0, 1, 1]  # split: 1
@@ -321,14 +325,14 @@ def test_image_over_opencvs_pixel_limit_is_refused_by_name(tmp_path, capsys):
     imgs = _one_class(tmp_path, {"ok.jpg": jpeg(pattern(8, 8)), "huge.png": huge})
     with pytest.raises(ValueError, match=r"^'[^']*a/huge\.png' has 33000 x 33000 pixels, over OpenCV's limit of 2\^30 "
                                          r"pixels \(CV_IO_MAX_IMAGE_PIXELS\); downscale it .*, or remove it$"):
-        image_folders.images_to_recordio(imgs, tmp_path / "data" / "train")
+        folders.images_to_recordio(imgs, tmp_path / "data" / "train")
     assert _nothing_written(tmp_path / "data")
     assert cli(["prepare", "--images", str(imgs), "-o", str(tmp_path / "data" / "train")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "huge.png' has 33000 x 33000 pixels" in err[0], err
-    files = data.write_records(tmp_path / "raw", [(0, huge, "huge.png")])  # written by another tool
+    files = recordio.write_records(tmp_path / "raw", [(0, huge, "huge.png")])  # written by another tool
     with pytest.raises(ValueError, match=r"record 0 of .* has 33000 x 33000 pixels, over OpenCV's limit"):
-        data.check_records(files.rec)
+        recordio.check_records(files.rec)
 
 
 def test_transparent_pngs_are_stored_as_they_look(tmp_path):
@@ -338,16 +342,16 @@ def test_transparent_pngs_are_stored_as_they_look(tmp_path):
 
     names = ["rgba_black.png", "rgba_white.png"]
     write_image_kinds(tmp_path / "imgs" / "a", names)
-    summary = image_folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
+    summary = folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
     stored = [cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-              for _, b in data.read_records(summary.files.rec)]
+              for _, b in recordio.read_records(summary.files.rec)]
     look = image_kind_references(names)["rgba_black.png"]
     for image in stored:  # JPEG quality 95 of the composited pixels
         assert np.abs(image.astype(int) - look).mean() < 1.0 and np.abs(image[:, :8].astype(int) - 255).max() <= 3
     assert np.abs(stored[0].astype(int) - stored[1]).max() <= 1
     raw = (tmp_path / "imgs" / "a" / "rgba_black.png").read_bytes()
     with pytest.raises(ValueError, match=r"record 0 of .* has transparent pixels, which DALI and ImageRecordIter"):
-        data.check_records(data.write_records(tmp_path / "raw", [(0, raw, "x.png")]).rec)
+        recordio.check_records(recordio.write_records(tmp_path / "raw", [(0, raw, "x.png")]).rec)
 
 
 @pytest.mark.parametrize("name,shown", [("caf\udce9.jpg", r"caf\\xe9\.jpg' has a name that is not valid UTF-8"),
@@ -358,16 +362,16 @@ def test_names_a_lst_file_cannot_hold_are_refused_by_name(tmp_path, name, shown)
     newline wrote a broken .lst. Now one line names the file, printable, and nothing is written."""
     imgs = _one_class(tmp_path, {"ok.jpg": jpeg(pattern(8, 8)), name: jpeg(pattern(8, 9))})
     with pytest.raises(ValueError, match=rf"^'[^\n]*a/{shown}.*; rename it, or remove it$"):
-        image_folders.images_to_recordio(imgs, tmp_path / "data" / "train")
+        folders.images_to_recordio(imgs, tmp_path / "data" / "train")
     assert _nothing_written(tmp_path / "data")
     with pytest.raises(ValueError, match=shown):
-        data.write_records(tmp_path / "w", [(0, jpeg(pattern(8, 8)), "ok.jpg"), (0, jpeg(pattern(8, 8)), name)])
+        recordio.write_records(tmp_path / "w", [(0, jpeg(pattern(8, 8)), "ok.jpg"), (0, jpeg(pattern(8, 8)), name)])
     assert not [f for f in os.listdir(tmp_path) if f.startswith("w")]
 
 
 def test_utf8_names_are_stored_and_read_back(tmp_path):
     imgs = _one_class(tmp_path, {"café.jpg": jpeg(pattern(8, 8)), "naïve photo.jpg": jpeg(pattern(8, 9))})
-    image_folders.images_to_recordio(imgs, tmp_path / "data" / "train", shuffle=False)
+    folders.images_to_recordio(imgs, tmp_path / "data" / "train", shuffle=False)
     lines = (tmp_path / "data" / "train.lst").read_text(encoding="utf-8").splitlines()
     assert [line.split("\t")[2] for line in lines] == [os.path.join("a", "café.jpg"), os.path.join("a", "naïve photo.jpg")]
 
@@ -376,7 +380,7 @@ def test_broken_links_are_named_as_broken(tmp_path, capsys):
     """Item 9: a dangling symlink gone.jpg was counted as 'without an image extension'."""
     imgs = _one_class(tmp_path, {"ok.jpg": jpeg(pattern(8, 8)), "notes.txt": b"text"})
     os.symlink(tmp_path / "nowhere.jpg", imgs / "a" / "gone.jpg")
-    summary = image_folders.images_to_recordio(imgs, tmp_path / "data" / "train")
+    summary = folders.images_to_recordio(imgs, tmp_path / "data" / "train")
     assert (summary.images, summary.other, summary.broken) == (1, 1, (os.path.join("a", "gone.jpg"),))
     assert summary.skipped() == ("skipped 1 without an image extension and 1 broken symbolic link "
                                  f"('{os.path.join('a', 'gone.jpg')}')")

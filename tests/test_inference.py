@@ -15,7 +15,8 @@ import pytest
 
 from helpers import (huge_bilevel_png, image_kind_references, jpeg, make_records, peak_rss_mb, smooth_image,
                      strip_png, tiny_net, write_image_kinds)
-from resnet_gluon.data import recordio as data
+from resnet_gluon.data import fashion_mnist, recordio
+from resnet_gluon.data.preprocessing import Preprocessing
 from resnet_gluon import resnet50_v1_5
 from resnet_gluon.deploy.predictor import Predictor
 from resnet_gluon.data.preprocessing import load_image, preprocess
@@ -31,27 +32,27 @@ def trained(tmp_path_factory):
     from resnet_gluon.train.callbacks import Checkpoint
     from resnet_gluon.train.fit import fit
 
-    if not os.path.isdir(data.FASHION_MNIST_DIR):
-        pytest.fail(f"{data.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
+    if not os.path.isdir(recordio.FASHION_MNIST_DIR):
+        pytest.fail(f"{recordio.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
     root = tmp_path_factory.mktemp("fmnist")
     mx.random.seed(0)
     np.random.seed(0)
-    data.fashion_mnist_to_recordio(root, image_size=IMAGE_SIZE, train_limit=3000, val_limit=1000)
-    pre = data.Preprocessing.for_size(IMAGE_SIZE, area=(0.75, 1.0))
+    fashion_mnist.fashion_mnist_to_recordio(root, image_size=IMAGE_SIZE, train_limit=3000, val_limit=1000)
+    pre = Preprocessing.for_size(IMAGE_SIZE, area=(0.75, 1.0))
     train, val = pipelines.imagenet(root, batch_size=32, preprocessing=pre, seed=0, num_shards=1, shard_id=0)
     net = resnet50_v1_5(classes=10)
     prefix = os.path.join(root, "model")
     # Three epochs, not one: after one the model is still moving fast (top-1 ~0.55) and its INT8 copy swings by
     # +-5 points depending on float rounding order alone; after three (~0.70) INT8 agrees on ~98% of images.
     history = fit(net, train, val, epochs=3, lr=0.05, schedule="cosine", warmup_epochs=0.2, progress=False,
-                  callbacks=[Checkpoint(prefix, class_names=data.FASHION_MNIST_CLASSES, preprocessing=pre)], dtype="float32")
+                  callbacks=[Checkpoint(prefix, class_names=recordio.FASHION_MNIST_CLASSES, preprocessing=pre)], dtype="float32")
     top1 = history.history["val_top1"][-1]
     assert top1 > 0.3, f"the briefly trained model should learn something (chance: 0.1), got top-1 {top1}"
     return prefix, root, top1
 
 
 def _val_images(root, n=None):
-    items = list(data.read_records(os.path.join(root, "val.rec")))[:n]
+    items = list(recordio.read_records(os.path.join(root, "val.rec")))[:n]
     return [bytes(b) for _, b in items], np.array([label for label, _ in items])
 
 
@@ -61,9 +62,9 @@ def _top1(predictor, images, labels):
 
 
 # ------------------------------------------------------------------------------------------ preprocessing
-@pytest.mark.parametrize("size,pre", [((40, 48), data.Preprocessing.for_size(32)),
-                                      ((37, 45), data.Preprocessing(image_size=32, resize=37)),
-                                      ((90, 61), data.Preprocessing(image_size=33, resize=40))])
+@pytest.mark.parametrize("size,pre", [((40, 48), Preprocessing.for_size(32)),
+                                      ((37, 45), Preprocessing(image_size=32, resize=37)),
+                                      ((90, 61), Preprocessing(image_size=33, resize=40))])
 def test_preprocess_matches_dali_validation(tmp_path, size, pre):
     from resnet_gluon.data.pipelines import DALIPipeline
 
@@ -118,11 +119,11 @@ def _resize_then_crop(rgb, pre):
     return resized[top:top + pre.image_size, left:left + pre.image_size].astype(np.float32)
 
 
-@pytest.mark.parametrize("shape,pre", [((375, 500), data.Preprocessing()), ((500, 375), data.Preprocessing()),
-                                       ((40, 48), data.Preprocessing.for_size(32)),
-                                       ((400, 1), data.Preprocessing.for_size(32)),
-                                       ((3, 200), data.Preprocessing.for_size(32)),
-                                       ((1000, 999), data.Preprocessing(image_size=33, resize=40))])
+@pytest.mark.parametrize("shape,pre", [((375, 500), Preprocessing()), ((500, 375), Preprocessing()),
+                                       ((40, 48), Preprocessing.for_size(32)),
+                                       ((400, 1), Preprocessing.for_size(32)),
+                                       ((3, 200), Preprocessing.for_size(32)),
+                                       ((1000, 999), Preprocessing(image_size=33, resize=40))])
 def test_validation_window_gives_yesterdays_pixels(shape, pre):
     """Item 4: resampling only the window the centre crop keeps gives the pixels of resizing the whole image
     and cropping (shrinking, enlarging and extreme shapes), to within one level of rounding."""
@@ -187,7 +188,7 @@ def test_array_values_outside_the_expected_range_are_refused():
     assert np.array_equal(load_image(rgb.astype(np.float32) / 255, max_value=1.0), want)
     assert np.array_equal(load_image(rgb.astype(np.uint16) * 257, max_value=65535), want)
     assert np.array_equal(load_image(np.zeros((3, 3), np.float32)), np.zeros((3, 3, 3), np.uint8))  # black is black
-    predictor = Predictor(tiny_net(4), preprocessing=data.Preprocessing.for_size(32))
+    predictor = Predictor(tiny_net(4), preprocessing=Preprocessing.for_size(32))
     with pytest.raises(ValueError, match=r"^image array is float32 with values in \[0, 1\]"):
         predictor.predict(rgb.astype(np.float32) / 255)
     assert predictor.predict(rgb.astype(np.float32) / 255, max_value=1.0) == predictor.predict(rgb)
@@ -199,7 +200,7 @@ def test_decoder_errors_and_paths_are_one_line_naming_the_file(tmp_path):
     (tmp_path / "huge.png").write_bytes(huge_bilevel_png(33000))
     with pytest.raises(ValueError, match=r"^'[^']*huge\.png' has 33000 x 33000 pixels, over OpenCV's limit of 2\^30 "
                                          r"pixels \(CV_IO_MAX_IMAGE_PIXELS\); downscale it") as err:
-        Predictor(tiny_net(4), preprocessing=data.Preprocessing.for_size(32)).predict(tmp_path / "huge.png")
+        Predictor(tiny_net(4), preprocessing=Preprocessing.for_size(32)).predict(tmp_path / "huge.png")
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match=r"^'[^']*' is a folder; pass image files"):
         load_image(tmp_path)
@@ -216,7 +217,7 @@ def test_predict_command_on_a_folder_and_on_bad_files(tmp_path, capsys):
     a file over OpenCV's pixel limit is a one-line error; a Latin-1 name is printed escaped, on one line."""
     from resnet_gluon.cli import main as cli
 
-    Predictor(tiny_net(3), preprocessing=data.Preprocessing.for_size(32), class_names=list("xyz")).save(tmp_path / "m")
+    Predictor(tiny_net(3), preprocessing=Preprocessing.for_size(32), class_names=list("xyz")).save(tmp_path / "m")
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     rng = np.random.RandomState(0)
@@ -252,7 +253,7 @@ def test_predictor_from_checkpoint_matches_validation(trained):
     assert len(results) == 3 and all(len(r.classes) == 3 for r in results)
     for r in results:
         assert list(r.probabilities) == sorted(r.probabilities, reverse=True) and sum(r.probabilities) <= 1 + 1e-5
-        assert r.name == data.FASHION_MNIST_CLASSES[r.label]
+        assert r.name == recordio.FASHION_MNIST_CLASSES[r.label]
     single = predictor.predict(images[0], top_k=20)
     assert single.classes == results[0].classes[:1] + single.classes[1:] and len(single.classes) == 10
 
@@ -366,7 +367,7 @@ def test_bfloat16_unsupported_is_a_clear_error(trained):
 def test_predictor_on_an_untrained_network_with_arrays():
     net = resnet50_v1_5(classes=4)
     net.initialize(mx.init.Xavier())
-    pre = data.Preprocessing.for_size(32)
+    pre = Preprocessing.for_size(32)
     predictor = Predictor(net, preprocessing=pre, class_names=list("abcd"), batch_size=3)
     rng = np.random.RandomState(0)
     images = [smooth_image(rng, 40 + i, 50) for i in range(7)]  # 7 images in batches of 3

@@ -6,11 +6,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from resnet_gluon.data import recordio as data
+from resnet_gluon.data import recordio
+from resnet_gluon.data.preprocessing import Preprocessing
 from resnet_gluon import resnet18_v1_5
 from resnet_gluon.deploy.predictor import Predictor
 
-PRE = data.Preprocessing.for_size(32)
+PRE = Preprocessing.for_size(32)
 
 
 def _net(seed=0):

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import cv2
 
-from resnet_gluon.data import recordio as data, folders as image_folders, pipelines
+from resnet_gluon.data import folders, pipelines, recordio
+from resnet_gluon.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from resnet_gluon.deploy import predictor as inference
 from helpers import (IMAGE_KINDS, class_sorted_records, image_kind_references, jpeg, make_records, peak_rss_mb,
                      smooth_image, strip_png, write_image_kinds)
 
-MEAN = np.array(data.IMAGENET_MEAN, np.float32)
-STD = np.array(data.IMAGENET_STD, np.float32)
+MEAN = np.array(IMAGENET_MEAN, np.float32)
+STD = np.array(IMAGENET_STD, np.float32)
 
 
 def _denormalise(batch):
@@ -34,7 +35,7 @@ def _reference_val(jpg_bytes, resize, crop):
 @pytest.mark.parametrize("backend", ["dali-cpu", "mxnet"])
 def test_validation_matches_independent_reference(tmp_path, backend):
     files, items = make_records(tmp_path / "val", 6, size=(120, 160))
-    prep = data.Preprocessing(image_size=64, resize=72)
+    prep = Preprocessing(image_size=64, resize=72)
     pipe = pipelines.make_pipeline(backend, files.rec, batch_size=4, train=False, preprocessing=prep)
     got, labels = [], []
     for batch, label in pipe:
@@ -63,8 +64,8 @@ def _coordinate_image(size=200):
 def test_training_crops_within_bounds_and_flip_half_the_time(tmp_path):
     size = 200
     items = [(0, jpeg(_coordinate_image(size), quality=100), f"{i}") for i in range(200)]
-    files = data.write_records(tmp_path / "train", items)
-    prep = data.Preprocessing(image_size=32, resize=32)
+    files = recordio.write_records(tmp_path / "train", items)
+    prep = Preprocessing(image_size=32, resize=32)
     pipe = pipelines.DALIPipeline(files.rec, batch_size=50, train=True, preprocessing=prep, seed=7)
     flips, areas, aspects = 0, [], []
     for batch, _ in pipe:
@@ -91,7 +92,7 @@ def test_training_crops_within_bounds_and_flip_half_the_time(tmp_path):
 @pytest.mark.parametrize("train", [True, False])
 def test_two_shards_see_every_image_once_with_equal_batch_counts(tmp_path, backend, train):
     files, _ = make_records(tmp_path / "d", 17, size=(20, 20), label_is_index=True)
-    prep = data.Preprocessing(image_size=16, resize=16, area=(0.5, 1.0))
+    prep = Preprocessing(image_size=16, resize=16, area=(0.5, 1.0))
     shards = [pipelines.make_pipeline(backend, files.rec, batch_size=4, train=train, preprocessing=prep,
                                       shard_id=k, num_shards=2) for k in range(2)]
     for _epoch in range(2):
@@ -106,13 +107,13 @@ def test_two_shards_see_every_image_once_with_equal_batch_counts(tmp_path, backe
 
 def test_output_layout_dtype_options(tmp_path):
     files, _ = make_records(tmp_path / "d", 4, size=(40, 40))
-    prep = data.Preprocessing(image_size=24, resize=28, layout="NHWC", dtype="float16")
+    prep = Preprocessing(image_size=24, resize=28, layout="NHWC", dtype="float16")
     batch, label = next(iter(pipelines.DALIPipeline(files.rec, batch_size=4, train=False, preprocessing=prep)))
     assert batch.shape == (4, 24, 24, 3) and batch.dtype == np.float16 and label.shape == (4,)
 
 
 def test_synthetic_data_interface():
-    prep = data.Preprocessing(image_size=32, resize=32)
+    prep = Preprocessing(image_size=32, resize=32)
     synth = pipelines.make_pipeline("synthetic", batch_size=8, train=True, preprocessing=prep, num_batches=3,
                                     classes=10)
     batches = list(synth)
@@ -139,16 +140,16 @@ def test_bad_inputs(tmp_path):
 def test_corrupt_record_error_says_how_to_find_it(tmp_path):
     rng = np.random.RandomState(0)
     items = [(0, jpeg(smooth_image(rng, 20, 20)), "a"), (0, b"\xff\xd8\xff\xe0 broken", "b")]
-    files = data.write_records(tmp_path / "c", items)
+    files = recordio.write_records(tmp_path / "c", items)
     with pytest.raises(RuntimeError, match=r"(?s)c\.rec' at record 1 \(byte \d+\).*check_records") as err:
         list(pipelines.DALIPipeline(files.rec, batch_size=2, train=False,
-                                    preprocessing=data.Preprocessing(image_size=16, resize=16)))
+                                    preprocessing=Preprocessing(image_size=16, resize=16)))
     assert "frame 0" not in str(err.value)  # no C++ stack trace in the message
 
 
 def test_training_epochs_are_reproducible_for_resume(tmp_path):
     files, _ = make_records(tmp_path / "d", 12, size=(24, 24), label_is_index=True)
-    prep = data.Preprocessing(image_size=16, resize=16, area=(0.3, 1.0))
+    prep = Preprocessing(image_size=16, resize=16, area=(0.3, 1.0))
 
     def epoch_batches(pipe):
         return [(x.asnumpy(), y.asnumpy()) for x, y in pipe]
@@ -179,7 +180,7 @@ def test_default_data_threads_are_the_reference_3_capped_at_a_workers_cores(monk
 def test_class_sorted_file_trains_in_a_global_order_on_every_shard(tmp_path):
     """Case 1: 3 classes x 1,500 images written class after class; batch 64, 2 shards, 2 epochs."""
     files = class_sorted_records(tmp_path / "sorted")
-    prep = data.Preprocessing(image_size=8, resize=8, area=(0.5, 1.0))
+    prep = Preprocessing(image_size=8, resize=8, area=(0.5, 1.0))
     shards = [pipelines.DALIPipeline(files.rec, batch_size=64, train=True, preprocessing=prep, shard_id=k,
                                      num_shards=2, seed=3) for k in range(2)]
     orders = []
@@ -211,7 +212,7 @@ def test_record_iter_pipeline_order_on_a_class_sorted_file(tmp_path):
     """Case 1 for mx.io.ImageRecordIter: one shard shuffles the whole file; several would split it into
     class-disjoint parts, so that is refused with the fix."""
     files = class_sorted_records(tmp_path / "sorted", per_class=300)
-    prep = data.Preprocessing(image_size=8, resize=8, area=(0.5, 1.0))
+    prep = Preprocessing(image_size=8, resize=8, area=(0.5, 1.0))
     labels = [y.asnumpy().astype(int) for _, y in
               pipelines.RecordIterPipeline(files.rec, batch_size=64, train=True, preprocessing=prep)]
     assert np.bincount(np.concatenate(labels)).tolist() == [300, 300, 300]
@@ -234,7 +235,7 @@ def prepared_kinds(tmp_path_factory):
         (root / group / "a").mkdir(parents=True)
         for name in names:
             os.link(root / "originals" / name, root / group / "a" / name)
-        image_folders.images_to_recordio(root / group, root / "data" / group, shuffle=False)
+        folders.images_to_recordio(root / group, root / "data" / group, shuffle=False)
     return root
 
 
@@ -253,10 +254,10 @@ def test_every_image_kind_decodes_alike_everywhere(prepared_kinds, group):
     image alike, upright (EXIF applied at prepare time) and CMYK not inverted."""
     rec = str(prepared_kinds / "data" / f"{group}.rec")
     names = [line.split("\t")[2].strip().split(os.sep)[-1] for line in open(rec[:-4] + ".lst")]
-    prep = data.Preprocessing(image_size=32, resize=36)
+    prep = Preprocessing(image_size=32, resize=36)
     val = {backend: _decoded(pipelines.make_pipeline(backend, rec, batch_size=4, train=False, preprocessing=prep))
            for backend in ("dali-cpu", "mxnet")}
-    records = inference.preprocess([b for _, b in data.read_records(rec)], prep)
+    records = inference.preprocess([b for _, b in recordio.read_records(rec)], prep)
     originals = inference.preprocess([str(prepared_kinds / "originals" / n) for n in names
                                       if n != "exif6.jpg"], prep)
     upright = inference.preprocess([image_kind_references([n])[n] for n in names], prep)
@@ -270,7 +271,7 @@ def test_every_image_kind_decodes_alike_everywhere(prepared_kinds, group):
         _agree(val["dali-cpu"][i], to_pixels(upright)[i], 3.0, 10)
     # training (the whole image: area 1, the image's aspect, no flip) equals the squashed full image
     h, w = image_kind_references([names[0]])[names[0]].shape[:2]
-    train_prep = data.Preprocessing(image_size=32, resize=32, area=(1.0, 1.0), aspect=(w / h, w / h), flip=0.0)
+    train_prep = Preprocessing(image_size=32, resize=32, area=(1.0, 1.0), aspect=(w / h, w / h), flip=0.0)
     train = _decoded(pipelines.DALIPipeline(rec, batch_size=4, train=True, preprocessing=train_prep))
     order = np.argsort(pipelines.DALIPipeline(rec, batch_size=4, train=True).positions(0))
     squashed = np.stack([cv2.resize(image_kind_references([n])[n], (32, 32), interpolation=cv2.INTER_AREA)
@@ -280,7 +281,7 @@ def test_every_image_kind_decodes_alike_everywhere(prepared_kinds, group):
 
 def test_predictor_applies_exif_orientation_like_prepare(prepared_kinds):
     """A photo with EXIF orientation 6 given to the Predictor is decoded upright, as prepare stores it."""
-    prep = data.Preprocessing(image_size=32, resize=36)
+    prep = Preprocessing(image_size=32, resize=36)
     original = inference.preprocess([str(prepared_kinds / "originals" / "exif6.jpg")], prep)
     upright = inference.preprocess([image_kind_references(["exif6.jpg"])["exif6.jpg"]], prep)
     assert np.abs(original - upright).mean() * STD.mean() < 3.0
@@ -304,7 +305,7 @@ def test_small_validation_sets_give_the_same_top1_on_1_2_3_shards(tmp_path, back
     from resnet_gluon.evaluation import evaluate
 
     files, _ = make_records(tmp_path / "val", count, classes=3, size=(24, 24))
-    prep = data.Preprocessing(image_size=16, resize=18)
+    prep = Preprocessing(image_size=16, resize=18)
     net = _tiny_net()
     results = {}
     for num_shards in (1, 2, 3):
@@ -330,7 +331,7 @@ def test_empty_shards_give_empty_batches_of_the_right_shape(tmp_path, backend, t
     """4 images on 3 shards with batch 4: shard sizes differ (and with ImageRecordIter's split one is empty),
     yet every shard gives len() batches, the missing ones empty with the trailing shape (3, H, W)."""
     files, _ = make_records(tmp_path / "d", 4, size=(20, 20), label_is_index=True)
-    prep = data.Preprocessing(image_size=16, resize=16, area=(0.5, 1.0))
+    prep = Preprocessing(image_size=16, resize=16, area=(0.5, 1.0))
     seen = []
     for shard in range(3):
         pipe = pipelines.make_pipeline(backend, files.rec, batch_size=4, train=train, preprocessing=prep,
@@ -360,9 +361,9 @@ def test_dali_validation_window_gives_yesterdays_pixels(tmp_path):
 
     rng = np.random.RandomState(0)
     shapes = [(375, 500), (500, 375), (40, 48), (3, 200), (257, 300), (1000, 999)]
-    files = data.write_records(tmp_path / "v", [(i, _png(rng.randint(0, 256, s + (3,)).astype(np.uint8)), f"{i}.png")
+    files = recordio.write_records(tmp_path / "v", [(i, _png(rng.randint(0, 256, s + (3,)).astype(np.uint8)), f"{i}.png")
                                                 for i, s in enumerate(shapes)])
-    prep = data.Preprocessing()
+    prep = Preprocessing()
 
     @dali.pipeline_def(batch_size=len(shapes), num_threads=1, device_id=None)
     def before():
@@ -391,7 +392,7 @@ def test_extreme_aspect_ratio_costs_dali_no_more_memory_than_an_ordinary_image(t
     photo = jpeg(smooth_image(np.random.RandomState(0), 375, 500))
     peaks = {}
     for name, encoded in (("photo", photo), ("strip", strip)):
-        files = data.write_records(tmp_path / name, [(0, encoded, name)])
+        files = recordio.write_records(tmp_path / name, [(0, encoded, name)])
         peaks[name] = peak_rss_mb(f"""
 from resnet_gluon import pipelines
 for train in (False, True):

@@ -261,9 +261,9 @@ def test_cli_features_lr_mult_0_freezes_batchnorm_too(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------- the measurement
 def _fashion_mnist(classes, count, split, seed):
-    from resnet_gluon.data import recordio as data, fashion_mnist
+    from resnet_gluon.data import recordio, fashion_mnist
 
-    images, labels = fashion_mnist.load_split(data.FASHION_MNIST_DIR, split)
+    images, labels = fashion_mnist.load_split(recordio.FASHION_MNIST_DIR, split)
     picked = np.flatnonzero(np.isin(labels, classes))
     picked = np.random.RandomState(seed).permutation(picked)[:count]
     x = (images[picked].astype(np.float32) / 255 - 0.286) / 0.353  # Fashion-MNIST's mean and std
@@ -274,9 +274,9 @@ def _fashion_mnist(classes, count, split, seed):
 def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
     """Pretrain resnet18_v1_5 on Fashion-MNIST classes 0-4 (6,000 images, 1 epoch), then fine-tune on classes
     5-9 (2,000 images, 1 epoch) from those weights and from a random start, with the same settings."""
-    from resnet_gluon.data import recordio as data
+    from resnet_gluon.data import recordio
 
-    if not os.path.isdir(data.FASHION_MNIST_DIR):
+    if not os.path.isdir(recordio.FASHION_MNIST_DIR):
         pytest.fail("the measurement needs the Debian package dataset-fashion-mnist (tools/setup_env.sh installs it)")
     batch = 64
     x, y = _fashion_mnist([0, 1, 2, 3, 4], 6000, "train", seed=0)

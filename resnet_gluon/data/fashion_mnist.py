@@ -1,7 +1,4 @@
-"""The embedded Fashion-MNIST (Debian package ``dataset-fashion-mnist``) as ``train`` and ``val`` RecordIO.
-
-Also reachable as ``resnet_gluon.data.recordio.fashion_mnist_to_recordio``.
-"""
+"""The embedded Fashion-MNIST (Debian package ``dataset-fashion-mnist``) as ``train`` and ``val`` RecordIO."""
 from __future__ import annotations
 
 import gzip

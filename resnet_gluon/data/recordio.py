@@ -22,9 +22,8 @@ import numpy as np
 from mxnet import recordio
 
 from .._core.files import atomic_write_json, printable
-from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401  (their old home)
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
+__all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
            "RecordFiles", "record_files", "write_records", "read_records", "read_labels",
            "RecordReader", "rebuild_index", "check_records", "load_classes", "num_classes", "check_classes",
            "save_classes", "list_name_problem"]
@@ -367,17 +366,3 @@ def check_records(path: PathLike, *, classes: Optional[int] = None, decode: bool
                          "data set from intact images with resnet_gluon.data.folders.images_to_recordio or "
                          "'resnet-gluon prepare'")
     return count
-
-
-_MOVED = {"images_to_recordio": "image_folders", "split_images_to_recordio": "image_folders",
-          "fashion_mnist_to_recordio": "fashion_mnist"}
-
-
-def __getattr__(name):
-    # Preparation from image folders and from Fashion-MNIST live in their own modules (which import this
-    # one); their functions stay reachable here.
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
