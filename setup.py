@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="resnet_gluon",
-    version="0.1.0",
+    version="0.2.0",  # resnet_gluon.__version__
     description="ResNet-50 v1.5 training, evaluation and serving with Apache MXNet Gluon, "
     "modelled on NVIDIA's MXNet recipe (DALI, Horovod, AMP)",
     long_description=open("README.md", encoding="utf-8").read(),
@@ -26,7 +26,8 @@ setup(
         "horovod": ["horovod==0.28.1"],
         "plot": ["matplotlib<3.8"],
         "tensorboard": ["tensorboardX"],
-        "test": ["pytest", "gluoncv==0.10.5.post0", "Pillow"],
+        "test": ["pytest", "gluoncv==0.10.5.post0", "Pillow", "import-linter==2.17"],
+        "docs": ["sphinx==8.1.3"],
     },
     entry_points={"console_scripts": ["resnet-gluon=resnet_gluon.cli:main"]},
     license="Apache-2.0",
