@@ -9,7 +9,7 @@
 #
 # CUDA builds (README "GPUs") need an NVIDIA driver and a CUDA toolkit (nvcc), checked before anything is
 # installed: horovod's build compiles GPU code when mxnet is a CUDA build (horovod/mxnet/CMakeLists.txt calls
-# add_cuda()). They add the CUDA libraries as wheels (requirements-gpu.txt), which resnet_gluon/_cuda_libs.py
+# add_cuda()). They add the CUDA libraries as wheels (requirements-gpu.txt), which resnet_gluon/_core/cuda_libs.py
 # loads before mxnet, and build horovod with NCCL (the wheel's). Horovod is rebuilt whenever the mxnet
 # distribution changes ($venv/.horovod-build records what it was built against).
 set -euo pipefail
@@ -109,7 +109,7 @@ pip_or_die() {
 
 say "installing the pinned stack (mxnet distribution: $mxnet_dist)"
 # Never two mxnet distributions in one environment: remove another build first.
-installed_dist=$("$venv/bin/python" resnet_gluon/_cuda_libs.py dist)
+installed_dist=$("$venv/bin/python" resnet_gluon/_core/cuda_libs.py dist)
 if [ -n "$installed_dist" ] && [ "$installed_dist" != "$mxnet_dist" ]; then
   say "removing $installed_dist (replaced by $mxnet_dist)"
   "${pip[@]}" uninstall -y "$installed_dist" >/dev/null
@@ -129,10 +129,10 @@ else
     say "installing the CUDA 11 libraries and nvJPEG 12 as wheels (requirements-gpu.txt, about 2.5 GB)"
     pip_or_die -r requirements-gpu.txt
   fi
-  why=$("$venv/bin/python" resnet_gluon/_cuda_libs.py check) ||
+  why=$("$venv/bin/python" resnet_gluon/_core/cuda_libs.py check) ||
     die "$why; install what it names (README 'GPUs') and run again"
   # For the processes of this script that load mxnet without resnet_gluon (horovod's build, horovodrun).
-  export LD_LIBRARY_PATH="$("$venv/bin/python" resnet_gluon/_cuda_libs.py dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$("$venv/bin/python" resnet_gluon/_core/cuda_libs.py dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 
 onnxruntime_version=1.17.3

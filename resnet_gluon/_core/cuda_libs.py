@@ -15,7 +15,7 @@ does with the same wheels) works in any process that imports ``resnet_gluon`` be
 libraries already loaded, and DALI's ``dlopen("libnvjpeg.so.12")`` finds the loaded one the same way.
 
 Standard library only, so that ``tools/setup_env.sh`` can run it as a script before mxnet can be imported:
-``python resnet_gluon/_cuda_libs.py dirs`` prints the library folders (``:``-separated, for
+``python resnet_gluon/_core/cuda_libs.py dirs`` prints the library folders (``:``-separated, for
 ``LD_LIBRARY_PATH`` while horovod is built and checked); ``... check`` imports mxnet after the preload and
 prints what it lacks; ``... dist`` prints the installed mxnet distribution.
 """
