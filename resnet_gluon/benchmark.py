@@ -301,6 +301,11 @@ def inference_speed(*, dtype: str = "float32", batch_sizes: Sequence[int] = (1, 
     Each batch size runs ``max(5, images // batch)`` timed forward passes after 3 warm-up ones. Returns
     :func:`forward_speed`'s figures with ``batch_size``, ``dtype`` (as resolved: 'auto' names what it took) and
     ``engine``, one dict per batch size.
+
+    Raises
+    ------
+    ValueError
+        For an ``engine`` other than 'mxnet', 'openvino' or 'onnxruntime'.
     """
     import mxnet as mx
 

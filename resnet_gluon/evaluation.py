@@ -37,6 +37,11 @@ class MetricMeter:
     -----
     ``result()`` sums the counts over all workers (:func:`resnet_gluon._core.dist.allreduce_sum`), so every worker
     gets the figures of the whole data. Latencies are host time between :meth:`tick` calls, in seconds.
+
+    Raises
+    ------
+    ValueError
+        For ``read_every < 1``.
     """
 
     def __init__(self, classes: Optional[int] = None, *, read_every: int = 50):

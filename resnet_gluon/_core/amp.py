@@ -144,7 +144,13 @@ def resolve_dtype(dtype: str, ctx: Optional[mx.Context] = None, *, inference: bo
 
 
 def check_not_run(net: mx.gluon.HybridBlock) -> None:
-    """Raise if ``net`` has a hybridized graph already: AMP would not reach it."""
+    """Raise if ``net`` has a hybridized graph already: AMP would not reach it.
+
+    Raises
+    ------
+    RuntimeError
+        When ``net`` ran a hybridized forward pass before :func:`init` (its graph stays float32).
+    """
     if getattr(net, "_cached_graph", ()):
         raise RuntimeError(
             "AMP must be initialised before the network's first forward pass: this network already built its "

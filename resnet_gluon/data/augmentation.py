@@ -87,7 +87,14 @@ def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int
 
 def check_augmentation(auto_augment: Optional[str], random_erasing: float) -> None:
     """Check the per-image augmentation options (of :class:`~resnet_gluon.data.preprocessing.Preprocessing` and
-    :class:`~resnet_gluon.train.recipe.Recipe`). Raises ValueError, one line naming the option and the fix."""
+    :class:`~resnet_gluon.train.recipe.Recipe`).
+
+    Raises
+    ------
+    ValueError
+        One line naming the option and the fix: an ``auto_augment`` string :func:`parse_auto_augment` refuses, or
+        ``random_erasing`` outside ``[0, 1]``.
+    """
     parse_auto_augment(auto_augment)
     if not 0 <= random_erasing <= 1:
         raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")

@@ -51,6 +51,14 @@ class Preprocessing:
     crops make objects look larger in training than in a centre crop of the same size, so testing at a higher
     resolution than training helps; "ResNet strikes back" A3 trains at 160 and tests at 224). The ResNets here
     end in global average pooling, so one network takes both sizes.
+
+    Raises
+    ------
+    ValueError
+        One line naming the field: sizes with ``image_size > resize`` or below 1, ``area`` or ``aspect`` not
+        ``0 < min <= max`` (``area`` at most 1), a ``layout`` other than 'NCHW'/'NHWC', a ``dtype`` other than
+        'float32'/'float16', or augmentation options :func:`~resnet_gluon.data.augmentation.check_augmentation`
+        refuses.
     """
 
     image_size: int = 224
@@ -321,6 +329,8 @@ def preprocess(images: Sequence[ImageLike], preprocessing: Preprocessing = Prepr
     ------
     FileNotFoundError, ValueError
         As :func:`load_image`: a missing file, an image that cannot be decoded, an array out of range.
+    TypeError
+        For a single image (a path, bytes or an array) instead of a sequence of them.
     """
     if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
         raise TypeError("preprocess takes a sequence of images; wrap a single image in a list")

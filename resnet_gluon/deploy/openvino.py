@@ -41,7 +41,13 @@ _FROM_HINT = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
 
 def import_openvino():
-    """``openvino``, or an ImportError naming the install step."""
+    """The ``openvino`` module.
+
+    Raises
+    ------
+    ImportError
+        Without the ``openvino`` package (the message names the install step).
+    """
     try:
         import openvino
     except ImportError as err:

@@ -208,7 +208,16 @@ class Predictor:
             self.net.hybridize(static_alloc=True, static_shape=True)
 
     def export_onnx(self, path: PathLike, *, dynamic_batch: bool = True) -> str:
-        """Write this float32 predictor's network as ONNX (see :func:`export_onnx`); returns ``path``."""
+        """Write this float32 predictor's network as ONNX (see :func:`~resnet_gluon.deploy.export.export_onnx`);
+        returns ``path``.
+
+        Raises
+        ------
+        ValueError
+            For a predictor of another dtype (load the float32 checkpoint to export).
+        ImportError
+            Without the ``onnx`` package.
+        """
         if self.dtype != "float32":
             raise ValueError(f"ONNX export takes the float32 model, not this {self.dtype} one; load the "
                              "float32 checkpoint for export")
@@ -328,7 +337,13 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------ running
     def logits(self, batch: Union[np.ndarray, mx.nd.NDArray]) -> np.ndarray:
-        """The network's float32 outputs ``(N, classes)`` for a preprocessed batch ``(N, 3, H, W)`` float32."""
+        """The network's float32 outputs ``(N, classes)`` for a preprocessed batch ``(N, 3, H, W)`` float32.
+
+        Raises
+        ------
+        ValueError
+            For a batch of another shape than the preprocessing's (use :meth:`predict` for images).
+        """
         shape = tuple(batch.shape)
         expected = self.preprocessing.data_shape(1)[1:]
         if len(shape) != 4 or shape[1:] != expected:

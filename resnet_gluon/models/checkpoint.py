@@ -59,10 +59,12 @@ class CheckpointFiles:
 
     @property
     def symbol(self) -> str:
+        """The network's graph, ``<prefix>-symbol.json``, one per prefix (as the reference's ``HybridBlock.export``)."""
         return f"{self.prefix}-symbol.json"
 
     @property
     def params(self) -> str:
+        """The weights, ``<prefix>-EEEE.params`` (``-EEEE-SSSSSS`` mid-epoch), keyed as :func:`params_keys` says."""
         return f"{self._stem}.params"
 
     @property
@@ -72,10 +74,12 @@ class CheckpointFiles:
 
     @property
     def states(self) -> str:
+        """The trainer state of a training run (momentum, update count, loss scale), ``<prefix>-EEEE.states``."""
         return f"{self._stem}.states"
 
     @property
     def record(self) -> str:
+        """The record, ``<prefix>-EEEE.json``: written last, it says what the files are and lists them."""
         return f"{self._stem}.json"
 
     @property

@@ -30,7 +30,13 @@ _REGISTRY: Dict[str, Callable[..., ResNet]] = {}
 
 def register_model(fn: Callable[..., ResNet]) -> Callable[..., ResNet]:
     """Register a model constructor under its function name (a decorator); the net it builds records that
-    name as ``net.model_name`` (checkpoints and reports use it)."""
+    name as ``net.model_name`` (checkpoints and reports use it).
+
+    Raises
+    ------
+    ValueError
+        When a model of that name is registered already.
+    """
     name = fn.__name__
     if name in _REGISTRY:
         raise ValueError(f"a model named {name!r} is already registered")

@@ -388,6 +388,13 @@ class TensorBoard(Callback):
 
     @rank_zero_only
     def on_train_begin(self, logs):
+        """Open the event file writer in ``logdir``.
+
+        Raises
+        ------
+        ImportError
+            Without ``tensorboardX`` (the message names the install step).
+        """
         try:
             from tensorboardX import SummaryWriter
         except ImportError as err:

@@ -85,7 +85,13 @@ class EMA:
     @property
     def averages(self) -> Dict[str, mx.nd.NDArray]:
         """The float32 averages by parameter name, on the parameters' device; the weights themselves before any
-        update."""
+        update.
+
+        Raises
+        ------
+        ValueError
+            When the parameters are not initialised yet (their shapes unknown).
+        """
         if self._averages is None:
             try:
                 self._averages = {name: self._source(p).astype("float32", copy=True)

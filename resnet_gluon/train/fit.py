@@ -76,6 +76,7 @@ class History:
     history: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
 
     def append(self, epoch: int, logs: Dict) -> None:
+        """Record epoch ``epoch`` (0-based): each value of ``logs`` is appended to its key's list."""
         self.epochs.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)

@@ -115,6 +115,11 @@ class StopRequest:
     every : int
         Calls of :meth:`should_stop` between decisions (``fit`` calls it after each optimizer update; each
         decision is an allreduce with several workers).
+
+    Raises
+    ------
+    ValueError
+        For ``every < 1``, or a signal this process cannot catch (the message suggests others).
     """
 
     def __init__(self, signals: Sequence[int] = DEFAULT_SIGNALS, max_run_time: Optional[float] = None, *,
