@@ -205,6 +205,17 @@ def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = No
         A label outside ``[0, classes)``.
     FloatingPointError
         A non-finite loss.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from resnet_gluon import resnet18_v1_5
+    >>> net = resnet18_v1_5(classes=10)
+    >>> net.initialize()
+    >>> x, y = mx.nd.zeros((8, 3, 32, 32)), mx.nd.arange(8)
+    >>> metrics = evaluate(net, [(x, y), (x[:3], y[:3])])  # a partial last batch counts once per image
+    >>> metrics["val_num_images"], 0 <= metrics["val_top1"] <= metrics["val_top5"] <= 1
+    (11, True)
     """
     ctx = ctx or default_context()
     loss_fn = loss or gluon.loss.SoftmaxCrossEntropyLoss()

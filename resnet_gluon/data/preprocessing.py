@@ -59,6 +59,19 @@ class Preprocessing:
         ``0 < min <= max`` (``area`` at most 1), a ``layout`` other than 'NCHW'/'NHWC', a ``dtype`` other than
         'float32'/'float16', or augmentation options :func:`~resnet_gluon.data.augmentation.check_augmentation`
         refuses.
+
+    Examples
+    --------
+    >>> from resnet_gluon import Preprocessing
+    >>> p = Preprocessing.for_size(32)  # 32 px centre crops of images resized to 37 px (the reference's 224/256)
+    >>> p.image_size, p.resize, p.layout, p.dtype
+    (32, 37, 'NCHW', 'float32')
+    >>> p.data_shape(16, train=True)
+    (16, 3, 32, 32)
+    >>> Preprocessing(image_size=300, resize=256)
+    Traceback (most recent call last):
+    ...
+    ValueError: need 1 <= image_size <= resize, got image_size=300, resize=256
     """
 
     image_size: int = 224

@@ -122,6 +122,22 @@ class Predictor:
         a CPU, INT8 on a GPU); INT8 without calibration data; OpenVINO on a GPU context.
     ImportError
         ``backend='openvino'`` without the openvino package.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from resnet_gluon import Predictor, Preprocessing, resnet18_v1_5
+    >>> net = resnet18_v1_5(classes=3)
+    >>> net.initialize()  # untrained: the classes below are arbitrary, their number and order are not
+    >>> predictor = Predictor(net, preprocessing=Preprocessing.for_size(32), class_names=["cat", "dog", "bird"])
+    >>> image = np.zeros((40, 50, 3), np.uint8)  # (H, W, 3) RGB uint8, resized and centre-cropped to 32 px
+    >>> prediction = predictor.predict(image, top_k=2)
+    >>> len(prediction.names), set(prediction.names) <= {"cat", "dog", "bird"}
+    (2, True)
+    >>> prediction.probabilities[0] >= prediction.probabilities[1]
+    True
+    >>> predictor.logits(np.zeros((4, 3, 32, 32), np.float32)).shape  # a preprocessed (N, 3, H, W) batch
+    (4, 3)
     """
 
     #: Which weights of a training checkpoint :meth:`from_checkpoint` loaded: 'ema' (the moving average) or 'raw'.

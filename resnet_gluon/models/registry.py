@@ -63,6 +63,23 @@ def get_model(name: str, **kwargs) -> ResNet:
     ------
     ValueError
         For an unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from resnet_gluon import get_model, list_models
+    >>> list_models()
+    ['resnet101_v1_5', 'resnet152_v1_5', 'resnet18_v1_5', 'resnet34_v1_5', 'resnet50_v1_5']
+    >>> net = get_model("resnet50_v1_5", classes=10)
+    >>> net.initialize()
+    >>> net(mx.nd.zeros((2, 3, 32, 32))).shape  # (N, 3, H, W) float32 images -> (N, classes) logits
+    (2, 10)
+    >>> net.model_name, count_parameters(net)
+    ('resnet50_v1_5', 23528522)
+    >>> get_model("resnet50")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'resnet50'; valid names: resnet101_v1_5, resnet152_v1_5, resnet18_v1_5, ...
     """
     try:
         fn = _REGISTRY[name]

@@ -214,6 +214,21 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         A non-finite loss.
     TrainingStopped
         After a clean stop on a signal or ``max_run_time`` (exit status 75 unless caught).
+
+    Examples
+    --------
+    Two batches of 8 random 32 px images, one epoch (real data: :mod:`resnet_gluon.data.pipelines`):
+
+    >>> import mxnet as mx
+    >>> from resnet_gluon import fit, resnet18_v1_5
+    >>> net = resnet18_v1_5(classes=4)
+    >>> batches = [(mx.nd.random.uniform(-1, 1, shape=(8, 3, 32, 32)), mx.nd.array([0, 1, 2, 3] * 2))] * 2
+    >>> history = fit(net, batches, batches, epochs=1, lr=0.01, batch_size=8, dtype="float32", progress=False,
+    ...               stop_signals=())
+    >>> history.epochs, {"loss", "top1", "val_loss", "val_top1", "val_top5"} <= set(history.history)
+    ([0], True)
+    >>> 0 <= history.summary()["val_top1"] <= 1
+    True
     """
     budget = stopping.parse_duration(max_run_time)
     ctx = ctx or default_context()
