@@ -46,6 +46,20 @@ def test_inference_and_evaluation_load_no_horovod_or_dali():
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+
+def test_lazy_names_import_horovod_and_dali_as_the_package_docstring_says():
+    """Only fit's and the Trainer's modules load Horovod (and DALI before it) on import."""
+    result = _run(
+        "import sys\n"
+        "from resnet_gluon import Callback, Checkpoint, EMA, Predictor, ProgressBar, Report, TensorBoard, evaluate\n"
+        "def loaded():\n"
+        "    return sorted({m.split('.')[0] for m in sys.modules if m.startswith(('horovod', 'nvidia.dali'))})\n"
+        "print(loaded())\n"
+        "from resnet_gluon import Trainer, fit\n"
+        "print(loaded())\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:2] == ["[]", "['horovod', 'nvidia']"], result.stdout
+
 def test_dir_lists_the_lazy_public_names():
     names = dir(resnet_gluon)
     for name in ("fit", "Trainer", "Predictor", "Checkpoint", "amp", "pipelines", "resnet50_v1_5", "Recipe"):

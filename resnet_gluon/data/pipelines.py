@@ -18,7 +18,8 @@ Order: a training epoch is a permutation of the whole file, a pure function of `
 one contiguous part per shard; validation reads the file in order (:mod:`resnet_gluon.data.sharding`).
 
 This module (with its private helper :mod:`resnet_gluon.data._dali_augment`, the augmentation beyond the reference)
-is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
+is the one place that uses ``nvidia.dali``; it imports it when a DALI pipeline is built.
+:func:`resnet_gluon._core.dist.import_horovod` imports it too, only to load it before Horovod's library.
 """
 from __future__ import annotations
 

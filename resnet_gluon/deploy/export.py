@@ -27,7 +27,7 @@ def export_onnx(net: gluon.HybridBlock, path: PathLike, *, preprocessing: Prepro
     ----------
     net : HybridBlock
         Trained float32 network. It is hybridized again without backend fusion (use
-        :meth:`Predictor.export_onnx` for a predictor's network).
+        :meth:`Predictor.export_onnx <resnet_gluon.deploy.predictor.Predictor.export_onnx>` for a predictor's network).
     path : str or PathLike
         The ``.onnx`` file, written to a temporary name and renamed.
     preprocessing : Preprocessing

@@ -95,15 +95,16 @@ class Predictor:
         Names in label order; default ``'0'``, ``'1'``, ...
     dtype : {'float32', 'float16', 'bfloat16', 'int8', 'auto'}
         Convert ``net`` to this precision (see :data:`resnet_gluon._core.amp.DTYPE_TABLE`): bfloat16 with MXNet AMP
-        (CPUs with AVX-512), float16 with MXNet AMP on a GPU ``ctx``, INT8 with :func:`quantize` (CPU; needs
-        ``calibration``); 'auto' as :func:`resnet_gluon._core.amp.resolve_dtype` picks (float32 on CPUs without AMX).
+        (CPUs with AVX-512), float16 with MXNet AMP on a GPU ``ctx``, INT8 with
+        :func:`~resnet_gluon.deploy.quantization.quantize` (CPU; needs ``calibration``); 'auto' as
+        :func:`resnet_gluon._core.amp.resolve_dtype` picks (float32 on CPUs without AMX).
         With ``backend='openvino'``: 'float32', 'bfloat16', 'int8' or 'auto' (OpenVINO's own choice), see
         :mod:`resnet_gluon.deploy.openvino`. :attr:`dtype` is the precision in force.
     calibration : str, PathLike or mx.io.DataIter, optional
-        INT8 only: a ``.rec`` file or batches for calibration (see :func:`quantize`).
+        INT8 only: a ``.rec`` file or batches for calibration (see :func:`~resnet_gluon.deploy.quantization.quantize`).
     calibration_options : dict, optional
-        More keyword arguments of :func:`quantize` (``num_images``, ``batch_size``, ``calib_mode``, ...; the
-        OpenVINO backend takes ``num_images`` and ``batch_size``).
+        More keyword arguments of :func:`~resnet_gluon.deploy.quantization.quantize` (``num_images``,
+        ``batch_size``, ``calib_mode``, ...; the OpenVINO backend takes ``num_images`` and ``batch_size``).
     batch_size : int
         Images per forward pass in :meth:`predict`.
     ctx : Context, optional

@@ -5,11 +5,11 @@ A variant is a registered function whose name is its registry key::
     net = get_model("resnet50_v1_5", classes=10)
     net.initialize()
 
-Weight I/O lives in :mod:`resnet_gluon.models.weights` and is re-exported here: :func:`load_parameters` reads Gluon's
-``save_parameters`` files of these networks, gluoncv's ``resnet*_v1b`` parameter files, the ``<prefix>-NNNN.params``
-of the reference's checkpoint pair (:func:`resnet_gluon.models.checkpoint.export_checkpoint`), and torchvision's/timm's
-and Hugging Face transformers' state dicts (safetensors, or ``.pth`` with torch); :func:`save_parameters` writes
-Gluon, gluoncv and torchvision files.
+Weight I/O lives in :mod:`resnet_gluon.models.weights`: :func:`~resnet_gluon.models.weights.load_parameters`
+reads Gluon's ``save_parameters`` files of these networks, gluoncv's ``resnet*_v1b`` parameter files, the
+``<prefix>-NNNN.params`` of the reference's checkpoint pair (:func:`resnet_gluon.models.checkpoint.export_checkpoint`),
+and torchvision's/timm's and Hugging Face transformers' state dicts (safetensors, or ``.pth`` with torch);
+:func:`~resnet_gluon.models.weights.save_parameters` writes Gluon, gluoncv and torchvision files.
 """
 from __future__ import annotations
 
