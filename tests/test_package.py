@@ -197,7 +197,8 @@ def _raised(function: ast.FunctionDef) -> set:
 
 
 def _public_definitions():
-    """(dotted name, AST node, docstring, docstring of its Raises) of every public function, class and method."""
+    """(dotted name, AST node, docstring, object) of every public function, class and method; a class's
+    ``__init__`` comes as ``<class>()`` with the class's docstring (numpydoc documents the constructor there)."""
     import importlib
     import inspect
 
@@ -208,19 +209,19 @@ def _public_definitions():
         for node in ast.parse(inspect.getsource(module)).body:
             if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name not in module.__all__:
                 continue
-            name, doc = f"{module_name}.{node.name}", inspect.getdoc(getattr(module, node.name)) or ""
-            yield name, node, doc, doc
+            name, obj = f"{module_name}.{node.name}", getattr(module, node.name)
+            doc = inspect.getdoc(obj) or ""
+            yield name, node, doc, obj
             if isinstance(node, ast.ClassDef):
-                cls = getattr(module, node.name)
                 for item in node.body:
                     if not isinstance(item, ast.FunctionDef):
                         continue
-                    if item.name in ("__init__", "__post_init__"):  # documented by the class (numpydoc)
-                        yield f"{name}()", item, doc, doc
+                    if item.name in ("__init__", "__post_init__"):
+                        yield f"{name}()", item, doc, obj
                     elif not item.name.startswith("_"):
                         # inspect.getdoc inherits: a hook overriding Callback's documented one keeps its contract
-                        method_doc = inspect.getdoc(getattr(cls, item.name)) or ""
-                        yield f"{name}.{item.name}", item, method_doc, method_doc
+                        method = inspect.getattr_static(obj, item.name)
+                        yield f"{name}.{item.name}", item, inspect.getdoc(getattr(obj, item.name)) or "", method
 
 
 def test_every_public_function_class_and_method_has_a_docstring():
@@ -231,6 +232,28 @@ def test_every_public_function_class_and_method_has_a_docstring():
 def test_every_exception_a_public_function_raises_is_in_its_raises_section():
     """AST: ``raise X`` in the body of a public function or method (or a class's ``__init__``) needs ``X`` in the
     Raises section of its docstring (the class's, for ``__init__``). Raises from private helpers are not seen."""
-    undocumented = [f"{name} raises {exc}" for name, node, _, doc in _public_definitions()
+    undocumented = [f"{name} raises {exc}" for name, node, doc, _ in _public_definitions()
                     for exc in sorted(_raised(node) - _raises_section(doc))]
     assert not undocumented, f"exceptions missing from a Raises section: {undocumented}"
+
+
+def test_parameters_sections_name_only_real_parameters():
+    """Napoleon reads every line after the last entry of a Parameters section as more parameters (a closing
+    paragraph "Input ``(N, C, H, W)`` gives ..." renders as parameters "Input ``(N", "H", ..., with no Sphinx
+    warning): each name it finds must be one of the signature's."""
+    import inspect
+
+    from sphinx.ext.napoleon import Config
+    from sphinx.ext.napoleon.docstring import NumpyDocstring
+
+    config = Config(napoleon_use_param=True)
+    wrong = []
+    for name, node, doc, obj in _public_definitions():
+        if name.endswith("()") or not ast.get_docstring(node) or isinstance(obj, property):
+            continue  # a constructor's parameters are its class's; an inherited docstring is its base's
+        signature = inspect.signature(obj.__func__ if isinstance(obj, (staticmethod, classmethod)) else obj)
+        if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+            continue
+        documented = re.findall(r"^:param ([^:]+):", str(NumpyDocstring(doc, config)), re.M)
+        wrong += [f"{name}: {p!r}" for p in documented if p.lstrip("\\*") not in signature.parameters]
+    assert not wrong, f"Parameters sections naming no parameter (move closing text above the section): {wrong}"
