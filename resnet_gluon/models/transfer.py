@@ -56,7 +56,8 @@ def load_pretrained(net: gluon.Block, filename: Union[str, os.PathLike], *, clas
 
     Returns
     -------
-    The same ``net``.
+    ResNet
+        The same ``net``.
 
     Raises
     ------
@@ -129,7 +130,8 @@ def freeze_features(net: gluon.Block) -> gluon.Block:
 
     Returns
     -------
-    The same ``net``.
+    ResNet
+        The same ``net``.
 
     Raises
     ------
