@@ -58,7 +58,9 @@ DTYPE_TABLE = {
     "bfloat16": DType("bfloat16", "bfloat16", "cpu", False, False),
     "int8": DType("int8", None, "cpu", False, True),
 }
+#: The ``dtype`` values training takes: 'auto' and every precision that is not inference-only.
 TRAINING_DTYPES = ("auto",) + tuple(n for n, d in DTYPE_TABLE.items() if not d.inference_only)
+#: The ``dtype`` values inference takes: every precision of :data:`DTYPE_TABLE`.
 INFERENCE_DTYPES = tuple(DTYPE_TABLE)
 DTYPES = TRAINING_DTYPES
 _initialized: Optional[str] = None

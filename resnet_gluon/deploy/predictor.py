@@ -124,6 +124,13 @@ class Predictor:
     ImportError
         ``backend='openvino'`` without the openvino package.
 
+    Attributes
+    ----------
+    dtype : str
+        The precision in force ('auto' resolved to what was picked).
+    batch_size : int
+        Images per forward pass in :meth:`predict`.
+
     Examples
     --------
     >>> import numpy as np

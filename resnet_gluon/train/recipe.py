@@ -37,6 +37,7 @@ __all__ = ["Recipe", "SCHEDULES", "LOSSES", "PRESETS", "reference_lr"]
 
 SCHEDULES = ("step", "cosine", "poly")
 LOSSES = ("softmax", "bce")
+#: The names :meth:`Recipe.preset` takes (each a classmethod of :class:`Recipe`).
 PRESETS = ("reference", "later_release", "mlperf", "rsb_a1", "rsb_a2", "rsb_a3")
 
 # "ResNet strikes back", Table 1 (arXiv:2110.00476), as reproduced by mmpretrain's configs
