@@ -152,7 +152,7 @@ class Preprocessing:
 
     @property
     def channels(self) -> int:
-        """Channels of a batch: 3 (RGB), or 4 with ``pad_output`` (RGB and a zero channel, the reference's
+        """Channels of a batch, 3 (RGB), or 4 with ``pad_output`` (RGB and a zero channel, the reference's
         4-channel input on GPUs, with a stem of ``in_channels=4``)."""
         return 4 if self.pad_output else 3
 

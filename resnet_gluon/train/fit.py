@@ -29,7 +29,7 @@ from .trainer import Trainer
 
 __all__ = ["fit", "FitState", "History", "RUN_AHEAD", "EMA_LOGS"]
 
-#: Batches whose results may be outstanding when fit takes the next batch: MXNet runs asynchronously, so
+#: Batches whose results may be outstanding when fit takes the next batch. MXNet runs asynchronously, so
 #: without a bound the Python loop races ahead of the device, each queued step holding its input batch (7.7 GB
 #: at 224 px, batch 256, float32, 50 steps ahead). fit waits for the loss of batch i - RUN_AHEAD before it takes
 #: batch i + 1, so at most RUN_AHEAD + 1 batches are queued; callbacks see a batch once its result exists.

@@ -135,7 +135,7 @@ class Trainer(_hvd.DistributedTrainer):
         self.accumulate = accumulate
         self.updates_per_epoch = math.ceil(steps_per_epoch / accumulate)
         self.workers = hvd.size()
-        #: Images of one full optimizer update over all workers: what the learning rate is scaled for.
+        #: Images of one full optimizer update over all workers, what the learning rate is scaled for.
         self.global_batch_size = batch_size * self.workers * accumulate
         self.dtype = dtype or _amp.initialized_dtype() or "float32"
         self.base_lr = self.recipe.peak_lr(self.global_batch_size)
