@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: setup demo test test-fast clean-venv
+.PHONY: setup demo test test-fast docs clean-venv
 
 setup:
 	@bash tools/setup_env.sh
@@ -16,6 +16,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not distributed" $(PYTEST_ARGS)
+
+# The API reference (docs/_build/html/index.html); a Sphinx warning is an error, as in tests/test_package.py.
+docs: setup
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean-venv:
 	rm -rf $(VENV)

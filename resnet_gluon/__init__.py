@@ -10,10 +10,13 @@ The package, by layer (imports go downwards only; checked by ``lint-imports``, s
   the embedded data set, preprocessing, sharding, pipelines): independent of each other.
 - ``_core``: runtime settings, Horovod, mixed precision, files, CUDA libraries.
 
-``import resnet_gluon`` and the models need only mxnet. The names below are its user-facing API; the ones whose
-modules import Horovod, DALI or OpenCV (``fit``, ``Trainer``, the callbacks, ``Predictor``, ...) are loaded on
-first access. The 0.1 import paths (``resnet_gluon.training``, ``resnet_gluon.inference``, ...) still work with a
-``DeprecationWarning`` until 0.3.0 (:mod:`resnet_gluon._compat`).
+``import resnet_gluon`` and the models need only mxnet. The names below are its user-facing API; ``fit``,
+``Trainer``, the callbacks, ``evaluate``, ``Predictor`` and ``EMA`` are loaded on first access. Of these only
+``fit``'s and the ``Trainer``'s modules import Horovod (and DALI, which must be loaded before it; see
+:func:`resnet_gluon._core.dist.import_horovod`) when loaded; Horovod is initialised on first use, and a DALI
+pipeline imports DALI when it is built. The 0.1 import paths
+(``resnet_gluon.training``, ``resnet_gluon.inference``, ...) still work with a ``DeprecationWarning`` until 0.3.0
+(:mod:`resnet_gluon._compat`).
 """
 import importlib
 
@@ -49,7 +52,8 @@ from .train.recipe import Recipe  # noqa: E402
 
 __version__ = "0.2.0"
 
-# User-facing names whose modules import Horovod, DALI or OpenCV: loaded on first access.
+# User-facing names loaded on first access, which keeps `import resnet_gluon` light: train.fit and train.trainer
+# import Horovod (and DALI before it) when loaded; tests/test_package.py checks that the others import neither.
 _LAZY = {
     "fit": "train.fit", "History": "train.fit", "FitState": "train.fit",
     "Trainer": "train.trainer",

@@ -33,6 +33,7 @@ import numpy as np
 __all__ = ["measure", "sweep", "forward_speed", "step_speed", "inference_speed", "make_jpeg_records",
            "in_fresh_process", "LATENCY_KEYS"]
 
+#: The speed figures :func:`measure` averages over its epochs: images/s (data loading included), latencies (s).
 LATENCY_KEYS = ("total_ips", "latency_avg", "latency_50", "latency_90", "latency_95", "latency_99", "latency_100")
 
 
@@ -178,7 +179,7 @@ def sweep(*, num_workers: Sequence[int] = (1,), batch_sizes: Sequence[int] = (32
 
 
 def in_fresh_process(function: str, *, workers: int = 1, env: Optional[Dict[str, str]] = None, **kwargs):
-    """Call ``function`` (a name in :data:`FRESH_PROCESS_FUNCTIONS`) with ``kwargs`` in a new Python process.
+    """Call ``function`` (a name in ``FRESH_PROCESS_FUNCTIONS``) with ``kwargs`` in a new Python process.
 
     MXNet reads its thread and engine settings once per process, and AMP stays on in a process once on: a
     comparison of such settings needs a process per setting. Under ``workers > 1`` the process is ``horovodrun
@@ -301,6 +302,11 @@ def inference_speed(*, dtype: str = "float32", batch_sizes: Sequence[int] = (1, 
     Each batch size runs ``max(5, images // batch)`` timed forward passes after 3 warm-up ones. Returns
     :func:`forward_speed`'s figures with ``batch_size``, ``dtype`` (as resolved: 'auto' names what it took) and
     ``engine``, one dict per batch size.
+
+    Raises
+    ------
+    ValueError
+        For an ``engine`` other than 'mxnet', 'openvino' or 'onnxruntime'.
     """
     import mxnet as mx
 

@@ -37,6 +37,11 @@ class MetricMeter:
     -----
     ``result()`` sums the counts over all workers (:func:`resnet_gluon._core.dist.allreduce_sum`), so every worker
     gets the figures of the whole data. Latencies are host time between :meth:`tick` calls, in seconds.
+
+    Raises
+    ------
+    ValueError
+        For ``read_every < 1``.
     """
 
     def __init__(self, classes: Optional[int] = None, *, read_every: int = 50):
@@ -200,6 +205,17 @@ def evaluate(net: gluon.Block, data: Iterable, *, ctx: Optional[mx.Context] = No
         A label outside ``[0, classes)``.
     FloatingPointError
         A non-finite loss.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from resnet_gluon import resnet18_v1_5
+    >>> net = resnet18_v1_5(classes=10)
+    >>> net.initialize()
+    >>> x, y = mx.nd.zeros((8, 3, 32, 32)), mx.nd.arange(8)
+    >>> metrics = evaluate(net, [(x, y), (x[:3], y[:3])])  # a partial last batch counts once per image
+    >>> metrics["val_num_images"], 0 <= metrics["val_top1"] <= metrics["val_top5"] <= 1
+    (11, True)
     """
     ctx = ctx or default_context()
     loss_fn = loss or gluon.loss.SoftmaxCrossEntropyLoss()

@@ -58,7 +58,9 @@ DTYPE_TABLE = {
     "bfloat16": DType("bfloat16", "bfloat16", "cpu", False, False),
     "int8": DType("int8", None, "cpu", False, True),
 }
+#: The ``dtype`` values training takes: 'auto' and every precision that is not inference-only.
 TRAINING_DTYPES = ("auto",) + tuple(n for n, d in DTYPE_TABLE.items() if not d.inference_only)
+#: The ``dtype`` values inference takes: every precision of :data:`DTYPE_TABLE`.
 INFERENCE_DTYPES = tuple(DTYPE_TABLE)
 DTYPES = TRAINING_DTYPES
 _initialized: Optional[str] = None
@@ -144,7 +146,13 @@ def resolve_dtype(dtype: str, ctx: Optional[mx.Context] = None, *, inference: bo
 
 
 def check_not_run(net: mx.gluon.HybridBlock) -> None:
-    """Raise if ``net`` has a hybridized graph already: AMP would not reach it."""
+    """Raise if ``net`` has a hybridized graph already: AMP would not reach it.
+
+    Raises
+    ------
+    RuntimeError
+        When ``net`` ran a hybridized forward pass before :func:`init` (its graph stays float32).
+    """
     if getattr(net, "_cached_graph", ()):
         raise RuntimeError(
             "AMP must be initialised before the network's first forward pass: this network already built its "

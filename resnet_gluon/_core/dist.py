@@ -87,26 +87,31 @@ def init() -> None:
 
 
 def rank() -> int:
+    """This worker's rank among all workers (Horovod's, under ``horovodrun``; 0 otherwise)."""
     hvd = _maybe_horovod()
     return hvd.rank() if hvd else 0
 
 
 def size() -> int:
+    """The number of workers (Horovod's, under ``horovodrun``; 1 otherwise)."""
     hvd = _maybe_horovod()
     return hvd.size() if hvd else 1
 
 
 def local_rank() -> int:
+    """This worker's rank among the workers of its host (0 outside ``horovodrun``); the GPU it uses."""
     hvd = _maybe_horovod()
     return hvd.local_rank() if hvd else 0
 
 
 def local_size() -> int:
+    """The number of workers on this host (1 outside ``horovodrun``)."""
     hvd = _maybe_horovod()
     return hvd.local_size() if hvd else 1
 
 
 def is_rank_zero() -> bool:
+    """Whether this worker is rank 0, the one that writes files and prints."""
     return rank() == 0
 
 

@@ -60,6 +60,15 @@ def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int
     ValueError
         For another string, a magnitude above 10, ``n`` of 0, or timm's ``mstd`` (per-image magnitude noise):
         DALI's ``rand_augment`` applies one fixed magnitude, so ``mstd`` > 0 cannot be built and is refused.
+
+    Examples
+    --------
+    >>> parse_auto_augment("rand-m9-n2")
+    {'policy': 'rand', 'n': 2, 'm': 9, 'increasing': False}
+    >>> parse_auto_augment("rand-m9-mstd0.5")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...mstd...
     """
     if spec is None:
         return None
@@ -87,7 +96,14 @@ def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int
 
 def check_augmentation(auto_augment: Optional[str], random_erasing: float) -> None:
     """Check the per-image augmentation options (of :class:`~resnet_gluon.data.preprocessing.Preprocessing` and
-    :class:`~resnet_gluon.train.recipe.Recipe`). Raises ValueError, one line naming the option and the fix."""
+    :class:`~resnet_gluon.train.recipe.Recipe`).
+
+    Raises
+    ------
+    ValueError
+        One line naming the option and the fix: an ``auto_augment`` string :func:`parse_auto_augment` refuses, or
+        ``random_erasing`` outside ``[0, 1]``.
+    """
     parse_auto_augment(auto_augment)
     if not 0 <= random_erasing <= 1:
         raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
@@ -134,6 +150,15 @@ def mix_batch(x: mx.nd.NDArray, target: mx.nd.NDArray, *, mixup: float = 0.0, cu
         Mixed images and targets (each row's targets still sum to what they summed to), and what was drawn:
         ``kind`` ('mixup', 'cutmix' or None), ``lam`` (the first image's weight in the labels: for CutMix
         ``1 - box area / image area``), ``box`` (CutMix's ``(top, bottom, left, right)``), ``perm``.
+
+    Examples
+    --------
+    >>> import mxnet as mx, numpy as np
+    >>> x = mx.nd.ones((4, 3, 8, 8))
+    >>> target = mx.nd.one_hot(mx.nd.array([0, 1, 2, 3]), 4)
+    >>> mixed, mixed_target, drawn = mix_batch(x, target, mixup=0.2, rng=np.random.default_rng(0))
+    >>> drawn["kind"], mixed.shape, mixed_target.sum(axis=1).asnumpy().tolist()
+    ('mixup', (4, 3, 8, 8), [1.0, 1.0, 1.0, 1.0])
     """
     if not (mixup or cutmix) or x.shape[0] == 0:
         return x, target, dict(kind=None, lam=1.0, box=None, perm=None)

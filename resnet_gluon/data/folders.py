@@ -333,6 +333,12 @@ def split_images_to_recordio(folder: PathLike, data_root: PathLike, *, val_fract
     -------
     (PrepareSummary, PrepareSummary)
         Training and validation.
+
+    Raises
+    ------
+    ValueError
+        For ``val_fraction`` outside ``(0, 1)`` or one that leaves no validation image; and as
+        :func:`images_to_recordio`.
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")

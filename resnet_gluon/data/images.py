@@ -41,7 +41,7 @@ __all__ = ["ImageInfo", "ImageError", "ALPHA_BACKGROUND", "inspect_image", "imag
 #: Quality of re-encoded images (MXNet's ``im2rec`` default).
 JPEG_QUALITY = 95
 
-#: The one background transparent images are composited onto (RGB, 0-255): white, as they look on a page.
+#: The one background transparent images are composited onto (RGB, 0-255), white, as they look on a page.
 ALPHA_BACKGROUND = (255, 255, 255)
 
 _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),

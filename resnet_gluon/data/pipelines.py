@@ -18,7 +18,8 @@ Order: a training epoch is a permutation of the whole file, a pure function of `
 one contiguous part per shard; validation reads the file in order (:mod:`resnet_gluon.data.sharding`).
 
 This module (with its private helper :mod:`resnet_gluon.data._dali_augment`, the augmentation beyond the reference)
-is the one place that imports ``nvidia.dali``; it does so when a DALI pipeline is built.
+is the one place that uses ``nvidia.dali``; it imports it when a DALI pipeline is built.
+:func:`resnet_gluon._core.dist.import_horovod` imports it too, only to load it before Horovod's library.
 """
 from __future__ import annotations
 
@@ -150,6 +151,16 @@ class DALIPipeline(_Pipeline):
     only inside a buffer of about 1,000 records and gives each shard a contiguous part of the file, so a
     class-sorted file would give near single-class batches and class-disjoint shards. A training pipeline is
     rebuilt at the start of each epoch, with that epoch's order and seed.
+
+    Raises
+    ------
+    ImportError
+        Without NVIDIA DALI and its MXNet plugin (the message names the install step).
+    FileNotFoundError
+        For a missing ``.rec`` or ``.idx`` file.
+    ValueError
+        For ``batch_size < 1``, a ``device`` other than 'cpu' or 'gpu', a ``shard_id`` outside
+        ``[0, num_shards)``, or a random ``seed`` (< 0) with several shards.
     """
 
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
@@ -316,6 +327,15 @@ class RecordIterPipeline(_Pipeline):
     records) and, for training, shuffles that part afresh each epoch (seed ``seed + epoch``). With one shard
     that is a global order like :class:`DALIPipeline`'s; with several it relies on a shuffled file, so a
     class-sorted one is refused for training (a ``ValueError`` saying how to fix it).
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing ``.rec`` or ``.idx`` file.
+    ValueError
+        For a ``preprocessing`` other than float32 'NCHW' or with ``auto_augment``/``random_erasing``
+        (DALI backends only), ``batch_size < 1``, a ``shard_id`` outside ``[0, num_shards)``, or a class-sorted
+        file for training with several shards.
     """
 
     def __init__(self, path: PathLike, *, batch_size: int, train: bool,
@@ -381,6 +401,11 @@ class SyntheticData(_Pipeline):
         Training batches (``preprocessing.crop_size(train=True)`` on a side) or validation ones (``image_size``).
     ctx : Context, optional
         Where the batch lives; default ``mx.cpu()``.
+
+    Raises
+    ------
+    ValueError
+        For ``batch_size`` or ``num_batches`` below 1.
     """
 
     def __init__(self, *, batch_size: int, num_batches: int = 100, classes: int = 1000,
@@ -404,7 +429,14 @@ class SyntheticData(_Pipeline):
 def make_pipeline(backend: str, path: Optional[PathLike] = None, *, batch_size: int, train: bool,
                   preprocessing: Preprocessing = Preprocessing(), **kwargs) -> _Pipeline:
     """Build a pipeline by backend name ('dali-cpu', 'dali-gpu', 'mxnet', 'synthetic'); ``kwargs`` go to the chosen
-    class (``shard_id``, ``num_shards``, ``num_threads``, ``seed``, ``ctx``; 'synthetic': ``num_batches``, ``classes``)."""
+    class (``shard_id``, ``num_shards``, ``num_threads``, ``seed``, ``ctx``; 'synthetic': ``num_batches``, ``classes``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``backend``, or no ``path`` for a backend that reads a ``.rec`` file; and as the
+        chosen class (:class:`DALIPipeline`, :class:`RecordIterPipeline`, :class:`SyntheticData`).
+    """
     if backend == "synthetic":
         return SyntheticData(batch_size=batch_size, preprocessing=preprocessing, train=train, **kwargs)
     if path is None:

@@ -51,6 +51,27 @@ class Preprocessing:
     crops make objects look larger in training than in a centre crop of the same size, so testing at a higher
     resolution than training helps; "ResNet strikes back" A3 trains at 160 and tests at 224). The ResNets here
     end in global average pooling, so one network takes both sizes.
+
+    Raises
+    ------
+    ValueError
+        One line naming the field: sizes with ``image_size > resize`` or below 1, ``area`` or ``aspect`` not
+        ``0 < min <= max`` (``area`` at most 1), a ``layout`` other than 'NCHW'/'NHWC', a ``dtype`` other than
+        'float32'/'float16', or augmentation options :func:`~resnet_gluon.data.augmentation.check_augmentation`
+        refuses.
+
+    Examples
+    --------
+    >>> from resnet_gluon import Preprocessing
+    >>> p = Preprocessing.for_size(32)  # 32 px centre crops of images resized to 37 px (the reference's 224/256)
+    >>> p.image_size, p.resize, p.layout, p.dtype
+    (32, 37, 'NCHW', 'float32')
+    >>> p.data_shape(16, train=True)
+    (16, 3, 32, 32)
+    >>> Preprocessing(image_size=300, resize=256)
+    Traceback (most recent call last):
+    ...
+    ValueError: need 1 <= image_size <= resize, got image_size=300, resize=256
     """
 
     image_size: int = 224
@@ -131,7 +152,7 @@ class Preprocessing:
 
     @property
     def channels(self) -> int:
-        """Channels of a batch: 3 (RGB), or 4 with ``pad_output`` (RGB and a zero channel, the reference's
+        """Channels of a batch, 3 (RGB), or 4 with ``pad_output`` (RGB and a zero channel, the reference's
         4-channel input on GPUs, with a stem of ``in_channels=4``)."""
         return 4 if self.pad_output else 3
 
@@ -321,6 +342,8 @@ def preprocess(images: Sequence[ImageLike], preprocessing: Preprocessing = Prepr
     ------
     FileNotFoundError, ValueError
         As :func:`load_image`: a missing file, an image that cannot be decoded, an array out of range.
+    TypeError
+        For a single image (a path, bytes or an array) instead of a sequence of them.
     """
     if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
         raise TypeError("preprocess takes a sequence of images; wrap a single image in a list")

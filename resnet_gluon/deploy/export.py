@@ -27,7 +27,7 @@ def export_onnx(net: gluon.HybridBlock, path: PathLike, *, preprocessing: Prepro
     ----------
     net : HybridBlock
         Trained float32 network. It is hybridized again without backend fusion (use
-        :meth:`Predictor.export_onnx` for a predictor's network).
+        :meth:`Predictor.export_onnx <resnet_gluon.deploy.predictor.Predictor.export_onnx>` for a predictor's network).
     path : str or PathLike
         The ``.onnx`` file, written to a temporary name and renamed.
     preprocessing : Preprocessing
@@ -39,6 +39,11 @@ def export_onnx(net: gluon.HybridBlock, path: PathLike, *, preprocessing: Prepro
     -------
     str
         ``path``.
+
+    Raises
+    ------
+    ImportError
+        Without the ``onnx`` package (the message names the install step).
     """
     import tempfile
 
@@ -72,7 +77,13 @@ def export_onnx(net: gluon.HybridBlock, path: PathLike, *, preprocessing: Prepro
 
 
 def onnx_logits(path: PathLike, batch: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
-    """Run an ONNX model in ONNX Runtime (CPU) on a float32 batch ``(N, 3, H, W)``; returns its first output."""
+    """Run an ONNX model in ONNX Runtime (CPU) on a float32 batch ``(N, 3, H, W)``; returns its first output.
+
+    Raises
+    ------
+    ImportError
+        Without ``onnxruntime`` (the message names the install step).
+    """
     try:
         import onnxruntime
     except ImportError as err:

@@ -41,7 +41,13 @@ _FROM_HINT = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
 
 def import_openvino():
-    """``openvino``, or an ImportError naming the install step."""
+    """The ``openvino`` module.
+
+    Raises
+    ------
+    ImportError
+        Without the ``openvino`` package (the message names the install step).
+    """
     try:
         import openvino
     except ImportError as err:
@@ -129,7 +135,7 @@ class OpenVINONet:
         self._request = self._compiled.create_infer_request()
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino.Type, e.g. f32
         hint = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-        #: What OpenVINO runs: 'int8' for a QDQ model, else its inference precision ('float32' or 'bfloat16').
+        #: What OpenVINO runs, 'int8' for a QDQ model, else its inference precision ('float32' or 'bfloat16').
         self.dtype = "int8" if dtype == "int8" else _FROM_HINT.get(hint, hint)
         self.classes = int(self._compiled.outputs[0].get_partial_shape()[1].get_length())
 

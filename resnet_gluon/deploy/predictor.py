@@ -95,15 +95,16 @@ class Predictor:
         Names in label order; default ``'0'``, ``'1'``, ...
     dtype : {'float32', 'float16', 'bfloat16', 'int8', 'auto'}
         Convert ``net`` to this precision (see :data:`resnet_gluon._core.amp.DTYPE_TABLE`): bfloat16 with MXNet AMP
-        (CPUs with AVX-512), float16 with MXNet AMP on a GPU ``ctx``, INT8 with :func:`quantize` (CPU; needs
-        ``calibration``); 'auto' as :func:`resnet_gluon._core.amp.resolve_dtype` picks (float32 on CPUs without AMX).
+        (CPUs with AVX-512), float16 with MXNet AMP on a GPU ``ctx``, INT8 with
+        :func:`~resnet_gluon.deploy.quantization.quantize` (CPU; needs ``calibration``); 'auto' as
+        :func:`resnet_gluon._core.amp.resolve_dtype` picks (float32 on CPUs without AMX).
         With ``backend='openvino'``: 'float32', 'bfloat16', 'int8' or 'auto' (OpenVINO's own choice), see
         :mod:`resnet_gluon.deploy.openvino`. :attr:`dtype` is the precision in force.
     calibration : str, PathLike or mx.io.DataIter, optional
-        INT8 only: a ``.rec`` file or batches for calibration (see :func:`quantize`).
+        INT8 only: a ``.rec`` file or batches for calibration (see :func:`~resnet_gluon.deploy.quantization.quantize`).
     calibration_options : dict, optional
-        More keyword arguments of :func:`quantize` (``num_images``, ``batch_size``, ``calib_mode``, ...; the
-        OpenVINO backend takes ``num_images`` and ``batch_size``).
+        More keyword arguments of :func:`~resnet_gluon.deploy.quantization.quantize` (``num_images``,
+        ``batch_size``, ``calib_mode``, ...; the OpenVINO backend takes ``num_images`` and ``batch_size``).
     batch_size : int
         Images per forward pass in :meth:`predict`.
     ctx : Context, optional
@@ -122,6 +123,29 @@ class Predictor:
         a CPU, INT8 on a GPU); INT8 without calibration data; OpenVINO on a GPU context.
     ImportError
         ``backend='openvino'`` without the openvino package.
+
+    Attributes
+    ----------
+    dtype : str
+        The precision in force ('auto' resolved to what was picked).
+    batch_size : int
+        Images per forward pass in :meth:`predict`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from resnet_gluon import Predictor, Preprocessing, resnet18_v1_5
+    >>> net = resnet18_v1_5(classes=3)
+    >>> net.initialize()  # untrained: the classes below are arbitrary, their number and order are not
+    >>> predictor = Predictor(net, preprocessing=Preprocessing.for_size(32), class_names=["cat", "dog", "bird"])
+    >>> image = np.zeros((40, 50, 3), np.uint8)  # (H, W, 3) RGB uint8, resized and centre-cropped to 32 px
+    >>> prediction = predictor.predict(image, top_k=2)
+    >>> len(prediction.names), set(prediction.names) <= {"cat", "dog", "bird"}
+    (2, True)
+    >>> prediction.probabilities[0] >= prediction.probabilities[1]
+    True
+    >>> predictor.logits(np.zeros((4, 3, 32, 32), np.float32)).shape  # a preprocessed (N, 3, H, W) batch
+    (4, 3)
     """
 
     #: Which weights of a training checkpoint :meth:`from_checkpoint` loaded: 'ema' (the moving average) or 'raw'.
@@ -208,7 +232,16 @@ class Predictor:
             self.net.hybridize(static_alloc=True, static_shape=True)
 
     def export_onnx(self, path: PathLike, *, dynamic_batch: bool = True) -> str:
-        """Write this float32 predictor's network as ONNX (see :func:`export_onnx`); returns ``path``."""
+        """Write this float32 predictor's network as ONNX (see :func:`~resnet_gluon.deploy.export.export_onnx`);
+        returns ``path``.
+
+        Raises
+        ------
+        ValueError
+            For a predictor of another dtype (load the float32 checkpoint to export).
+        ImportError
+            Without the ``onnx`` package.
+        """
         if self.dtype != "float32":
             raise ValueError(f"ONNX export takes the float32 model, not this {self.dtype} one; load the "
                              "float32 checkpoint for export")
@@ -328,7 +361,13 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------ running
     def logits(self, batch: Union[np.ndarray, mx.nd.NDArray]) -> np.ndarray:
-        """The network's float32 outputs ``(N, classes)`` for a preprocessed batch ``(N, 3, H, W)`` float32."""
+        """The network's float32 outputs ``(N, classes)`` for a preprocessed batch ``(N, 3, H, W)`` float32.
+
+        Raises
+        ------
+        ValueError
+            For a batch of another shape than the preprocessing's (use :meth:`predict` for images).
+        """
         shape = tuple(batch.shape)
         expected = self.preprocessing.data_shape(1)[1:]
         if len(shape) != 4 or shape[1:] != expected:

@@ -78,6 +78,11 @@ def quantize(net: gluon.HybridBlock, calibration: Union[PathLike, mx.io.DataIter
     -------
     SymbolBlock
         Takes and returns float32 tensors like ``net``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``calib_mode`` or ``granularity``.
     """
     from mxnet.contrib import quantization
 

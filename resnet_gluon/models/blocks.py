@@ -117,6 +117,8 @@ class _Layers:
 class Stem(HybridBlock):
     """The ResNet input stem: 7x7 convolution with stride 2, BatchNorm, ReLU, 3x3 max-pool with stride 2.
 
+    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/4), ceil(W/4))``.
+
     Parameters
     ----------
     channels : int
@@ -132,8 +134,6 @@ class Stem(HybridBlock):
         Initializer of convolution weights; default :func:`reference_initializer`.
     prefix, params
         Gluon's naming and parameter sharing arguments.
-
-    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/4), ceil(W/4))``.
     """
 
     def __init__(self, channels: int = 64, *, in_channels: int = 3, layout: str = "NCHW",
@@ -195,6 +195,8 @@ class _ResidualBlock(HybridBlock):
 class BasicBlock(_ResidualBlock):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34).
 
+    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
+
     Parameters
     ----------
     channels : int
@@ -219,8 +221,6 @@ class BasicBlock(_ResidualBlock):
         ones by ``1 / (1 - drop_path)``); 0 (the default) leaves the block as it is.
     prefix, params
         Gluon's naming and parameter sharing arguments.
-
-    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
     """
 
     expansion = 1
@@ -239,6 +239,8 @@ class BasicBlock(_ResidualBlock):
 class Bottleneck(_ResidualBlock):
     """The ResNet v1.5 bottleneck: 1x1 reduce to ``channels // 4``, 3x3 carrying the stride (v1.5), 1x1 expand,
     with a residual connection.
+
+    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
 
     Parameters
     ----------
@@ -264,8 +266,6 @@ class Bottleneck(_ResidualBlock):
         ones by ``1 / (1 - drop_path)``); 0 (the default) leaves the block as it is.
     prefix, params
         Gluon's naming and parameter sharing arguments.
-
-    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
     """
 
     expansion = 4
@@ -310,6 +310,11 @@ class Stage(nn.HybridSequential):
         Initializer of convolution weights; default :func:`reference_initializer`.
     prefix, params
         Gluon's naming and parameter sharing arguments.
+
+    Raises
+    ------
+    ValueError
+        For ``blocks < 1``, or a ``layout`` :func:`check_layout` refuses.
     """
 
     def __init__(self, block: Type[_ResidualBlock], blocks: int, channels: int, strides: int = 1, *,
@@ -331,6 +336,9 @@ class Stage(nn.HybridSequential):
 
 class ResNet(HybridBlock):
     """A ResNet v1.5 classifier built from a residual block type and the number of blocks per stage.
+
+    Input is ``(N, in_channels, H, W)`` in 'NCHW' (``(N, H, W, in_channels)`` in 'NHWC'), float32 or the AMP
+    dtype, normalised images of any size >= 32 px; output ``(N, classes)`` logits (no softmax).
 
     Parameters
     ----------
@@ -367,8 +375,10 @@ class ResNet(HybridBlock):
     output : Dense
         The classifier, ``num_features`` -> ``classes``.
 
-    Input is ``(N, in_channels, H, W)`` in 'NCHW' (``(N, H, W, in_channels)`` in 'NHWC'), float32 or the AMP
-    dtype, normalised images of any size >= 32 px; output ``(N, classes)`` logits (no softmax).
+    Raises
+    ------
+    ValueError
+        For ``classes < 1``, or a ``layout`` :func:`check_layout` refuses.
     """
 
     def __init__(self, block: Type[_ResidualBlock], layers: Sequence[int], *, classes: int = 1000,

@@ -1,8 +1,9 @@
 """The checkpoint format: its files, one record, one completeness rule, saving and loading.
 
 A checkpoint of epoch ``E`` under ``prefix`` is the reference's pair ``<prefix>-symbol.json`` +
-``<prefix>-EEEE.params`` (loadable with ``gluon.SymbolBlock.imports`` or :func:`~resnet_gluon.load_parameters`),
-for training runs the trainer state ``<prefix>-EEEE.states``, and the record ``<prefix>-EEEE.json``, written
+``<prefix>-EEEE.params`` (loadable with ``gluon.SymbolBlock.imports`` or
+:func:`~resnet_gluon.models.weights.load_parameters`), for training runs the trainer state ``<prefix>-EEEE.states``,
+and the record ``<prefix>-EEEE.json``, written
 last; with weight averaging (``Recipe.ema_decay``) also ``<prefix>-EEEE-ema.params``, the averaged weights
 keyed as the ``.params`` file is, the record's ``ema`` field giving its decay and update count. The record says
 what the files are: model, classes, class names, layout, dtype, the validation
@@ -59,10 +60,12 @@ class CheckpointFiles:
 
     @property
     def symbol(self) -> str:
+        """The network's graph, ``<prefix>-symbol.json``, one per prefix (as the reference's ``HybridBlock.export``)."""
         return f"{self.prefix}-symbol.json"
 
     @property
     def params(self) -> str:
+        """The weights, ``<prefix>-EEEE.params`` (``-EEEE-SSSSSS`` mid-epoch), keyed as :func:`params_keys` says."""
         return f"{self._stem}.params"
 
     @property
@@ -72,10 +75,12 @@ class CheckpointFiles:
 
     @property
     def states(self) -> str:
+        """The trainer state of a training run (momentum, update count, loss scale), ``<prefix>-EEEE.states``."""
         return f"{self._stem}.states"
 
     @property
     def record(self) -> str:
+        """The record, ``<prefix>-EEEE.json``: written last, it says what the files are and lists them."""
         return f"{self._stem}.json"
 
     @property
@@ -241,8 +246,9 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
     """Write ``net`` as ``<prefix>-symbol.json`` + ``<prefix>-<epoch:04d>.params`` (the reference's format).
 
     The files load back with ``gluon.SymbolBlock.imports(symbol, ['data'], params)`` and with
-    :func:`~resnet_gluon.load_parameters`. Each file is written to a temporary name and renamed. No record is
-    written: use :func:`write_record` (or the :class:`~resnet_gluon.train.callbacks.Checkpoint` callback) to make a
+    :func:`~resnet_gluon.models.weights.load_parameters`. Each file is written to a temporary name and renamed.
+    No record is written: use :func:`write_record` (or the :class:`~resnet_gluon.train.callbacks.Checkpoint`
+    callback) to make a
     complete checkpoint.
 
     Parameters
@@ -339,8 +345,8 @@ def load_network(prefix: PathLike, epoch: Optional[int] = None, *, ctx: Optional
     With ``ema``, the averaged weights (``<prefix>-NNNN-ema.params``) where the checkpoint has them
     (:func:`weights_used` says which were loaded); otherwise, and by default, the raw ``.params``.
 
-    A float32 checkpoint of a registered model is rebuilt with :func:`~resnet_gluon.get_model` (the recorded
-    classes, layout and input channels) and its weights loaded by name and shape; anything else (INT8,
+    A float32 checkpoint of a registered model is rebuilt with :func:`~resnet_gluon.models.registry.get_model`
+    (the recorded classes, layout and input channels) and its weights loaded by name and shape; anything else (INT8,
     bfloat16, foreign checkpoints) is imported as a ``SymbolBlock`` from the symbol file.
 
     Raises

@@ -5,11 +5,11 @@ A variant is a registered function whose name is its registry key::
     net = get_model("resnet50_v1_5", classes=10)
     net.initialize()
 
-Weight I/O lives in :mod:`resnet_gluon.models.weights` and is re-exported here: :func:`load_parameters` reads Gluon's
-``save_parameters`` files of these networks, gluoncv's ``resnet*_v1b`` parameter files, the ``<prefix>-NNNN.params``
-of the reference's checkpoint pair (:func:`resnet_gluon.models.checkpoint.export_checkpoint`), and torchvision's/timm's
-and Hugging Face transformers' state dicts (safetensors, or ``.pth`` with torch); :func:`save_parameters` writes
-Gluon, gluoncv and torchvision files.
+Weight I/O lives in :mod:`resnet_gluon.models.weights`: :func:`~resnet_gluon.models.weights.load_parameters`
+reads Gluon's ``save_parameters`` files of these networks, gluoncv's ``resnet*_v1b`` parameter files, the
+``<prefix>-NNNN.params`` of the reference's checkpoint pair (:func:`resnet_gluon.models.checkpoint.export_checkpoint`),
+and torchvision's/timm's and Hugging Face transformers' state dicts (safetensors, or ``.pth`` with torch);
+:func:`~resnet_gluon.models.weights.save_parameters` writes Gluon, gluoncv and torchvision files.
 """
 from __future__ import annotations
 
@@ -30,7 +30,13 @@ _REGISTRY: Dict[str, Callable[..., ResNet]] = {}
 
 def register_model(fn: Callable[..., ResNet]) -> Callable[..., ResNet]:
     """Register a model constructor under its function name (a decorator); the net it builds records that
-    name as ``net.model_name`` (checkpoints and reports use it)."""
+    name as ``net.model_name`` (checkpoints and reports use it).
+
+    Raises
+    ------
+    ValueError
+        When a model of that name is registered already.
+    """
     name = fn.__name__
     if name in _REGISTRY:
         raise ValueError(f"a model named {name!r} is already registered")
@@ -57,6 +63,23 @@ def get_model(name: str, **kwargs) -> ResNet:
     ------
     ValueError
         For an unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from resnet_gluon import get_model, list_models
+    >>> list_models()
+    ['resnet101_v1_5', 'resnet152_v1_5', 'resnet18_v1_5', 'resnet34_v1_5', 'resnet50_v1_5']
+    >>> net = get_model("resnet50_v1_5", classes=10)
+    >>> net.initialize()
+    >>> net(mx.nd.zeros((2, 3, 32, 32))).shape  # (N, 3, H, W) float32 images -> (N, classes) logits
+    (2, 10)
+    >>> net.model_name, count_parameters(net)
+    ('resnet50_v1_5', 23528522)
+    >>> get_model("resnet50")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'resnet50'; valid names: resnet101_v1_5, resnet152_v1_5, resnet18_v1_5, ...
     """
     try:
         fn = _REGISTRY[name]

@@ -56,12 +56,30 @@ def load_pretrained(net: gluon.Block, filename: Union[str, os.PathLike], *, clas
 
     Returns
     -------
-    The same ``net``.
+    ResNet
+        The same ``net``.
 
     Raises
     ------
     FileNotFoundError, ValueError
         As :func:`~resnet_gluon.models.weights.load_parameters`, for every parameter but the classifier's.
+
+    Examples
+    --------
+    Weights of a 3-class network, saved as torchvision names them, fine-tuned for 5 classes:
+
+    >>> import os, tempfile
+    >>> from resnet_gluon import resnet18_v1_5
+    >>> from resnet_gluon.models.weights import save_parameters
+    >>> trained = resnet18_v1_5(classes=3)
+    >>> trained.initialize()
+    >>> path = save_parameters(trained, os.path.join(tempfile.mkdtemp(), "r18.safetensors"), format="torchvision")
+    >>> net = load_pretrained(resnet18_v1_5(classes=5), path, verbose=False)
+    >>> net.output.weight.shape
+    (5, 512)
+    >>> stem = lambda n: n.features[0].conv.weight.data().asnumpy()
+    >>> bool((stem(net) == stem(trained)).all())
+    True
     """
     if classes_mismatch not in CLASSES_MISMATCH:
         raise ValueError(f"classes_mismatch must be one of {CLASSES_MISMATCH}, got {classes_mismatch!r}")
@@ -112,7 +130,8 @@ def freeze_features(net: gluon.Block) -> gluon.Block:
 
     Returns
     -------
-    The same ``net``.
+    ResNet
+        The same ``net``.
 
     Raises
     ------

@@ -144,7 +144,8 @@ def load_parameters(net: gluon.Block, filename: PathLike, *, ctx=None, allow_mis
 
     Returns
     -------
-    The same ``net``. Arrays are cast to the parameters' dtype (float32 unless cast).
+    ResNet
+        The same ``net``. Arrays are cast to the parameters' dtype (float32 unless cast).
 
     Raises
     ------

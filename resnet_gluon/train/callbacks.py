@@ -1,4 +1,4 @@
-"""Keras-style callbacks for :func:`resnet_gluon.fit`: checkpoints with resume, progress, the JSON report.
+"""Keras-style callbacks for :func:`~resnet_gluon.train.fit.fit`: checkpoints with resume, progress, the JSON report.
 
 Hooks receive a flat ``logs`` dict (see :class:`Callback`). Every side effect (files, progress output) happens
 on rank 0 only, through :func:`~resnet_gluon._core.dist.rank_zero_only`; resuming is decided on rank 0 and reaches
@@ -388,6 +388,13 @@ class TensorBoard(Callback):
 
     @rank_zero_only
     def on_train_begin(self, logs):
+        """Open the event file writer in ``logdir``.
+
+        Raises
+        ------
+        ImportError
+            Without ``tensorboardX`` (the message names the install step).
+        """
         try:
             from tensorboardX import SummaryWriter
         except ImportError as err:

@@ -70,6 +70,22 @@ class EMA:
     ------
     ValueError
         A decay outside (0, 1); an uninitialised parameter when the averages are first needed.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from resnet_gluon import EMA
+    >>> dense = mx.gluon.nn.Dense(2, in_units=3)
+    >>> dense.initialize(mx.init.Constant(1.0))
+    >>> ema = EMA(dense.collect_params(), decay=0.5)
+    >>> ema.update()  # the first update copies the weights (timm's rule): 1.0
+    >>> dense.weight.set_data(mx.nd.full((2, 3), 3.0))  # an optimizer update
+    >>> ema.update()  # 0.5 * 1.0 + 0.5 * 3.0
+    >>> with ema.applied():  # e.g. for validation
+    ...     print(dense.weight.data()[0, 0].asscalar())
+    2.0
+    >>> print(dense.weight.data()[0, 0].asscalar())  # the raw weights are back
+    3.0
     """
 
     def __init__(self, params, *, decay: float, warmup: bool = False, trainer: Optional[mx.gluon.Trainer] = None):
@@ -85,7 +101,13 @@ class EMA:
     @property
     def averages(self) -> Dict[str, mx.nd.NDArray]:
         """The float32 averages by parameter name, on the parameters' device; the weights themselves before any
-        update."""
+        update.
+
+        Raises
+        ------
+        ValueError
+            When the parameters are not initialised yet (their shapes unknown).
+        """
         if self._averages is None:
             try:
                 self._averages = {name: self._source(p).astype("float32", copy=True)

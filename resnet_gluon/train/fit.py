@@ -29,7 +29,7 @@ from .trainer import Trainer
 
 __all__ = ["fit", "FitState", "History", "RUN_AHEAD", "EMA_LOGS"]
 
-#: Batches whose results may be outstanding when fit takes the next batch: MXNet runs asynchronously, so
+#: Batches whose results may be outstanding when fit takes the next batch. MXNet runs asynchronously, so
 #: without a bound the Python loop races ahead of the device, each queued step holding its input batch (7.7 GB
 #: at 224 px, batch 256, float32, 50 steps ahead). fit waits for the loss of batch i - RUN_AHEAD before it takes
 #: batch i + 1, so at most RUN_AHEAD + 1 batches are queued; callbacks see a batch once its result exists.
@@ -76,6 +76,7 @@ class History:
     history: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
 
     def append(self, epoch: int, logs: Dict) -> None:
+        """Record epoch ``epoch`` (0-based): each value of ``logs`` is appended to its key's list."""
         self.epochs.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
@@ -213,6 +214,21 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
         A non-finite loss.
     TrainingStopped
         After a clean stop on a signal or ``max_run_time`` (exit status 75 unless caught).
+
+    Examples
+    --------
+    Two batches of 4 random 32 px images, one epoch (real data: :mod:`resnet_gluon.data.pipelines`):
+
+    >>> import mxnet as mx
+    >>> from resnet_gluon import fit, resnet18_v1_5
+    >>> net = resnet18_v1_5(classes=4)
+    >>> batches = [(mx.nd.random.uniform(-1, 1, shape=(4, 3, 32, 32)), mx.nd.array([0, 1, 2, 3]))] * 2
+    >>> history = fit(net, batches, batches, epochs=1, lr=0.01, batch_size=4, dtype="float32", progress=False,
+    ...               stop_signals=())
+    >>> history.epochs, {"loss", "top1", "val_loss", "val_top1", "val_top5"} <= set(history.history)
+    ([0], True)
+    >>> 0 <= history.summary()["val_top1"] <= 1
+    True
     """
     budget = stopping.parse_duration(max_run_time)
     ctx = ctx or default_context()

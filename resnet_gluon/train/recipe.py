@@ -37,6 +37,7 @@ __all__ = ["Recipe", "SCHEDULES", "LOSSES", "PRESETS", "reference_lr"]
 
 SCHEDULES = ("step", "cosine", "poly")
 LOSSES = ("softmax", "bce")
+#: The names :meth:`Recipe.preset` takes (each a classmethod of :class:`Recipe`).
 PRESETS = ("reference", "later_release", "mlperf", "rsb_a1", "rsb_a2", "rsb_a3")
 
 # "ResNet strikes back", Table 1 (arXiv:2110.00476), as reproduced by mmpretrain's configs
@@ -156,6 +157,19 @@ class Recipe:
     ------
     ValueError
         For a value outside its range or an unknown schedule or loss, naming the field.
+
+    Examples
+    --------
+    >>> from resnet_gluon import Recipe
+    >>> r = Recipe()  # NVIDIA's ResNet-50 v1.5 for MXNet
+    >>> r.epochs, r.schedule, r.lr_per_256, r.warmup_epochs
+    (90, 'step', 0.1, 5)
+    >>> r.replace(epochs=10).epochs
+    10
+    >>> Recipe(schedule="linear")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...schedule...
     """
 
     name: str = "reference"
@@ -230,6 +244,13 @@ class Recipe:
             For an unknown preset name, listing the valid ones.
         TypeError
             For an unknown field.
+
+        Examples
+        --------
+        >>> from resnet_gluon import Recipe
+        >>> Recipe.preset("later_release", epochs=50).differences(Recipe())
+        {'name': ('later_release', 'reference'), 'epochs': (50, 90), 'lr_per_256': (0.256, 0.1),
+        'schedule': ('cosine', 'step'), 'label_smoothing': (0.1, 0.0)}
         """
         if name not in PRESETS:
             raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(PRESETS)}")

@@ -2,8 +2,9 @@
 notice), or when a time budget is spent, at a step boundary that every worker agrees on. A second signal of
 the same kind is not caught: it ends the process as it would have without ``fit``.
 
-:func:`resnet_gluon.fit` builds a :class:`StopRequest`. Its signal handlers only note the request; ``fit`` asks
-:meth:`StopRequest.should_stop` after every step (``every`` steps), and with several workers the answer is one
+:func:`~resnet_gluon.train.fit.fit` builds a :class:`StopRequest`. Its signal handlers only note the request;
+``fit`` asks :meth:`StopRequest.should_stop` after every step (``every`` steps), and with several workers the answer
+is one
 allreduce of one number, so that every worker stops after the same step even when only one was signalled. ``fit``
 then drains the batches in flight, lets the callbacks save (a :class:`~resnet_gluon.train.callbacks.Checkpoint` writes
 a mid-epoch checkpoint that a rerun resumes at the next step) and raises :class:`TrainingStopped`, a
@@ -115,6 +116,11 @@ class StopRequest:
     every : int
         Calls of :meth:`should_stop` between decisions (``fit`` calls it after each optimizer update; each
         decision is an allreduce with several workers).
+
+    Raises
+    ------
+    ValueError
+        For ``every < 1``, or a signal this process cannot catch (the message suggests others).
     """
 
     def __init__(self, signals: Sequence[int] = DEFAULT_SIGNALS, max_run_time: Optional[float] = None, *,

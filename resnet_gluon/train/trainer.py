@@ -119,6 +119,27 @@ class Trainer(_hvd.DistributedTrainer):
         For a batch size, steps per epoch or accumulate below 1, or a bad recipe value.
     TypeError
         For an unknown recipe option.
+
+    Examples
+    --------
+    Your own loop (what ``fit`` does, without validation, metrics and callbacks), two steps of one epoch:
+
+    >>> import mxnet as mx
+    >>> from mxnet import autograd, gluon
+    >>> from resnet_gluon import Trainer, resnet18_v1_5
+    >>> net = resnet18_v1_5(classes=4)
+    >>> net.initialize()
+    >>> net.hybridize()
+    >>> trainer = Trainer(net.collect_params(), batch_size=4, steps_per_epoch=2, epochs=1, lr=0.01, warmup_epochs=0)
+    >>> loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    >>> x, y = mx.nd.random.uniform(-1, 1, shape=(4, 3, 32, 32)), mx.nd.array([0, 1, 2, 3])
+    >>> for _ in range(2):
+    ...     with autograd.record():
+    ...         loss = loss_fn(net(x), y)
+    ...     trainer.backward(loss)  # scaled by the loss scale when float16 needs one
+    ...     trainer.step(x.shape[0])  # the images of this batch (0 for an empty last batch)
+    >>> trainer.global_batch_size, trainer.learning_rate, trainer.optimizer.num_update
+    (4, 0.01, 2)
     """
 
     def __init__(self, params, *, batch_size: int, steps_per_epoch: int, recipe: Optional[Recipe] = None,
@@ -135,7 +156,7 @@ class Trainer(_hvd.DistributedTrainer):
         self.accumulate = accumulate
         self.updates_per_epoch = math.ceil(steps_per_epoch / accumulate)
         self.workers = hvd.size()
-        #: Images of one full optimizer update over all workers: what the learning rate is scaled for.
+        #: Images of one full optimizer update over all workers, what the learning rate is scaled for.
         self.global_batch_size = batch_size * self.workers * accumulate
         self.dtype = dtype or _amp.initialized_dtype() or "float32"
         self.base_lr = self.recipe.peak_lr(self.global_batch_size)
