@@ -297,26 +297,25 @@ class Predictor:
         dtype = _deprecated_precision(dtype, precision, "Predictor.from_checkpoint")
         ctx = options.pop("ctx", None) or mx.cpu()
         epoch, record = checkpoint.resolve_epoch(prefix, epoch)
-        record = record or {}
-        saved = record.get("dtype", "float32")
+        record = record or checkpoint.CheckpointRecord()  # a plain symbol + params pair: the record's defaults
+        saved = record.dtype
         dtype = dtype or saved
         if dtype not in _amp.INFERENCE_DTYPES + ("auto",):
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(_amp.INFERENCE_DTYPES + ('auto',))}")
         files = checkpoint.checkpoint_files(prefix, epoch)
         if saved != "float32" and dtype != saved:
-            raise ValueError(f"{files.params if record.get('backend') != 'openvino' else files.onnx!r} is a {saved} "
+            raise ValueError(f"{files.params if record.backend != 'openvino' else files.onnx!r} is a {saved} "
                              f"model; it cannot be loaded as {dtype}. Load the float32 checkpoint it was made from "
                              "instead")
-        pre = record.get("preprocessing")
         if image_size is not None:
             preprocessing = Preprocessing.for_size(image_size)
-        elif pre:
-            preprocessing = Preprocessing.from_validation_settings(pre)
+        elif record.preprocessing:
+            preprocessing = Preprocessing.from_validation_settings(record.preprocessing)
         else:
             preprocessing = Preprocessing()
-        preprocessing = dataclasses.replace(preprocessing, layout=record.get("layout", "NCHW"))
-        names = class_names if class_names is not None else record.get("class_names")
-        if record.get("backend") == "openvino":
+        preprocessing = dataclasses.replace(preprocessing, layout=record.layout)
+        names = class_names if class_names is not None else record.class_names
+        if record.backend == "openvino":
             from .openvino import OpenVINONet
 
             if options.setdefault("backend", "openvino") != "openvino":
@@ -326,14 +325,14 @@ class Predictor:
                 raise ValueError(f"{files.onnx!r} is an OpenVINO {saved} model; it loads as saved. For {dtype}, "
                                  f"load the float32 checkpoint it was made from with backend='openvino', "
                                  f"dtype={dtype!r}")
-            net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.get("requested_dtype", saved))
+            net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.requested_dtype or saved)
             return cls(net, preprocessing=preprocessing, class_names=names, dtype=saved, ctx=ctx, converted=True,
                        **options)
         net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx, ema=ema)
         predictor = cls(net, preprocessing=preprocessing, class_names=names, dtype=dtype, ctx=ctx,
                         converted=saved != "float32", **options)
         # a predictor's own saved network says which weights it was made from
-        predictor.weights = record.get("weights") or checkpoint.weights_used(record, ema)
+        predictor.weights = record.weights or checkpoint.weights_used(record, ema)
         return predictor
 
     def save(self, prefix: PathLike, epoch: int = 0) -> Tuple[str, ...]:
@@ -345,18 +344,19 @@ class Predictor:
         process) rebuilds the same predictor. Files are written to temporary names and renamed, the record last.
         """
         common = dict(dtype=self.dtype, weights=self.weights, classes=self.num_classes,
-                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings(),
-                      layout=self.preprocessing.layout)
+                      class_names=tuple(self.class_names) if self.class_names is not None else None,
+                      preprocessing=self.preprocessing.validation_settings(), layout=self.preprocessing.layout)
         if self.backend == "openvino":  # the ONNX model (float32 or INT8 QDQ) and the record
             path = self.net.save(checkpoint.checkpoint_files(prefix, epoch).onnx)
-            record = dict(common, model=None, backend="openvino", requested_dtype=self.net.requested_dtype,
-                          in_channels=self.preprocessing.data_shape(1)[1])
-            checkpoint.write_record(prefix, epoch, record, files=[path])
+            record = checkpoint.CheckpointRecord(**common, backend="openvino",
+                                                 requested_dtype=self.net.requested_dtype,
+                                                 in_channels=self.preprocessing.data_shape(1)[1])
+            checkpoint.write_checkpoint_record(prefix, epoch, record, files=[path])
             return (path,)
         files = checkpoint.export_checkpoint(self.net, prefix, epoch)
         # model=None: the saved graph may be fused or quantized, so it is always imported as a SymbolBlock.
-        record = dict(checkpoint.network_record(self.net), **common, model=None)
-        checkpoint.write_record(prefix, epoch, record)
+        record = checkpoint.CheckpointRecord.for_network(self.net, **common, model=None)
+        checkpoint.write_checkpoint_record(prefix, epoch, record)
         return files
 
     # ------------------------------------------------------------------------------------------ running
