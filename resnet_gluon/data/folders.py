@@ -24,6 +24,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .recordio import PathLike, RecordFiles, _RecordWriter, _short, list_name_problem, load_classes, save_classes
+from .._core.deprecation import deprecated
 from .._core.files import printable
 from .images import for_records
 
@@ -45,8 +46,8 @@ class PrepareSummary:
         The ``.rec``/``.idx`` pair written (a ``.lst`` beside it).
     images : int
         Images written.
-    classes : tuple of str
-        The data root's class list (``classes.json``), in label order.
+    class_names : tuple of str
+        The data root's class list (``classes.json``), in label order (0.1's ``classes``, deprecated).
     reencoded : dict of str to int
         Images not stored byte for byte, by reason ('PNG', 'CMYK JPEG', 'EXIF-rotated JPEG', 'downscaled', ...).
     hidden, other : int
@@ -54,25 +55,37 @@ class PrepareSummary:
         or folders inside a class folder.
     broken : tuple of str
         Symbolic links to nothing, skipped (paths relative to the folder).
-    replaced_classes : tuple of str, optional
+    replaced_class_names : tuple of str, optional
         The class list ``classes.json`` held before, when this run replaced it (``overwrite``): record files
-        prepared earlier in the data root use that numbering.
+        prepared earlier in the data root use that numbering (0.1's ``replaced_classes``, deprecated).
     """
 
     files: RecordFiles
     images: int
-    classes: Tuple[str, ...]
+    class_names: Tuple[str, ...]
     reencoded: Dict[str, int]
     hidden: int = 0
     other: int = 0
-    replaced_classes: Optional[Tuple[str, ...]] = None
+    replaced_class_names: Optional[Tuple[str, ...]] = None
     broken: Tuple[str, ...] = ()
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Deprecated name of :attr:`class_names` (``classes`` is a count elsewhere, as in Gluon)."""
+        deprecated("PrepareSummary.classes", "PrepareSummary.class_names")
+        return self.class_names
+
+    @property
+    def replaced_classes(self) -> Optional[Tuple[str, ...]]:
+        """Deprecated name of :attr:`replaced_class_names`."""
+        deprecated("PrepareSummary.replaced_classes", "PrepareSummary.replaced_class_names")
+        return self.replaced_class_names
 
     def __len__(self) -> int:
         return self.images
 
     def __str__(self) -> str:
-        text = f"{self.files.rec}: {self.images} images, {len(self.classes)} classes"
+        text = f"{self.files.rec}: {self.images} images, {len(self.class_names)} classes"
         if self.reencoded:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.reencoded.items()))
             text += f" ({sum(self.reencoded.values())} re-encoded: {reasons})"
@@ -89,10 +102,10 @@ class PrepareSummary:
 
     def warning(self) -> str:
         """A warning when this run replaced the data root's ``classes.json`` ('' when it did not)."""
-        if not self.replaced_classes:
+        if not self.replaced_class_names:
             return ""
         root = os.path.dirname(self.files.rec) or "."
-        return (f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {list(self.replaced_classes)}); "
+        return (f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {list(self.replaced_class_names)}); "
                 f"record files prepared before in {root} use the old numbering: prepare them again")
 
 

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from mxnet import recordio
 
+from .._core.deprecation import renamed_argument
 from .._core.files import atomic_write_json, printable
 
 __all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
@@ -191,14 +192,17 @@ def list_name_problem(name: str) -> Optional[str]:
     return None
 
 
-def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *, classes: Sequence[str] = (),
-                  overwrite: bool = False) -> RecordFiles:
+def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *,
+                  class_names: Optional[Sequence[str]] = None, overwrite: bool = False,
+                  classes: Optional[Sequence[str]] = None) -> RecordFiles:
     """Write ``(label, encoded_image, name)`` items as ``prefix.rec``/``.idx``/``.lst``, atomically.
 
-    ``classes`` (names in label order), when given, goes to ``classes.json`` beside the files. Existing files
+    ``class_names`` (in label order), when given, goes to ``classes.json`` beside the files. Existing files
     are kept unless ``overwrite``: a ``FileExistsError`` names them, and a ``ValueError`` a ``classes.json``
-    that lists other classes. An exception while ``items`` are produced leaves no files behind.
+    that lists other classes. An exception while ``items`` are produced leaves no files behind. ``classes`` is
+    0.1's name of ``class_names`` (deprecated).
     """
+    classes = renamed_argument("write_records", "classes", classes, "class_names", class_names)
     root = os.path.dirname(os.path.abspath(os.fspath(prefix)))
     if classes and not overwrite:
         check_classes(root, classes)
@@ -232,14 +236,17 @@ def num_classes(data_root: Optional[PathLike] = None, *, default: int = 1000) ->
     return len(names) if names else default
 
 
-def check_classes(data_root: PathLike, classes: Sequence[str]) -> None:
-    """Check that ``classes.json`` in ``data_root``, if there is one, lists exactly ``classes``.
+def check_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = None, *,
+                  classes: Optional[Sequence[str]] = None) -> None:
+    """Check that ``classes.json`` in ``data_root``, if there is one, lists exactly ``class_names`` (``classes``:
+    0.1's name of it, deprecated).
 
     Raises
     ------
     ValueError
         Naming both lists: one data root has one class list, and its record files use that numbering.
     """
+    classes = renamed_argument("check_classes", "classes", classes, "class_names", class_names) or []
     existing = load_classes(data_root)
     if existing is not None and list(existing) != list(classes):
         path = os.path.join(os.fspath(data_root), "classes.json")
@@ -247,8 +254,11 @@ def check_classes(data_root: PathLike, classes: Sequence[str]) -> None:
                          "there use its numbering (pass overwrite=True / --overwrite to replace it)")
 
 
-def save_classes(data_root: PathLike, classes: Sequence[str]) -> Optional[List[str]]:
-    """Write ``classes.json`` in ``data_root`` (atomically); returns the list it replaced, if it was another."""
+def save_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = None, *,
+                 classes: Optional[Sequence[str]] = None) -> Optional[List[str]]:
+    """Write ``class_names`` (``classes``: 0.1's name of it, deprecated) as ``classes.json`` in ``data_root``
+    (atomically); returns the list it replaced, if it was another."""
+    classes = renamed_argument("save_classes", "classes", classes, "class_names", class_names) or []
     existing = load_classes(data_root)
     if existing == list(classes):
         return None

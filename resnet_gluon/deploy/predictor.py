@@ -25,7 +25,7 @@ import numpy as np
 from mxnet import gluon
 
 from .._core import amp as _amp
-from .._core.deprecation import deprecated
+from .._core.deprecation import deprecated, renamed_argument
 from ..models import checkpoint
 from ..data.recordio import PathLike
 from .export import export_onnx, onnx_logits
@@ -41,16 +41,22 @@ BACKENDS = ("mxnet", "openvino")
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Top-k classes of one image, most probable first."""
+    """Top-k classes of one image, most probable first: their indices (labels), probabilities and names."""
 
-    classes: Tuple[int, ...]
+    class_indices: Tuple[int, ...]
     probabilities: Tuple[float, ...]
     names: Tuple[str, ...]
 
     @property
+    def classes(self) -> Tuple[int, ...]:
+        """Deprecated name of :attr:`class_indices` (``classes`` is a count elsewhere, as in Gluon)."""
+        deprecated("Prediction.classes", "Prediction.class_indices")
+        return self.class_indices
+
+    @property
     def label(self) -> int:
         """The most probable class index."""
-        return self.classes[0]
+        return self.class_indices[0]
 
     @property
     def name(self) -> str:
@@ -63,22 +69,13 @@ class Prediction:
         return self.probabilities[0]
 
     def as_dict(self) -> Dict[str, list]:
-        """``classes``, ``names`` and ``probabilities`` (rounded to 6 decimals) as lists, for JSON."""
-        return dict(classes=list(self.classes), names=list(self.names),
+        """``class_indices``, ``names`` and ``probabilities`` (rounded to 6 decimals) as lists, for JSON."""
+        return dict(class_indices=list(self.class_indices), names=list(self.names),
                     probabilities=[round(float(p), 6) for p in self.probabilities])
 
     def __str__(self) -> str:
         """``'name (class) probability, ...'``, most probable first, probabilities to 4 decimals."""
-        return ", ".join(f"{n} ({c}) {p:.4f}" for c, n, p in zip(self.classes, self.names, self.probabilities))
-
-
-def _deprecated_precision(dtype: Optional[str], precision: Optional[str], where: str) -> Optional[str]:
-    if precision is None:
-        return dtype
-    deprecated(f"{where}(precision=...)", "dtype=... (the same values)", stacklevel=4)
-    if dtype is not None and dtype != precision:
-        raise ValueError(f"{where} got dtype={dtype!r} and precision={precision!r}; pass dtype only")
-    return precision
+        return ", ".join(f"{n} ({c}) {p:.4f}" for c, n, p in zip(self.class_indices, self.names, self.probabilities))
 
 
 class Predictor:
@@ -157,7 +154,7 @@ class Predictor:
                  calibration_options: Optional[Dict[str, Any]] = None, batch_size: int = 64,
                  ctx: Optional[mx.Context] = None, converted: bool = False, precision: Optional[str] = None,
                  backend: str = "mxnet"):
-        dtype = _deprecated_precision(dtype, precision, "Predictor") or "float32"
+        dtype = renamed_argument("Predictor", "precision", precision, "dtype", dtype) or "float32"
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if batch_size < 1:
@@ -294,7 +291,7 @@ class Predictor:
             A saved low-precision model asked for another dtype; unknown dtype; an OpenVINO checkpoint asked
             for ``backend='mxnet'``.
         """
-        dtype = _deprecated_precision(dtype, precision, "Predictor.from_checkpoint")
+        dtype = renamed_argument("Predictor.from_checkpoint", "precision", precision, "dtype", dtype)
         ctx = options.pop("ctx", None) or mx.cpu()
         epoch, record = checkpoint.resolve_epoch(prefix, epoch)
         record = record or checkpoint.CheckpointRecord()  # a plain symbol + params pair: the record's defaults
@@ -404,7 +401,7 @@ class Predictor:
         results = []
         for probs in self.probabilities(batch, max_value=max_value):
             order = np.argsort(-probs, kind="stable")[:k]
-            results.append(Prediction(classes=tuple(int(i) for i in order),
+            results.append(Prediction(class_indices=tuple(int(i) for i in order),
                                       probabilities=tuple(float(probs[i]) for i in order),
                                       names=tuple(self.class_names[i] for i in order)))
         return results[0] if single else results
@@ -425,11 +422,13 @@ class Predictor:
         Returns
         -------
         dict
-            ``dtype``, ``backend``, ``weights`` (:attr:`weights`), ``rec``, ``top1``, ``top5`` (None with fewer
-            than 5 classes), ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99``
-            (seconds from taking a batch to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most
-            the records of ``rec``), as :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa``
-            (oneDNN's instruction set, :func:`resnet_gluon._core.runtime.onednn_isa`; None on a GPU).
+            The keys :func:`resnet_gluon.evaluation.evaluate` returns, unprefixed
+            (:data:`resnet_gluon.evaluation.METRICS`: ``top1``, ``top5`` (None with fewer than 5 classes),
+            ``loss``, ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_95``/``_99``/
+            ``_100`` (seconds from taking a batch to its result), ``num_images``), plus ``dtype``, ``backend``,
+            ``weights`` (:attr:`weights`), ``rec``, ``batch_size`` (:attr:`batch_size`, at most the records of
+            ``rec``) and ``cpu_isa`` (oneDNN's instruction set, :func:`resnet_gluon._core.runtime.onednn_isa`; None
+            on a GPU).
 
         Raises
         ------
@@ -446,9 +445,7 @@ class Predictor:
         logs = evaluate(self.net, data, ctx=self.ctx, prefix="")
         from .._core.runtime import onednn_isa
 
-        keys = ("top1", "top5", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_99", "num_images")
-        return dict(dtype=self.dtype, backend=self.backend, weights=self.weights, rec=os.fspath(rec),
-                    **{k: logs[k] for k in keys},
+        return dict(dtype=self.dtype, backend=self.backend, weights=self.weights, rec=os.fspath(rec), **logs,
                     batch_size=data.batch_size, cpu_isa=onednn_isa() if self.ctx.device_type == "cpu" else None)
 
     def __repr__(self) -> str:

@@ -18,17 +18,17 @@ from .._core.dist import rank_zero_only
 from .._core.files import atomic_path, atomic_write_json
 from ..models.weights import load_parameters
 from ..data.preprocessing import Preprocessing
+from ..evaluation import ACCURACY_METRICS, SPEED_METRICS
 from .recipe import Recipe
 
 __all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "TensorBoard",
            "REPORT_METRICS", "EMA_METRICS"]
 
 #: The metrics of the reference's JSON report, each prefixed by 'train.' and 'val.'.
-REPORT_METRICS = ("top1", "top5", "loss", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_95",
-                  "latency_99", "latency_100")
+REPORT_METRICS = ACCURACY_METRICS + SPEED_METRICS
 
 #: The metrics of the averaged weights (``Recipe.ema_decay``) in the report, as ``val.<metric>_ema``.
-EMA_METRICS = ("top1", "top5", "loss")
+EMA_METRICS = ACCURACY_METRICS
 
 latest_checkpoint = checkpoint.latest_checkpoint
 
