@@ -160,6 +160,17 @@ def test_nhwc_layout_is_recorded_and_checked_on_reload(tmp_path):
             checkpoint.load_network(prefix)
 
 
+def test_a_failed_export_leaves_nothing_behind(tmp_path):
+    net = _small()
+    net.initialize()
+    net.hybridize()
+    with pytest.raises(RuntimeError, match="run one forward pass after hybridize"):
+        checkpoint.export_checkpoint(net, tmp_path / "m", 1)
+    assert os.listdir(tmp_path) == []
+    checkpoint.export_checkpoint(net, tmp_path / "m", 1, input_shape=(1, 3, 16, 16))
+    assert sorted(os.listdir(tmp_path)) == ["m-0001.params", "m-symbol.json"]
+
+
 def _step_pair(loss_scaling):
     net = gluon.nn.Dense(3, in_units=4)
     net.initialize(mx.init.Constant(0.1))

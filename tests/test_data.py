@@ -81,6 +81,7 @@ def test_missing_rec_and_idx_and_rebuild(tmp_path):
         recordio.record_files(files.rec)
     recordio.rebuild_index(files.rec)
     assert open(files.idx).read() == original
+    assert sorted(os.listdir(tmp_path / "d")) == ["train.idx", "train.lst", "train.rec"]  # no temporary file
     assert len(recordio.record_files(files.rec)) == 5
 
 

@@ -9,7 +9,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .recordio import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, PathLike, RecordFiles, record_files, write_records
+from .._core.files import PathLike
+from .recordio import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, RecordFiles, record_files, write_records
 
 __all__ = ["fashion_mnist_to_recordio", "load_split"]
 

@@ -23,9 +23,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .recordio import PathLike, RecordFiles, _RecordWriter, _short, list_name_problem, load_classes, save_classes
+from .._core.files import PathLike
+from .recordio import RecordFiles, RecordWriter, list_name_problem, load_classes, save_classes
 from .._core.deprecation import deprecated
-from .._core.files import printable
+from .._core.files import printable, short_list
 from .images import for_records
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderEntries", "folder_entries", "PrepareSummary", "images_to_recordio",
@@ -198,7 +199,7 @@ def _numbering(root: str, tree: _Tree, folder: str, overwrite: bool) -> List[str
     if overwrite:
         return list(tree.classes)
     raise ValueError(f"class folder {os.path.join(folder, unknown[0])!r} is not in "
-                     f"{os.path.join(root, 'classes.json')} {_short(existing)}; prepare the split that holds every "
+                     f"{os.path.join(root, 'classes.json')} {short_list(existing)}; prepare the split that holds every "
                      "class first, or pass overwrite=True (--overwrite) to replace the class list")
 
 
@@ -219,7 +220,7 @@ def _ordered_map(fn: Callable, items: Sequence, threads: int) -> Iterator:
                 future.cancel()
 
 
-def _write(folder: str, entries: Sequence[Tuple[int, str]], writer: _RecordWriter, *, num_threads: int,
+def _write(folder: str, entries: Sequence[Tuple[int, str]], writer: RecordWriter, *, num_threads: int,
            resize: Optional[int]) -> Dict[str, int]:
     """Encode ``(label, relative path)`` entries into ``writer``; returns the re-encoding reasons counted."""
 
@@ -244,7 +245,7 @@ def _prepare(folder: PathLike, splits: Dict[str, Tuple[str, List[Tuple[int, str]
     writers = {}
     try:
         for name, (prefix, _) in splits.items():
-            writers[name] = _RecordWriter(prefix, overwrite=overwrite)
+            writers[name] = RecordWriter(prefix, overwrite=overwrite)
         reasons = {name: _write(folder, splits[name][1], writers[name], num_threads=num_threads, resize=resize)
                    for name in splits}
         files = {name: writer.commit() for name, writer in writers.items()}

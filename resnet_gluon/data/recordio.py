@@ -16,20 +16,19 @@ import mmap
 import os
 import struct
 import unicodedata
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mxnet import recordio
 
 from .._core.deprecation import renamed_argument
-from .._core.files import atomic_write_json, printable
+from .._core.files import PathLike, atomic_path, atomic_write_json, printable, short_list, temporary_name
 
 __all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
-           "RecordFiles", "record_files", "write_records", "read_records", "read_labels",
+           "RecordFiles", "record_files", "RecordWriter", "write_records", "read_records", "read_labels",
            "RecordReader", "rebuild_index", "check_records", "load_classes", "num_classes", "check_classes",
            "save_classes", "list_name_problem"]
 
-PathLike = Union[str, os.PathLike]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -122,16 +121,30 @@ def rebuild_index(rec: PathLike) -> str:
             padded = ((lrec & ((1 << 29) - 1)) + 3) // 4 * 4
             f.seek(padded, os.SEEK_CUR)
             offset += 8 + padded
-    tmp = idx + ".tmp"
-    with open(tmp, "w") as out:
-        out.writelines(f"{key}\t{off}\n" for key, off in enumerate(offsets))
-    os.replace(tmp, idx)
+    with atomic_path(idx) as tmp:
+        with open(tmp, "w") as out:
+            out.writelines(f"{key}\t{off}\n" for key, off in enumerate(offsets))
     return idx
 
 
-class _RecordWriter:
-    """``prefix.rec``/``.idx``/``.lst`` written under temporary names: :meth:`commit` renames them into
-    place, :meth:`abort` removes them (so a failed write leaves nothing behind)."""
+class RecordWriter:
+    """``prefix.rec``/``.idx``/``.lst`` written record by record under temporary names
+    (:func:`~resnet_gluon._core.files.temporary_name`): :meth:`commit` renames them into place, :meth:`abort`
+    removes them (so a failed write leaves nothing behind). :func:`write_records` and
+    :func:`~resnet_gluon.data.folders.images_to_recordio` write through it.
+
+    Parameters
+    ----------
+    prefix : str or PathLike
+        The files' path without extension.
+    overwrite : bool
+        Replace existing files (on :meth:`commit`); otherwise they are an error.
+
+    Raises
+    ------
+    FileExistsError
+        When one of the files exists and ``overwrite`` is False.
+    """
 
     def __init__(self, prefix: PathLike, *, overwrite: bool):
         self.prefix = os.fspath(prefix)
@@ -140,12 +153,14 @@ class _RecordWriter:
         if existing and not overwrite:
             raise FileExistsError(f"{existing[0]} exists; remove it or pass overwrite=True (--overwrite)")
         os.makedirs(os.path.dirname(os.path.abspath(self.prefix)), exist_ok=True)
-        self.tmp = [f"{p}.tmp{os.getpid()}" for p in self.final]
+        self.tmp = [temporary_name(p) for p in self.final]
         self._writer = recordio.MXIndexedRecordIO(self.tmp[1], self.tmp[0], "w")
         self._lst = open(self.tmp[2], "w", encoding="utf-8")
         self.count = 0
 
     def write(self, label: float, data: bytes, name: str) -> None:
+        """Append one record: ``label`` (float, the class index), ``data`` (the encoded image) and ``name``
+        (its path in the ``.lst`` file; a ``ValueError`` names a name that file cannot hold)."""
         problem = list_name_problem(name)
         if problem:
             raise ValueError(f"{printable(name)} {problem}, which a .lst file cannot hold; rename it")
@@ -161,12 +176,14 @@ class _RecordWriter:
             self._lst = None
 
     def abort(self) -> None:
+        """Remove the temporary files."""
         self._close()
         for p in self.tmp:
             if os.path.exists(p):
                 os.remove(p)
 
     def commit(self) -> RecordFiles:
+        """Rename the files into place; a ``ValueError`` when no record was written (nothing is left then)."""
         self._close()
         if not self.count:
             self.abort()
@@ -206,7 +223,7 @@ def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *
     root = os.path.dirname(os.path.abspath(os.fspath(prefix)))
     if classes and not overwrite:
         check_classes(root, classes)
-    writer = _RecordWriter(prefix, overwrite=overwrite)
+    writer = RecordWriter(prefix, overwrite=overwrite)
     try:
         for label, data, name in items:
             writer.write(label, data, name)
@@ -250,7 +267,7 @@ def check_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = No
     existing = load_classes(data_root)
     if existing is not None and list(existing) != list(classes):
         path = os.path.join(os.fspath(data_root), "classes.json")
-        raise ValueError(f"{path} lists the classes {_short(existing)}, not {_short(classes)}; the record files "
+        raise ValueError(f"{path} lists the classes {short_list(existing)}, not {short_list(classes)}; the record files "
                          "there use its numbering (pass overwrite=True / --overwrite to replace it)")
 
 
@@ -264,11 +281,6 @@ def save_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = Non
         return None
     atomic_write_json(os.path.join(os.fspath(data_root), "classes.json"), list(classes))
     return existing
-
-
-def _short(names: Sequence[str], limit: int = 6) -> str:
-    shown = ", ".join(repr(n) for n in list(names)[:limit])
-    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
 
 
 def _records(files: RecordFiles, positions: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, float, bytes]]:

@@ -27,7 +27,7 @@ from mxnet import gluon
 from .._core import amp as _amp
 from .._core.deprecation import deprecated, renamed_argument
 from ..models import checkpoint
-from ..data.recordio import PathLike
+from .._core.files import PathLike
 from .export import export_onnx, onnx_logits
 from ..data.preprocessing import ImageLike, Preprocessing, load_image, preprocess
 from .quantization import calibration_batches, quantize

@@ -27,22 +27,22 @@ import glob
 import json
 import os
 import re
+import tempfile
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mxnet as mx
 from mxnet import gluon
 
 from .._core.deprecation import deprecated
-from .._core.files import atomic_write_json
+from .._core.files import PathLike, atomic_path, atomic_write_json
 
 __all__ = ["SCHEMA_VERSION", "CheckpointRecord", "CheckpointFiles", "checkpoint_files", "mid_epoch_checkpoints",
            "prune_mid_epoch_checkpoints", "saved_epochs", "complete_epochs", "latest_checkpoint", "resolve_epoch",
            "read_checkpoint_record", "write_checkpoint_record", "export_checkpoint", "load_network", "params_keys",
            "weights_used", "read_record", "write_record", "network_record"]
 
-PathLike = Union[str, os.PathLike]
 
 
 
@@ -413,19 +413,19 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
         ctx = next(iter(net.collect_params().values())).list_ctx()[0]
         net(mx.nd.zeros(input_shape, ctx=ctx))
     files = checkpoint_files(prefix, epoch, step)
-    tmp = checkpoint_files(f"{files.prefix}.tmp{os.getpid()}", epoch)
-    os.makedirs(os.path.dirname(os.path.abspath(files.prefix)), exist_ok=True)
-    try:
-        net.export(tmp.prefix, epoch)
-        os.replace(tmp.params, files.params)
-        os.replace(tmp.symbol, files.symbol)
-    except RuntimeError as err:
-        raise RuntimeError(f"cannot export: {err}; run one forward pass after hybridize() or pass "
-                           "input_shape=") from err
-    finally:
-        for leftover in (tmp.params, tmp.symbol):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+    folder = os.path.dirname(os.path.abspath(files.prefix))
+    os.makedirs(folder, exist_ok=True)
+    # net.export names its files after a prefix: it writes into a private folder, then each file is moved in
+    with atomic_path(files.params) as params, atomic_path(files.symbol) as symbol, \
+            tempfile.TemporaryDirectory(dir=folder) as scratch:
+        exported = checkpoint_files(os.path.join(scratch, "net"), epoch)
+        try:
+            net.export(exported.prefix, epoch)
+        except RuntimeError as err:
+            raise RuntimeError(f"cannot export: {err}; run one forward pass after hybridize() or pass "
+                               "input_shape=") from err
+        os.replace(exported.params, params)
+        os.replace(exported.symbol, symbol)
     return files.symbol, files.params
 
 
