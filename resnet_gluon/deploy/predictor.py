@@ -28,6 +28,7 @@ from .._core import amp as _amp
 from .._core.deprecation import deprecated, renamed_argument
 from ..models import checkpoint
 from .._core.files import PathLike
+from .._core.runtime import place_parameters
 from .export import export_onnx, onnx_logits
 from ..data.preprocessing import ImageLike, Preprocessing, load_image, preprocess
 from .quantization import calibration_batches, quantize
@@ -188,7 +189,7 @@ class Predictor:
         return self.dtype
 
     def _mxnet_net(self, net, dtype, converted, calibration, calibration_options):
-        _move_to(net, self.ctx)
+        place_parameters(net, self.ctx)
         if not converted and dtype in ("bfloat16", "float16"):
             return _amp.convert(net, dtype, input_shape=self.preprocessing.data_shape(1), ctx=self.ctx)
         if not converted and dtype == "int8":
@@ -215,7 +216,7 @@ class Predictor:
                 calibration = calibration_batches(calibration, preprocessing=self.preprocessing, **options)
             calibration.reset()
             batches = [b.data[0].asnumpy() for b in calibration]
-        _move_to(net, mx.cpu())
+        place_parameters(net, mx.cpu())
         return openvino_backend.build(net, dtype=dtype, preprocessing=self.preprocessing, calibration=batches)
 
     def _optimize(self) -> None:
@@ -452,17 +453,6 @@ class Predictor:
         return (f"Predictor(dtype={self.dtype!r}, backend={self.backend!r}, weights={self.weights!r}, "
                 f"classes={self.num_classes}, "
                 f"image_size={self.preprocessing.image_size}, ctx={self.ctx})")
-
-
-def _move_to(net: gluon.Block, ctx: mx.Context) -> None:
-    """Put ``net``'s initialised parameters on ``ctx`` (a no-op where they are already)."""
-    params = net.collect_params()
-    try:
-        contexts = {c for p in params.values() for c in p.list_ctx()}
-    except RuntimeError:  # not initialised: nothing to move
-        return
-    if contexts and contexts != {ctx}:
-        params.reset_ctx(ctx)
 
 
 def __getattr__(name):
