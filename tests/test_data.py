@@ -154,7 +154,8 @@ def test_hidden_entries_are_skipped_and_counted(tmp_path, capsys):
     (tmp_path / "imgs" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (tmp_path / "imgs" / "class1" / "notes.txt").write_text("not an image")
     summary = folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
-    assert summary.class_names == ("class0", "class1") and recordio.load_classes(tmp_path / "data") == ["class0", "class1"]
+    assert summary.class_names == ("class0", "class1")
+    assert recordio.load_classes(tmp_path / "data") == ["class0", "class1"]
     assert _labels(tmp_path / "data" / "train.lst") == [0, 0, 1, 1, 1]
     assert (summary.hidden, summary.other, summary.images) == (3, 1, 5)
     assert cli(["prepare", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "cli" / "train")]) == 0

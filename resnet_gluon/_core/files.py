@@ -11,7 +11,8 @@ import json
 import os
 from typing import Any, Iterator, Sequence, Union
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "temporary_name", "printable", "short_list", "PathLike"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "temporary_name", "printable", "short_list",
+           "PathLike"]
 
 #: A file name: ``str`` or any ``os.PathLike`` (``pathlib.Path``); the one definition in the package.
 PathLike = Union[str, os.PathLike]

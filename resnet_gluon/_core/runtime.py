@@ -27,8 +27,8 @@ from typing import Dict, FrozenSet, List, Optional
 from . import cuda_libs as _cuda_libs
 
 __all__ = ["cpu_thread_defaults", "apply_cpu_thread_defaults", "default_data_threads", "preload_cuda_libraries",
-           "num_gpus", "gpu_device_id", "default_context", "place_parameters", "cpu_flags", "enable_amx", "amx_enabled", "amx_status",
-           "onednn_isa"]
+           "num_gpus", "gpu_device_id", "default_context", "place_parameters", "cpu_flags", "enable_amx",
+           "amx_enabled", "amx_status", "onednn_isa"]
 
 # Linux's arch_prctl request for the AMX tile state (arch/x86/include/uapi/asm/prctl.h, Linux >= 5.16) and the
 # x86-64 system call number of arch_prctl.

@@ -106,7 +106,8 @@ class PrepareSummary:
         if not self.replaced_class_names:
             return ""
         root = os.path.dirname(self.files.rec) or "."
-        return (f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {list(self.replaced_class_names)}); "
+        replaced = list(self.replaced_class_names)
+        return (f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {replaced}); "
                 f"record files prepared before in {root} use the old numbering: prepare them again")
 
 

@@ -267,8 +267,8 @@ def check_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = No
     existing = load_classes(data_root)
     if existing is not None and list(existing) != list(classes):
         path = os.path.join(os.fspath(data_root), "classes.json")
-        raise ValueError(f"{path} lists the classes {short_list(existing)}, not {short_list(classes)}; the record files "
-                         "there use its numbering (pass overwrite=True / --overwrite to replace it)")
+        raise ValueError(f"{path} lists the classes {short_list(existing)}, not {short_list(classes)}; the record "
+                         "files there use its numbering (pass overwrite=True / --overwrite to replace it)")
 
 
 def save_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = None, *,

@@ -379,9 +379,8 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
 
     The files load back with ``gluon.SymbolBlock.imports(symbol, ['data'], params)`` and with
     :func:`~resnet_gluon.models.weights.load_parameters`. Each file is written to a temporary name and renamed.
-    No record is written: use :func:`write_checkpoint_record` (or the :class:`~resnet_gluon.train.callbacks.Checkpoint`
-    callback) to make a
-    complete checkpoint.
+    No record is written: use :func:`write_checkpoint_record` (or the
+    :class:`~resnet_gluon.train.callbacks.Checkpoint` callback) to make a complete checkpoint.
 
     Parameters
     ----------
