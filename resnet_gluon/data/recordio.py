@@ -160,7 +160,13 @@ class RecordWriter:
 
     def write(self, label: float, data: bytes, name: str) -> None:
         """Append one record: ``label`` (float, the class index), ``data`` (the encoded image) and ``name``
-        (its path in the ``.lst`` file; a ``ValueError`` names a name that file cannot hold)."""
+        (its path in the ``.lst`` file).
+
+        Raises
+        ------
+        ValueError
+            When ``name`` cannot be a line of a ``.lst`` file (:func:`list_name_problem` says why).
+        """
         problem = list_name_problem(name)
         if problem:
             raise ValueError(f"{printable(name)} {problem}, which a .lst file cannot hold; rename it")
@@ -183,7 +189,13 @@ class RecordWriter:
                 os.remove(p)
 
     def commit(self) -> RecordFiles:
-        """Rename the files into place; a ``ValueError`` when no record was written (nothing is left then)."""
+        """Rename the files into place; returns them.
+
+        Raises
+        ------
+        ValueError
+            When no record was written (the temporary files are removed, nothing is left).
+        """
         self._close()
         if not self.count:
             self.abort()

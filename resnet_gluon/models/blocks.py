@@ -312,11 +312,15 @@ class Stage(nn.HybridSequential):
         Initializer of convolution weights; default :func:`reference_initializer`.
     prefix, params
         Gluon's naming and parameter sharing arguments.
+    blocks : int, optional
+        Deprecated name of ``num_blocks``.
 
     Raises
     ------
+    TypeError
+        Without ``num_blocks`` or ``channels``.
     ValueError
-        For ``blocks < 1``, or a ``layout`` :func:`check_layout` refuses.
+        For ``num_blocks < 1``, or a ``layout`` :func:`check_layout` refuses.
     """
 
     def __init__(self, block: Type[_ResidualBlock], num_blocks: Optional[int] = None, channels: Optional[int] = None,

@@ -193,7 +193,7 @@ class CheckpointRecord:
     loss_scale: Optional[float] = None
     #: The epoch's logs (``loss``, ``top1``, ``val_top1``, ...), numbers only.
     metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
-    #: :meth:`~resnet_gluon.train.ema.ModelEMA.record` when ``<prefix>-NNNN-ema.params`` is saved.
+    #: :meth:`~resnet_gluon.train.ema.EMA.record` when ``<prefix>-NNNN-ema.params`` is saved.
     ema: Optional[Dict[str, Any]] = None
     #: Mid-epoch checkpoints: the epoch's metric sums so far, and why the run stopped.
     meter: Optional[Dict[str, Any]] = None
