@@ -50,7 +50,7 @@ class Prediction:
 
     @property
     def classes(self) -> Tuple[int, ...]:
-        """Deprecated name of :attr:`class_indices` (``classes`` is a count elsewhere, as in Gluon)."""
+        """Deprecated name of ``class_indices`` (``classes`` is a count elsewhere, as in Gluon)."""
         deprecated("Prediction.classes", "Prediction.class_indices")
         return self.class_indices
 

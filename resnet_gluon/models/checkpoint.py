@@ -160,7 +160,8 @@ class CheckpointRecord:
     here. Fields that are None are left out of the JSON file.
     """
 
-    #: Registry name of the network (:func:`~resnet_gluon.get_model`); None: import the symbol file instead.
+    #: Registry name of the network (:func:`~resnet_gluon.models.registry.get_model`); None: import the symbol file
+    #: instead.
     model: Optional[str] = None
     #: Number of classes of the output layer (Gluon's ``classes``).
     classes: Optional[int] = None
