@@ -134,16 +134,16 @@ def _run(name: str, seed: int, data_root: str, args) -> dict:
          log=f"{prefix}.log", dry_run=args.dry_run)
     if args.dry_run:
         return {}
-    from resnet_gluon.models.checkpoint import latest_checkpoint, read_record
+    from resnet_gluon.models.checkpoint import latest_checkpoint, read_checkpoint_record
 
     epoch = latest_checkpoint(prefix)
     if epoch != args.epochs:
         raise SystemExit(f"{name} seed {seed}: the newest checkpoint is epoch {epoch}, not {args.epochs}")
-    record = read_record(prefix, epoch)
-    metrics = record["metrics"]
+    record = read_checkpoint_record(prefix, epoch)
+    metrics = record.metrics
     return dict(contender=name, seed=seed, val_top1=metrics["val_top1"], val_top1_ema=metrics.get("val_top1_ema"),
-                train_image_size=record["preprocessing"].get("train_image_size", record["preprocessing"]["image_size"]),
-                image_size=record["preprocessing"]["image_size"], seconds=round(time.time() - start, 1))
+                train_image_size=record.preprocessing.get("train_image_size", record.preprocessing["image_size"]),
+                image_size=record.preprocessing["image_size"], seconds=round(time.time() - start, 1))
 
 
 def _summary(runs: list) -> dict:

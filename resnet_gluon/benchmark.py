@@ -30,11 +30,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .evaluation import SPEED_METRICS
+
 __all__ = ["measure", "sweep", "forward_speed", "step_speed", "inference_speed", "make_jpeg_records",
            "in_fresh_process", "LATENCY_KEYS"]
 
-#: The speed figures :func:`measure` averages over its epochs: images/s (data loading included), latencies (s).
-LATENCY_KEYS = ("total_ips", "latency_avg", "latency_50", "latency_90", "latency_95", "latency_99", "latency_100")
+#: The speed figures :func:`measure` averages over its epochs: images/s (data loading included), latencies (s);
+#: :data:`resnet_gluon.evaluation.SPEED_METRICS`.
+LATENCY_KEYS = SPEED_METRICS
 
 
 def _check(**options) -> Dict:

@@ -18,9 +18,16 @@ from mxnet import gluon
 from ._core import dist
 from ._core.runtime import default_context
 
-__all__ = ["evaluate", "evaluate_checkpoint", "describe", "MetricMeter", "LATENCY_PERCENTILES"]
+__all__ = ["evaluate", "evaluate_checkpoint", "describe", "MetricMeter", "LATENCY_PERCENTILES", "ACCURACY_METRICS",
+           "SPEED_METRICS", "METRICS"]
 
 LATENCY_PERCENTILES = (50, 90, 95, 99, 100)
+#: The names of the figures, the one list of them: accuracy (``top5`` is None below 5 classes) ...
+ACCURACY_METRICS = ("top1", "top5", "loss")
+#: ... speed (images/s with data loading; seconds from taking a batch to its result) ...
+SPEED_METRICS = ("total_ips", "latency_avg") + tuple(f"latency_{p}" for p in LATENCY_PERCENTILES)
+#: ... and all that :func:`evaluate` (with its prefix), ``MetricMeter.result`` and ``Predictor.evaluate`` return.
+METRICS = ACCURACY_METRICS + SPEED_METRICS + ("num_images",)
 
 
 class MetricMeter:

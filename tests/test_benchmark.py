@@ -108,8 +108,8 @@ def test_describe_and_the_json_forms_of_results():
                                  "p50 12.3 ms, p99 50.0 ms")
     assert describe(dict(figures, top5=0.875, batch_size=None), dtype="int8").startswith(
         "16 images, int8: top-1 0.5000, top-5 0.8750, 123.5 img/s, latency per batch p50")
-    prediction = Prediction(classes=(2, 0), probabilities=(np.float32(0.7500004), 0.25), names=("c", "a"))
-    assert json.loads(json.dumps(prediction.as_dict())) == dict(classes=[2, 0], names=["c", "a"],
+    prediction = Prediction(class_indices=(2, 0), probabilities=(np.float32(0.7500004), 0.25), names=("c", "a"))
+    assert json.loads(json.dumps(prediction.as_dict())) == dict(class_indices=[2, 0], names=["c", "a"],
                                                                 probabilities=[0.75, 0.25])
     history = History()
     assert history.summary() == {}

@@ -41,6 +41,14 @@ def test_stage_builds_blocks_and_downsamples_only_first():
     assert _run(stage, (1, 256, 8, 8)).shape == (1, 512, 4, 4)
     with pytest.raises(ValueError, match="at least one block"):
         Stage(BasicBlock, 0, 64)
+    with pytest.raises(TypeError, match="needs num_blocks and channels"):
+        Stage(BasicBlock, channels=64)
+
+
+def test_stage_blocks_keyword_of_0_1_warns_and_means_num_blocks():
+    with pytest.warns(DeprecationWarning, match=r"Stage\(blocks=...\).*Stage\(num_blocks=...\)"):
+        stage = Stage(BasicBlock, blocks=2, channels=16)
+    assert len(stage) == 2 and len(Stage(BasicBlock, num_blocks=3, channels=16)) == 3
 
 
 def test_custom_depth_from_one_class():

@@ -81,6 +81,7 @@ def test_missing_rec_and_idx_and_rebuild(tmp_path):
         recordio.record_files(files.rec)
     recordio.rebuild_index(files.rec)
     assert open(files.idx).read() == original
+    assert sorted(os.listdir(tmp_path / "d")) == ["train.idx", "train.lst", "train.rec"]  # no temporary file
     assert len(recordio.record_files(files.rec)) == 5
 
 
@@ -153,7 +154,8 @@ def test_hidden_entries_are_skipped_and_counted(tmp_path, capsys):
     (tmp_path / "imgs" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (tmp_path / "imgs" / "class1" / "notes.txt").write_text("not an image")
     summary = folders.images_to_recordio(tmp_path / "imgs", tmp_path / "data" / "train", shuffle=False)
-    assert summary.classes == ("class0", "class1") and recordio.load_classes(tmp_path / "data") == ["class0", "class1"]
+    assert summary.class_names == ("class0", "class1")
+    assert recordio.load_classes(tmp_path / "data") == ["class0", "class1"]
     assert _labels(tmp_path / "data" / "train.lst") == [0, 0, 1, 1, 1]
     assert (summary.hidden, summary.other, summary.images) == (3, 1, 5)
     assert cli(["prepare", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "cli" / "train")]) == 0
@@ -172,7 +174,7 @@ def test_one_class_list_per_data_root(tmp_path, capsys):
     folders.images_to_recordio(tmp_path / "train", tmp_path / "data" / "train", shuffle=False)
     val = folders.images_to_recordio(tmp_path / "val", tmp_path / "data" / "val", shuffle=False)
     assert _labels(tmp_path / "data" / "val.lst") == [0, 0, 2, 2]
-    assert val.classes == ("a", "b", "c") and recordio.load_classes(tmp_path / "data") == ["a", "b", "c"]
+    assert val.class_names == ("a", "b", "c") and recordio.load_classes(tmp_path / "data") == ["a", "b", "c"]
     with pytest.raises(ValueError, match=r"class folder '.*bad/d' is not in .*classes.json \['a', 'b', 'c'\]"):
         folders.images_to_recordio(tmp_path / "bad", tmp_path / "data" / "other")
     assert not (tmp_path / "data" / "other.rec").exists()
@@ -184,9 +186,16 @@ def test_one_class_list_per_data_root(tmp_path, capsys):
     assert len(err) == 1 and "error: class folder" in err[0] and "train/b' is not in" in err[0], err
     # write_records keeps the list too; overwrite replaces it and says which list it replaced
     with pytest.raises(ValueError, match=r"lists the classes \['a', 'c'\] \(2\), not \['x'\]"):
+        recordio.write_records(tmp_path / "root2" / "x", [(0, jpeg(pattern(8, 8)), "x.jpg")], class_names=["x"])
+    with pytest.warns(DeprecationWarning, match=r"write_records\(classes=...\) .* use class_names="), \
+            pytest.raises(ValueError, match=r"not \['x'\]"):
         recordio.write_records(tmp_path / "root2" / "x", [(0, jpeg(pattern(8, 8)), "x.jpg")], classes=["x"])
+    with pytest.raises(TypeError, match="pass class_names only"), pytest.warns(DeprecationWarning):
+        recordio.check_classes(tmp_path / "root2", ["a"], classes=["b"])
     summary = folders.images_to_recordio(tmp_path / "train", tmp_path / "root2" / "train", overwrite=True)
-    assert summary.replaced_classes == ("a", "c") and recordio.load_classes(tmp_path / "root2") == ["a", "b", "c"]
+    with pytest.warns(DeprecationWarning, match="PrepareSummary.replaced_class_names"):
+        assert summary.replaced_classes == summary.replaced_class_names
+    assert summary.replaced_class_names == ("a", "c") and recordio.load_classes(tmp_path / "root2") == ["a", "b", "c"]
 
 
 def test_one_folder_split_is_stratified_and_seeded(tmp_path, capsys):
@@ -195,7 +204,7 @@ def test_one_folder_split_is_stratified_and_seeded(tmp_path, capsys):
     train, val = folders.split_images_to_recordio(tmp_path / "imgs", tmp_path / "data", val_fraction=0.2)
     assert np.bincount(_labels(tmp_path / "data" / "val.lst")).tolist() == [2, 4, 1]
     assert np.bincount(_labels(tmp_path / "data" / "train.lst")).tolist() == [8, 16, 4]
-    assert (len(train), len(val)) == (28, 7) and train.classes == val.classes == ("class0", "class1", "class2")
+    assert (len(train), len(val)) == (28, 7) and train.class_names == val.class_names == ("class0", "class1", "class2")
 
     def names(root, split):
         return [line.split("\t")[2].strip() for line in open(tmp_path / root / f"{split}.lst")]

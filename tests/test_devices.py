@@ -85,7 +85,7 @@ p = Predictor.from_checkpoint({repr(str(tmp_path / 'm'))}, ctx=mx.gpu(0), dtype=
 # a float16-AMP checkpoint's weights are float32: it reloads on a CPU through the record (not the fp16 symbol)
 from resnet_gluon import checkpoint
 cpu_net, _, record = checkpoint.load_network({repr(str(tmp_path / 'm'))}, ctx=mx.cpu())
-assert record['train_dtype'] == 'float16' and record['dtype'] == 'float32'
+assert record.train_dtype == 'float16' and record.dtype == 'float32'
 assert cpu_net(mx.nd.array(x[:2])).shape == (2, 4)
 print('OK', p.logits(x[:4]).shape)
 """

@@ -103,9 +103,9 @@ def test_fit_averages_once_per_update_validates_the_average_and_checkpoints_it(t
         assert report[f"val.{key}_ema"] == history.history[f"val_{key}_ema"]
         assert len(history.history[f"val_{key}_ema"]) == 2
     assert history.summary()["val_top1_ema"] == history.history["val_top1_ema"][-1]   # what `train` prints
-    record = checkpoint.read_record(prefix, 2)
-    assert record["ema"]["num_updates"] == 8 and record["ema"]["decay"] == 0.6
-    assert os.path.basename(checkpoint.checkpoint_files(prefix, 2).ema) in record["files"]
+    record = checkpoint.read_checkpoint_record(prefix, 2)
+    assert record.ema["num_updates"] == 8 and record.ema["decay"] == 0.6
+    assert os.path.basename(checkpoint.checkpoint_files(prefix, 2).ema) in record.files
     saved = mx.nd.load(checkpoint.checkpoint_files(prefix, 2).ema)
     keys = checkpoint.params_keys(net)
     for name, avg in state.ema.averages.items():
@@ -171,8 +171,8 @@ def test_a_mid_epoch_stop_saves_the_average_and_the_resume_equals_the_uninterrup
     with pytest.raises(TrainingStopped) as stopped:
         run(prefix, [StopAt()])
     mid = checkpoint.checkpoint_files(prefix, 1, stopped.value.step)
-    assert os.path.basename(mid.ema) in checkpoint.read_record(prefix, 1, stopped.value.step)["files"]
-    assert checkpoint.read_record(prefix, 1, stopped.value.step)["ema"]["num_updates"] == 8 + stopped.value.step
+    assert os.path.basename(mid.ema) in checkpoint.read_checkpoint_record(prefix, 1, stopped.value.step).files
+    assert checkpoint.read_checkpoint_record(prefix, 1, stopped.value.step).ema["num_updates"] == 8 + stopped.value.step
     resumed = run(prefix)
     assert resumed.num_updates == reference.num_updates == 16
     for a, b in zip(reference.averages.values(), resumed.averages.values()):
@@ -207,7 +207,7 @@ def test_the_average_survives_sigkill_and_resumes_equal_to_the_uninterrupted_run
     assert len(final) == len(final_ref) > 0
     for (name, a), b in zip(sorted(final_ref.items()), [v for _, v in sorted(final.items())]):
         np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-6, atol=1e-7, err_msg=name)
-    assert checkpoint.read_record(prefix, 3)["ema"]["num_updates"] == 24
+    assert checkpoint.read_checkpoint_record(prefix, 3).ema["num_updates"] == 24
     assert len(json.load(open(prefix + "-report.json"))["metrics"]["val.top1_ema"]) == 3
 
 
@@ -248,7 +248,7 @@ def test_two_workers_average_alike_and_a_resume_broadcasts_rank_0s_average(tmp_p
     for key, value in one.items():
         np.testing.assert_array_equal(two[1][key].asnumpy(), two[0][key].asnumpy(), err_msg=key)
         np.testing.assert_allclose(two[0][key].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=key)
-    assert checkpoint.read_record(str(tmp_path / "two" / "m"), 3)["ema"]["num_updates"] == 24
+    assert checkpoint.read_checkpoint_record(str(tmp_path / "two" / "m"), 3).ema["num_updates"] == 24
 
 
 def test_turning_the_average_on_or_off_on_resume(tmp_path, capsys):
@@ -260,14 +260,14 @@ def test_turning_the_average_on_or_off_on_resume(tmp_path, capsys):
             callbacks=[Checkpoint(prefix), _Keep()], **ema)
         return _Keep.state.ema
 
-    assert run(1) is None and "ema" not in checkpoint.read_record(prefix, 1)
+    assert run(1) is None and checkpoint.read_checkpoint_record(prefix, 1).ema is None
     ema = run(2, ema_decay=0.9)            # on: it starts from the resumed weights and counts its own updates
     assert "no weight average: it starts from the resumed weights" in capsys.readouterr().err
-    assert ema.num_updates == 4 and checkpoint.read_record(prefix, 2)["ema"]["num_updates"] == 4
+    assert ema.num_updates == 4 and checkpoint.read_checkpoint_record(prefix, 2).ema["num_updates"] == 4
     assert run(3) is None                  # off again: the checkpoint has no average, the change is named
     assert "ema_decay 0.9 -> 0.0" in capsys.readouterr().err
-    record = checkpoint.read_record(prefix, 3)
-    assert "ema" not in record and not any("-ema" in f for f in record["files"])
+    record = checkpoint.read_checkpoint_record(prefix, 3)
+    assert record.ema is None and not any("-ema" in f for f in record.files)
     assert checkpoint.weights_used(record) == "raw"
-    assert checkpoint.weights_used(checkpoint.read_record(prefix, 2)) == "ema"
-    assert checkpoint.weights_used(checkpoint.read_record(prefix, 2), ema=False) == "raw"
+    assert checkpoint.weights_used(checkpoint.read_checkpoint_record(prefix, 2)) == "ema"
+    assert checkpoint.weights_used(checkpoint.read_checkpoint_record(prefix, 2), ema=False) == "raw"

@@ -70,3 +70,20 @@ def test_describe_names_the_engine_and_the_isa():
                    backend="openvino", cpu_isa="avx2")
     assert describe(figures, dtype="int8") == ("16 images, int8 (openvino): top-1 0.5000, top-5 n/a, 10.0 img/s, "
                                                "latency per batch p50 10.0 ms, p99 20.0 ms, CPU ISA avx2")
+
+
+def test_evaluate_and_predictor_evaluate_return_one_set_of_keys(tmp_path):
+    from helpers import make_records
+    from resnet_gluon import Predictor, resnet18_v1_5
+    from resnet_gluon.data.preprocessing import Preprocessing
+    from resnet_gluon.evaluation import METRICS
+
+    files, items = make_records(tmp_path / "val", 6, classes=3, size=(36, 36))
+    net = resnet18_v1_5(classes=3)
+    net.initialize()
+    predictor = Predictor(net, preprocessing=Preprocessing.for_size(32), batch_size=4)
+    out = predictor.evaluate(files.rec, data_backend="mxnet")
+    assert set(out) == set(METRICS) | {"dtype", "backend", "weights", "rec", "batch_size", "cpu_isa"}, sorted(out)
+    assert out["num_images"] == 6 and out["top5"] is None and out["loss"] > 0
+    batches = [(mx.nd.zeros((2, 3, 32, 32)), mx.nd.array([0, 1]))]
+    assert set(evaluate(net, batches, ctx=mx.cpu())) == {f"val_{k}" for k in METRICS}

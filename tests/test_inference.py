@@ -250,12 +250,15 @@ def test_predictor_from_checkpoint_matches_validation(trained):
     assert abs(top1 - dali_top1) <= 0.01, (top1, dali_top1)
     # Top-k predictions: names, sorted probabilities that sum to at most 1, one result per input.
     results = predictor.predict(images[:3], top_k=3)
-    assert len(results) == 3 and all(len(r.classes) == 3 for r in results)
+    assert len(results) == 3 and all(len(r.class_indices) == 3 for r in results)
     for r in results:
         assert list(r.probabilities) == sorted(r.probabilities, reverse=True) and sum(r.probabilities) <= 1 + 1e-5
         assert r.name == recordio.FASHION_MNIST_CLASSES[r.label]
     single = predictor.predict(images[0], top_k=20)
-    assert single.classes == results[0].classes[:1] + single.classes[1:] and len(single.classes) == 10
+    assert single.class_indices == results[0].class_indices[:1] + single.class_indices[1:]
+    assert len(single.class_indices) == 10
+    with pytest.warns(DeprecationWarning, match="Prediction.class_indices"):
+        assert single.classes == single.class_indices
 
 
 def test_predictor_errors(trained, tmp_path):

@@ -100,6 +100,39 @@ def test_each_public_name_has_one_home():
     assert not offenders, offenders
 
 
+def _package_sources():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "resnet_gluon"
+    return {str(p.relative_to(root.parent)): ast.parse(p.read_text()) for p in sorted(root.rglob("*.py"))}
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """Helpers shared between modules have a documented home with a public name (private modules included)."""
+    import ast
+
+    offenders = [f"{path}: from {'.' * node.level}{node.module or ''} import {alias.name}"
+                 for path, tree in _package_sources().items() for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.level for alias in node.names
+                 if alias.name.startswith("_") and not alias.name.startswith("__")
+                 and node.module is not None]  # `from . import _private_module` is fine
+    assert not offenders, offenders
+
+
+def test_pathlike_is_defined_once():
+    import ast
+
+    from resnet_gluon._core import files
+    from resnet_gluon.data import recordio
+    from resnet_gluon.models import checkpoint, weights
+
+    defined = [path for path, tree in _package_sources().items() for node in ast.walk(tree)
+               if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PathLike" for t in node.targets)]
+    assert defined == ["resnet_gluon/_core/files.py"]
+    assert recordio.PathLike is checkpoint.PathLike is weights.PathLike is files.PathLike
+
+
 # The import paths of the README at 0.1 (commit cbc340b) that moved.
 README_0_1 = [
     ("from resnet_gluon.data import Preprocessing", "resnet_gluon.data.preprocessing.Preprocessing"),

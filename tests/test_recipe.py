@@ -103,10 +103,10 @@ def test_rsb_a3_trains_and_round_trips_through_the_checkpoint(tmp_path):
                   progress=False, callbacks=[Checkpoint(prefix)])
     assert history.history["val_top1"][-1] > 0.75, history.history  # BCE + LAMB learn the 4 quadrants (chance 0.25)
     assert net.drop_path_rate == 0.05 and net.features[2][0].drop_path == pytest.approx(0.05)
-    record = checkpoint.read_record(prefix, 6)
-    assert record["recipe"]["name"] == "rsb_a3" and "mstd0.5" in " ".join(record["recipe"]["omitted"])
-    assert Recipe.from_dict(record["recipe"]) == recipe
-    assert Recipe.rsb_a3().differences(Recipe.from_dict(record["recipe"])) == {
+    record = checkpoint.read_checkpoint_record(prefix, 6)
+    assert record.recipe["name"] == "rsb_a3" and "mstd0.5" in " ".join(record.recipe["omitted"])
+    assert Recipe.from_dict(record.recipe) == recipe
+    assert Recipe.rsb_a3().differences(Recipe.from_dict(record.recipe)) == {
         "epochs": (100, 6), "lr": (0.008, 0.03), "warmup_epochs": (5, 0.5), "drop_path_rate": (0.0, 0.05)}
 
 

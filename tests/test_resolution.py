@@ -109,8 +109,8 @@ def test_fit_trains_at_one_size_and_validates_at_the_other(trained):
 
 def test_checkpoint_predictor_and_onnx_use_the_test_size(trained, tmp_path):
     root, _, _ = trained
-    record = checkpoint.read_record(root / "m", 1)
-    assert record["preprocessing"]["image_size"] == 24 and record["preprocessing"]["train_image_size"] == 16
+    record = checkpoint.read_checkpoint_record(root / "m", 1)
+    assert record.preprocessing["image_size"] == 24 and record.preprocessing["train_image_size"] == 16
     predictor = Predictor.from_checkpoint(root / "m")
     assert predictor.preprocessing.image_size == 24 and predictor.preprocessing.train_image_size == 16
     image = np.random.RandomState(0).randint(0, 256, (40, 48, 3)).astype(np.uint8)

@@ -174,3 +174,17 @@ def test_auto_picks_bfloat16_only_where_amx_is_on(monkeypatch):
     monkeypatch.setattr(runtime, "amx_enabled", lambda: True)
     assert amp.resolve_dtype("auto", mx.cpu()) == "bfloat16"
     assert amp.resolve_dtype("auto", mx.gpu(0)) == "float16"
+
+
+def test_place_parameters_moves_initialised_ones_and_initialises_only_when_asked():
+    from mxnet import gluon
+
+    place_parameters = runtime.place_parameters
+    net = gluon.nn.Dense(2, in_units=3)
+    place_parameters(net, mx.cpu(1))  # Predictor: an uninitialised network is left alone
+    with pytest.raises(RuntimeError):
+        net.weight.list_ctx()
+    place_parameters(net, mx.cpu(1), initialize=True)  # fit: initialised where it runs
+    assert net.weight.list_ctx() == [mx.cpu(1)]
+    place_parameters(net, mx.cpu(0))
+    assert net.weight.list_ctx() == net.bias.list_ctx() == [mx.cpu(0)]

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Sequence, Union
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "temporary_name", "printable"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "temporary_name", "printable", "short_list",
+           "PathLike"]
 
+#: A file name: ``str`` or any ``os.PathLike`` (``pathlib.Path``); the one definition in the package.
 PathLike = Union[str, os.PathLike]
 
 
@@ -68,3 +70,10 @@ def printable(path: PathLike, *, quote: bool = True) -> str:
         else str(path)
     text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
     return f"'{text}'" if quote else text
+
+
+def short_list(names: Sequence[str], limit: int = 6) -> str:
+    """``names`` for a one-line message: the first ``limit`` quoted, then how many in all, e.g.
+    ``"['a', 'b', ...] (12)"``."""
+    shown = ", ".join(repr(n) for n in list(names)[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"

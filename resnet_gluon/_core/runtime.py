@@ -27,8 +27,8 @@ from typing import Dict, FrozenSet, List, Optional
 from . import cuda_libs as _cuda_libs
 
 __all__ = ["cpu_thread_defaults", "apply_cpu_thread_defaults", "default_data_threads", "preload_cuda_libraries",
-           "num_gpus", "gpu_device_id", "default_context", "cpu_flags", "enable_amx", "amx_enabled", "amx_status",
-           "onednn_isa"]
+           "num_gpus", "gpu_device_id", "default_context", "place_parameters", "cpu_flags", "enable_amx",
+           "amx_enabled", "amx_status", "onednn_isa"]
 
 # Linux's arch_prctl request for the AMX tile state (arch/x86/include/uapi/asm/prctl.h, Linux >= 5.16) and the
 # x86-64 system call number of arch_prctl.
@@ -180,6 +180,22 @@ def default_context():
     import mxnet as mx
 
     return mx.gpu(gpu_device_id()) if num_gpus() > 0 else mx.cpu()
+
+
+def place_parameters(net, ctx, *, initialize: bool = False) -> None:
+    """Put the parameters of ``net`` (a Gluon Block) on ``ctx`` (an ``mx.Context``): initialised ones are moved
+    there (a no-op where they already are). While some are not initialised nothing is moved; with ``initialize``
+    those are initialised on ``ctx`` (``net.initialize``: its own or Gluon's default initializers), as ``fit``
+    does; without it, as ``Predictor`` does for a network the caller initialises later, they are left alone."""
+    params = net.collect_params()
+    try:
+        contexts = {c for p in params.values() for c in p.list_ctx()}
+    except RuntimeError:  # some parameter is not initialised (Gluon raises on list_ctx)
+        if initialize:
+            net.initialize(ctx=ctx)
+        return
+    if contexts and contexts != {ctx}:
+        params.reset_ctx(ctx)
 
 
 def cpu_flags() -> FrozenSet[str]:

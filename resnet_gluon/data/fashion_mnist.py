@@ -9,7 +9,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .recordio import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, PathLike, RecordFiles, record_files, write_records
+from .._core.files import PathLike
+from .recordio import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, RecordFiles, record_files, write_records
 
 __all__ = ["fashion_mnist_to_recordio", "load_split"]
 
@@ -81,5 +82,5 @@ def fashion_mnist_to_recordio(out_dir: PathLike, *, image_size: int = 32, root: 
         with ThreadPoolExecutor(max(1, num_threads)) as pool:
             encoded = pool.map(encode, range(len(labels)), chunksize=256)
             result.append(write_records(prefix, ((labels[i], data, f"{split}/{i}") for i, data in enumerate(encoded)),
-                                        classes=FASHION_MNIST_CLASSES, overwrite=True))
+                                        class_names=FASHION_MNIST_CLASSES, overwrite=True))
     return result[0], result[1]

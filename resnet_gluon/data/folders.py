@@ -23,8 +23,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .recordio import PathLike, RecordFiles, _RecordWriter, _short, list_name_problem, load_classes, save_classes
-from .._core.files import printable
+from .._core.files import PathLike
+from .recordio import RecordFiles, RecordWriter, list_name_problem, load_classes, save_classes
+from .._core.deprecation import deprecated
+from .._core.files import printable, short_list
 from .images import for_records
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderEntries", "folder_entries", "PrepareSummary", "images_to_recordio",
@@ -45,8 +47,8 @@ class PrepareSummary:
         The ``.rec``/``.idx`` pair written (a ``.lst`` beside it).
     images : int
         Images written.
-    classes : tuple of str
-        The data root's class list (``classes.json``), in label order.
+    class_names : tuple of str
+        The data root's class list (``classes.json``), in label order (0.1's ``classes``, deprecated).
     reencoded : dict of str to int
         Images not stored byte for byte, by reason ('PNG', 'CMYK JPEG', 'EXIF-rotated JPEG', 'downscaled', ...).
     hidden, other : int
@@ -54,25 +56,37 @@ class PrepareSummary:
         or folders inside a class folder.
     broken : tuple of str
         Symbolic links to nothing, skipped (paths relative to the folder).
-    replaced_classes : tuple of str, optional
+    replaced_class_names : tuple of str, optional
         The class list ``classes.json`` held before, when this run replaced it (``overwrite``): record files
-        prepared earlier in the data root use that numbering.
+        prepared earlier in the data root use that numbering (0.1's ``replaced_classes``, deprecated).
     """
 
     files: RecordFiles
     images: int
-    classes: Tuple[str, ...]
+    class_names: Tuple[str, ...]
     reencoded: Dict[str, int]
     hidden: int = 0
     other: int = 0
-    replaced_classes: Optional[Tuple[str, ...]] = None
+    replaced_class_names: Optional[Tuple[str, ...]] = None
     broken: Tuple[str, ...] = ()
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Deprecated name of :attr:`class_names` (``classes`` is a count elsewhere, as in Gluon)."""
+        deprecated("PrepareSummary.classes", "PrepareSummary.class_names")
+        return self.class_names
+
+    @property
+    def replaced_classes(self) -> Optional[Tuple[str, ...]]:
+        """Deprecated name of :attr:`replaced_class_names`."""
+        deprecated("PrepareSummary.replaced_classes", "PrepareSummary.replaced_class_names")
+        return self.replaced_class_names
 
     def __len__(self) -> int:
         return self.images
 
     def __str__(self) -> str:
-        text = f"{self.files.rec}: {self.images} images, {len(self.classes)} classes"
+        text = f"{self.files.rec}: {self.images} images, {len(self.class_names)} classes"
         if self.reencoded:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.reencoded.items()))
             text += f" ({sum(self.reencoded.values())} re-encoded: {reasons})"
@@ -89,10 +103,11 @@ class PrepareSummary:
 
     def warning(self) -> str:
         """A warning when this run replaced the data root's ``classes.json`` ('' when it did not)."""
-        if not self.replaced_classes:
+        if not self.replaced_class_names:
             return ""
         root = os.path.dirname(self.files.rec) or "."
-        return (f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {list(self.replaced_classes)}); "
+        replaced = list(self.replaced_class_names)
+        return (f"warning: replaced {os.path.join(root, 'classes.json')} (it listed {replaced}); "
                 f"record files prepared before in {root} use the old numbering: prepare them again")
 
 
@@ -185,7 +200,7 @@ def _numbering(root: str, tree: _Tree, folder: str, overwrite: bool) -> List[str
     if overwrite:
         return list(tree.classes)
     raise ValueError(f"class folder {os.path.join(folder, unknown[0])!r} is not in "
-                     f"{os.path.join(root, 'classes.json')} {_short(existing)}; prepare the split that holds every "
+                     f"{os.path.join(root, 'classes.json')} {short_list(existing)}; prepare the split that holds every "
                      "class first, or pass overwrite=True (--overwrite) to replace the class list")
 
 
@@ -206,7 +221,7 @@ def _ordered_map(fn: Callable, items: Sequence, threads: int) -> Iterator:
                 future.cancel()
 
 
-def _write(folder: str, entries: Sequence[Tuple[int, str]], writer: _RecordWriter, *, num_threads: int,
+def _write(folder: str, entries: Sequence[Tuple[int, str]], writer: RecordWriter, *, num_threads: int,
            resize: Optional[int]) -> Dict[str, int]:
     """Encode ``(label, relative path)`` entries into ``writer``; returns the re-encoding reasons counted."""
 
@@ -231,7 +246,7 @@ def _prepare(folder: PathLike, splits: Dict[str, Tuple[str, List[Tuple[int, str]
     writers = {}
     try:
         for name, (prefix, _) in splits.items():
-            writers[name] = _RecordWriter(prefix, overwrite=overwrite)
+            writers[name] = RecordWriter(prefix, overwrite=overwrite)
         reasons = {name: _write(folder, splits[name][1], writers[name], num_threads=num_threads, resize=resize)
                    for name in splits}
         files = {name: writer.commit() for name, writer in writers.items()}

@@ -32,7 +32,8 @@ import mxnet as mx
 import numpy as np
 
 from . import _dali_augment
-from .recordio import PathLike, RecordReader, num_classes, record_files
+from .._core.files import PathLike
+from .recordio import RecordReader, num_classes, record_files
 from .preprocessing import Preprocessing
 from .._core.runtime import default_context, default_data_threads, gpu_device_id
 from .sharding import ShardSource, check_mixed, epoch_order, record_iter_part, resolve_shard, shard_positions

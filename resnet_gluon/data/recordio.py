@@ -16,19 +16,19 @@ import mmap
 import os
 import struct
 import unicodedata
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mxnet import recordio
 
-from .._core.files import atomic_write_json, printable
+from .._core.deprecation import renamed_argument
+from .._core.files import PathLike, atomic_path, atomic_write_json, printable, short_list, temporary_name
 
 __all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
-           "RecordFiles", "record_files", "write_records", "read_records", "read_labels",
+           "RecordFiles", "record_files", "RecordWriter", "write_records", "read_records", "read_labels",
            "RecordReader", "rebuild_index", "check_records", "load_classes", "num_classes", "check_classes",
            "save_classes", "list_name_problem"]
 
-PathLike = Union[str, os.PathLike]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -121,16 +121,30 @@ def rebuild_index(rec: PathLike) -> str:
             padded = ((lrec & ((1 << 29) - 1)) + 3) // 4 * 4
             f.seek(padded, os.SEEK_CUR)
             offset += 8 + padded
-    tmp = idx + ".tmp"
-    with open(tmp, "w") as out:
-        out.writelines(f"{key}\t{off}\n" for key, off in enumerate(offsets))
-    os.replace(tmp, idx)
+    with atomic_path(idx) as tmp:
+        with open(tmp, "w") as out:
+            out.writelines(f"{key}\t{off}\n" for key, off in enumerate(offsets))
     return idx
 
 
-class _RecordWriter:
-    """``prefix.rec``/``.idx``/``.lst`` written under temporary names: :meth:`commit` renames them into
-    place, :meth:`abort` removes them (so a failed write leaves nothing behind)."""
+class RecordWriter:
+    """``prefix.rec``/``.idx``/``.lst`` written record by record under temporary names
+    (:func:`~resnet_gluon._core.files.temporary_name`): :meth:`commit` renames them into place, :meth:`abort`
+    removes them (so a failed write leaves nothing behind). :func:`write_records` and
+    :func:`~resnet_gluon.data.folders.images_to_recordio` write through it.
+
+    Parameters
+    ----------
+    prefix : str or PathLike
+        The files' path without extension.
+    overwrite : bool
+        Replace existing files (on :meth:`commit`); otherwise they are an error.
+
+    Raises
+    ------
+    FileExistsError
+        When one of the files exists and ``overwrite`` is False.
+    """
 
     def __init__(self, prefix: PathLike, *, overwrite: bool):
         self.prefix = os.fspath(prefix)
@@ -139,12 +153,20 @@ class _RecordWriter:
         if existing and not overwrite:
             raise FileExistsError(f"{existing[0]} exists; remove it or pass overwrite=True (--overwrite)")
         os.makedirs(os.path.dirname(os.path.abspath(self.prefix)), exist_ok=True)
-        self.tmp = [f"{p}.tmp{os.getpid()}" for p in self.final]
+        self.tmp = [temporary_name(p) for p in self.final]
         self._writer = recordio.MXIndexedRecordIO(self.tmp[1], self.tmp[0], "w")
         self._lst = open(self.tmp[2], "w", encoding="utf-8")
         self.count = 0
 
     def write(self, label: float, data: bytes, name: str) -> None:
+        """Append one record: ``label`` (float, the class index), ``data`` (the encoded image) and ``name``
+        (its path in the ``.lst`` file).
+
+        Raises
+        ------
+        ValueError
+            When ``name`` cannot be a line of a ``.lst`` file (:func:`list_name_problem` says why).
+        """
         problem = list_name_problem(name)
         if problem:
             raise ValueError(f"{printable(name)} {problem}, which a .lst file cannot hold; rename it")
@@ -160,12 +182,20 @@ class _RecordWriter:
             self._lst = None
 
     def abort(self) -> None:
+        """Remove the temporary files."""
         self._close()
         for p in self.tmp:
             if os.path.exists(p):
                 os.remove(p)
 
     def commit(self) -> RecordFiles:
+        """Rename the files into place; returns them.
+
+        Raises
+        ------
+        ValueError
+            When no record was written (the temporary files are removed, nothing is left).
+        """
         self._close()
         if not self.count:
             self.abort()
@@ -191,18 +221,21 @@ def list_name_problem(name: str) -> Optional[str]:
     return None
 
 
-def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *, classes: Sequence[str] = (),
-                  overwrite: bool = False) -> RecordFiles:
+def write_records(prefix: PathLike, items: Iterable[Tuple[float, bytes, str]], *,
+                  class_names: Optional[Sequence[str]] = None, overwrite: bool = False,
+                  classes: Optional[Sequence[str]] = None) -> RecordFiles:
     """Write ``(label, encoded_image, name)`` items as ``prefix.rec``/``.idx``/``.lst``, atomically.
 
-    ``classes`` (names in label order), when given, goes to ``classes.json`` beside the files. Existing files
+    ``class_names`` (in label order), when given, goes to ``classes.json`` beside the files. Existing files
     are kept unless ``overwrite``: a ``FileExistsError`` names them, and a ``ValueError`` a ``classes.json``
-    that lists other classes. An exception while ``items`` are produced leaves no files behind.
+    that lists other classes. An exception while ``items`` are produced leaves no files behind. ``classes`` is
+    0.1's name of ``class_names`` (deprecated).
     """
+    classes = renamed_argument("write_records", "classes", classes, "class_names", class_names)
     root = os.path.dirname(os.path.abspath(os.fspath(prefix)))
     if classes and not overwrite:
         check_classes(root, classes)
-    writer = _RecordWriter(prefix, overwrite=overwrite)
+    writer = RecordWriter(prefix, overwrite=overwrite)
     try:
         for label, data, name in items:
             writer.write(label, data, name)
@@ -232,33 +265,34 @@ def num_classes(data_root: Optional[PathLike] = None, *, default: int = 1000) ->
     return len(names) if names else default
 
 
-def check_classes(data_root: PathLike, classes: Sequence[str]) -> None:
-    """Check that ``classes.json`` in ``data_root``, if there is one, lists exactly ``classes``.
+def check_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = None, *,
+                  classes: Optional[Sequence[str]] = None) -> None:
+    """Check that ``classes.json`` in ``data_root``, if there is one, lists exactly ``class_names`` (``classes``:
+    0.1's name of it, deprecated).
 
     Raises
     ------
     ValueError
         Naming both lists: one data root has one class list, and its record files use that numbering.
     """
+    classes = renamed_argument("check_classes", "classes", classes, "class_names", class_names) or []
     existing = load_classes(data_root)
     if existing is not None and list(existing) != list(classes):
         path = os.path.join(os.fspath(data_root), "classes.json")
-        raise ValueError(f"{path} lists the classes {_short(existing)}, not {_short(classes)}; the record files "
-                         "there use its numbering (pass overwrite=True / --overwrite to replace it)")
+        raise ValueError(f"{path} lists the classes {short_list(existing)}, not {short_list(classes)}; the record "
+                         "files there use its numbering (pass overwrite=True / --overwrite to replace it)")
 
 
-def save_classes(data_root: PathLike, classes: Sequence[str]) -> Optional[List[str]]:
-    """Write ``classes.json`` in ``data_root`` (atomically); returns the list it replaced, if it was another."""
+def save_classes(data_root: PathLike, class_names: Optional[Sequence[str]] = None, *,
+                 classes: Optional[Sequence[str]] = None) -> Optional[List[str]]:
+    """Write ``class_names`` (``classes``: 0.1's name of it, deprecated) as ``classes.json`` in ``data_root``
+    (atomically); returns the list it replaced, if it was another."""
+    classes = renamed_argument("save_classes", "classes", classes, "class_names", class_names) or []
     existing = load_classes(data_root)
     if existing == list(classes):
         return None
     atomic_write_json(os.path.join(os.fspath(data_root), "classes.json"), list(classes))
     return existing
-
-
-def _short(names: Sequence[str], limit: int = 6) -> str:
-    shown = ", ".join(repr(n) for n in list(names)[:limit])
-    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
 
 
 def _records(files: RecordFiles, positions: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, float, bytes]]:

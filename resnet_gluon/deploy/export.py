@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..data.recordio import PathLike
+from .._core.files import PathLike, atomic_path
 from ..data.preprocessing import Preprocessing
 
 __all__ = ["export_onnx", "onnx_logits"]
@@ -71,8 +71,8 @@ def export_onnx(net: gluon.HybridBlock, path: PathLike, *, preprocessing: Prepro
         for graph_input in [i for i in model.graph.input if i.name in weights]:
             model.graph.input.remove(graph_input)
         onnx.checker.check_model(model)
-        onnx.save(model, out)
-        os.replace(out, path)
+        with atomic_path(path) as final:
+            onnx.save(model, final)
     return path
 
 

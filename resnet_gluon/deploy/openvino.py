@@ -30,7 +30,7 @@ from typing import Iterable, Optional, Union
 import mxnet as mx
 import numpy as np
 
-from ..data.recordio import PathLike
+from .._core.files import PathLike
 
 __all__ = ["OpenVINONet", "DTYPES", "quantize_onnx", "import_openvino"]
 

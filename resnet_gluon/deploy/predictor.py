@@ -25,9 +25,10 @@ import numpy as np
 from mxnet import gluon
 
 from .._core import amp as _amp
-from .._core.deprecation import deprecated
+from .._core.deprecation import deprecated, renamed_argument
 from ..models import checkpoint
-from ..data.recordio import PathLike
+from .._core.files import PathLike
+from .._core.runtime import place_parameters
 from .export import export_onnx, onnx_logits
 from ..data.preprocessing import ImageLike, Preprocessing, load_image, preprocess
 from .quantization import calibration_batches, quantize
@@ -41,16 +42,22 @@ BACKENDS = ("mxnet", "openvino")
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Top-k classes of one image, most probable first."""
+    """Top-k classes of one image, most probable first: their indices (labels), probabilities and names."""
 
-    classes: Tuple[int, ...]
+    class_indices: Tuple[int, ...]
     probabilities: Tuple[float, ...]
     names: Tuple[str, ...]
 
     @property
+    def classes(self) -> Tuple[int, ...]:
+        """Deprecated name of ``class_indices`` (``classes`` is a count elsewhere, as in Gluon)."""
+        deprecated("Prediction.classes", "Prediction.class_indices")
+        return self.class_indices
+
+    @property
     def label(self) -> int:
         """The most probable class index."""
-        return self.classes[0]
+        return self.class_indices[0]
 
     @property
     def name(self) -> str:
@@ -63,22 +70,13 @@ class Prediction:
         return self.probabilities[0]
 
     def as_dict(self) -> Dict[str, list]:
-        """``classes``, ``names`` and ``probabilities`` (rounded to 6 decimals) as lists, for JSON."""
-        return dict(classes=list(self.classes), names=list(self.names),
+        """``class_indices``, ``names`` and ``probabilities`` (rounded to 6 decimals) as lists, for JSON."""
+        return dict(class_indices=list(self.class_indices), names=list(self.names),
                     probabilities=[round(float(p), 6) for p in self.probabilities])
 
     def __str__(self) -> str:
         """``'name (class) probability, ...'``, most probable first, probabilities to 4 decimals."""
-        return ", ".join(f"{n} ({c}) {p:.4f}" for c, n, p in zip(self.classes, self.names, self.probabilities))
-
-
-def _deprecated_precision(dtype: Optional[str], precision: Optional[str], where: str) -> Optional[str]:
-    if precision is None:
-        return dtype
-    deprecated(f"{where}(precision=...)", "dtype=... (the same values)", stacklevel=4)
-    if dtype is not None and dtype != precision:
-        raise ValueError(f"{where} got dtype={dtype!r} and precision={precision!r}; pass dtype only")
-    return precision
+        return ", ".join(f"{n} ({c}) {p:.4f}" for c, n, p in zip(self.class_indices, self.names, self.probabilities))
 
 
 class Predictor:
@@ -157,7 +155,7 @@ class Predictor:
                  calibration_options: Optional[Dict[str, Any]] = None, batch_size: int = 64,
                  ctx: Optional[mx.Context] = None, converted: bool = False, precision: Optional[str] = None,
                  backend: str = "mxnet"):
-        dtype = _deprecated_precision(dtype, precision, "Predictor") or "float32"
+        dtype = renamed_argument("Predictor", "precision", precision, "dtype", dtype) or "float32"
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if batch_size < 1:
@@ -191,7 +189,7 @@ class Predictor:
         return self.dtype
 
     def _mxnet_net(self, net, dtype, converted, calibration, calibration_options):
-        _move_to(net, self.ctx)
+        place_parameters(net, self.ctx)
         if not converted and dtype in ("bfloat16", "float16"):
             return _amp.convert(net, dtype, input_shape=self.preprocessing.data_shape(1), ctx=self.ctx)
         if not converted and dtype == "int8":
@@ -218,7 +216,7 @@ class Predictor:
                 calibration = calibration_batches(calibration, preprocessing=self.preprocessing, **options)
             calibration.reset()
             batches = [b.data[0].asnumpy() for b in calibration]
-        _move_to(net, mx.cpu())
+        place_parameters(net, mx.cpu())
         return openvino_backend.build(net, dtype=dtype, preprocessing=self.preprocessing, calibration=batches)
 
     def _optimize(self) -> None:
@@ -294,29 +292,28 @@ class Predictor:
             A saved low-precision model asked for another dtype; unknown dtype; an OpenVINO checkpoint asked
             for ``backend='mxnet'``.
         """
-        dtype = _deprecated_precision(dtype, precision, "Predictor.from_checkpoint")
+        dtype = renamed_argument("Predictor.from_checkpoint", "precision", precision, "dtype", dtype)
         ctx = options.pop("ctx", None) or mx.cpu()
         epoch, record = checkpoint.resolve_epoch(prefix, epoch)
-        record = record or {}
-        saved = record.get("dtype", "float32")
+        record = record or checkpoint.CheckpointRecord()  # a plain symbol + params pair: the record's defaults
+        saved = record.dtype
         dtype = dtype or saved
         if dtype not in _amp.INFERENCE_DTYPES + ("auto",):
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(_amp.INFERENCE_DTYPES + ('auto',))}")
         files = checkpoint.checkpoint_files(prefix, epoch)
         if saved != "float32" and dtype != saved:
-            raise ValueError(f"{files.params if record.get('backend') != 'openvino' else files.onnx!r} is a {saved} "
+            raise ValueError(f"{files.params if record.backend != 'openvino' else files.onnx!r} is a {saved} "
                              f"model; it cannot be loaded as {dtype}. Load the float32 checkpoint it was made from "
                              "instead")
-        pre = record.get("preprocessing")
         if image_size is not None:
             preprocessing = Preprocessing.for_size(image_size)
-        elif pre:
-            preprocessing = Preprocessing.from_validation_settings(pre)
+        elif record.preprocessing:
+            preprocessing = Preprocessing.from_validation_settings(record.preprocessing)
         else:
             preprocessing = Preprocessing()
-        preprocessing = dataclasses.replace(preprocessing, layout=record.get("layout", "NCHW"))
-        names = class_names if class_names is not None else record.get("class_names")
-        if record.get("backend") == "openvino":
+        preprocessing = dataclasses.replace(preprocessing, layout=record.layout)
+        names = class_names if class_names is not None else record.class_names
+        if record.backend == "openvino":
             from .openvino import OpenVINONet
 
             if options.setdefault("backend", "openvino") != "openvino":
@@ -326,14 +323,14 @@ class Predictor:
                 raise ValueError(f"{files.onnx!r} is an OpenVINO {saved} model; it loads as saved. For {dtype}, "
                                  f"load the float32 checkpoint it was made from with backend='openvino', "
                                  f"dtype={dtype!r}")
-            net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.get("requested_dtype", saved))
+            net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.requested_dtype or saved)
             return cls(net, preprocessing=preprocessing, class_names=names, dtype=saved, ctx=ctx, converted=True,
                        **options)
         net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx, ema=ema)
         predictor = cls(net, preprocessing=preprocessing, class_names=names, dtype=dtype, ctx=ctx,
                         converted=saved != "float32", **options)
         # a predictor's own saved network says which weights it was made from
-        predictor.weights = record.get("weights") or checkpoint.weights_used(record, ema)
+        predictor.weights = record.weights or checkpoint.weights_used(record, ema)
         return predictor
 
     def save(self, prefix: PathLike, epoch: int = 0) -> Tuple[str, ...]:
@@ -345,18 +342,19 @@ class Predictor:
         process) rebuilds the same predictor. Files are written to temporary names and renamed, the record last.
         """
         common = dict(dtype=self.dtype, weights=self.weights, classes=self.num_classes,
-                      class_names=self.class_names, preprocessing=self.preprocessing.validation_settings(),
-                      layout=self.preprocessing.layout)
+                      class_names=tuple(self.class_names) if self.class_names is not None else None,
+                      preprocessing=self.preprocessing.validation_settings(), layout=self.preprocessing.layout)
         if self.backend == "openvino":  # the ONNX model (float32 or INT8 QDQ) and the record
             path = self.net.save(checkpoint.checkpoint_files(prefix, epoch).onnx)
-            record = dict(common, model=None, backend="openvino", requested_dtype=self.net.requested_dtype,
-                          in_channels=self.preprocessing.data_shape(1)[1])
-            checkpoint.write_record(prefix, epoch, record, files=[path])
+            record = checkpoint.CheckpointRecord(**common, backend="openvino",
+                                                 requested_dtype=self.net.requested_dtype,
+                                                 in_channels=self.preprocessing.data_shape(1)[1])
+            checkpoint.write_checkpoint_record(prefix, epoch, record, files=[path])
             return (path,)
         files = checkpoint.export_checkpoint(self.net, prefix, epoch)
         # model=None: the saved graph may be fused or quantized, so it is always imported as a SymbolBlock.
-        record = dict(checkpoint.network_record(self.net), **common, model=None)
-        checkpoint.write_record(prefix, epoch, record)
+        record = checkpoint.CheckpointRecord.for_network(self.net, **common, model=None)
+        checkpoint.write_checkpoint_record(prefix, epoch, record)
         return files
 
     # ------------------------------------------------------------------------------------------ running
@@ -404,7 +402,7 @@ class Predictor:
         results = []
         for probs in self.probabilities(batch, max_value=max_value):
             order = np.argsort(-probs, kind="stable")[:k]
-            results.append(Prediction(classes=tuple(int(i) for i in order),
+            results.append(Prediction(class_indices=tuple(int(i) for i in order),
                                       probabilities=tuple(float(probs[i]) for i in order),
                                       names=tuple(self.class_names[i] for i in order)))
         return results[0] if single else results
@@ -425,11 +423,13 @@ class Predictor:
         Returns
         -------
         dict
-            ``dtype``, ``backend``, ``weights`` (:attr:`weights`), ``rec``, ``top1``, ``top5`` (None with fewer
-            than 5 classes), ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_99``
-            (seconds from taking a batch to its result), ``num_images``, ``batch_size`` (:attr:`batch_size`, at most
-            the records of ``rec``), as :func:`resnet_gluon.evaluation.evaluate` measures them, and ``cpu_isa``
-            (oneDNN's instruction set, :func:`resnet_gluon._core.runtime.onednn_isa`; None on a GPU).
+            The keys :func:`resnet_gluon.evaluation.evaluate` returns, unprefixed
+            (:data:`resnet_gluon.evaluation.METRICS`: ``top1``, ``top5`` (None with fewer than 5 classes),
+            ``loss``, ``total_ips`` (img/s, data loading included), ``latency_avg``/``_50``/``_90``/``_95``/``_99``/
+            ``_100`` (seconds from taking a batch to its result), ``num_images``), plus ``dtype``, ``backend``,
+            ``weights`` (:attr:`weights`), ``rec``, ``batch_size`` (:attr:`batch_size`, at most the records of
+            ``rec``) and ``cpu_isa`` (oneDNN's instruction set, :func:`resnet_gluon._core.runtime.onednn_isa`; None
+            on a GPU).
 
         Raises
         ------
@@ -446,26 +446,13 @@ class Predictor:
         logs = evaluate(self.net, data, ctx=self.ctx, prefix="")
         from .._core.runtime import onednn_isa
 
-        keys = ("top1", "top5", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_99", "num_images")
-        return dict(dtype=self.dtype, backend=self.backend, weights=self.weights, rec=os.fspath(rec),
-                    **{k: logs[k] for k in keys},
+        return dict(dtype=self.dtype, backend=self.backend, weights=self.weights, rec=os.fspath(rec), **logs,
                     batch_size=data.batch_size, cpu_isa=onednn_isa() if self.ctx.device_type == "cpu" else None)
 
     def __repr__(self) -> str:
         return (f"Predictor(dtype={self.dtype!r}, backend={self.backend!r}, weights={self.weights!r}, "
                 f"classes={self.num_classes}, "
                 f"image_size={self.preprocessing.image_size}, ctx={self.ctx})")
-
-
-def _move_to(net: gluon.Block, ctx: mx.Context) -> None:
-    """Put ``net``'s initialised parameters on ``ctx`` (a no-op where they are already)."""
-    params = net.collect_params()
-    try:
-        contexts = {c for p in params.values() for c in p.list_ctx()}
-    except RuntimeError:  # not initialised: nothing to move
-        return
-    if contexts and contexts != {ctx}:
-        params.reset_ctx(ctx)
 
 
 def __getattr__(name):

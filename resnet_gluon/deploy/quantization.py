@@ -13,7 +13,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..data.recordio import PathLike, read_records, record_files
+from .._core.files import PathLike
+from ..data.recordio import read_records, record_files
 from ..data.preprocessing import Preprocessing, preprocess
 
 __all__ = ["calibration_batches", "quantize"]

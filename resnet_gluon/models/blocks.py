@@ -15,6 +15,8 @@ from typing import Optional, Sequence, Type
 import mxnet as mx
 from mxnet.gluon import Block, HybridBlock, nn
 
+from .._core.deprecation import deprecated
+
 __all__ = ["Stem", "BasicBlock", "Bottleneck", "Stage", "ResNet", "reference_initializer", "check_layout",
            "set_drop_path_rate"]
 
@@ -286,14 +288,14 @@ class Bottleneck(_ResidualBlock):
 
 
 class Stage(nn.HybridSequential):
-    """A stage of ``blocks`` residual blocks of one type; the first one may downsample.
+    """A stage of ``num_blocks`` residual blocks of one type; the first one may downsample.
 
     Parameters
     ----------
     block : type
         :class:`BasicBlock`, :class:`Bottleneck` or another ``_ResidualBlock`` subclass.
-    blocks : int
-        Number of residual blocks.
+    num_blocks : int
+        Number of residual blocks (0.1's ``blocks``, deprecated).
     channels : int
         Output channels of every block.
     strides : int
@@ -310,27 +312,37 @@ class Stage(nn.HybridSequential):
         Initializer of convolution weights; default :func:`reference_initializer`.
     prefix, params
         Gluon's naming and parameter sharing arguments.
+    blocks : int, optional
+        Deprecated name of ``num_blocks``.
 
     Raises
     ------
+    TypeError
+        Without ``num_blocks`` or ``channels``.
     ValueError
-        For ``blocks < 1``, or a ``layout`` :func:`check_layout` refuses.
+        For ``num_blocks < 1``, or a ``layout`` :func:`check_layout` refuses.
     """
 
-    def __init__(self, block: Type[_ResidualBlock], blocks: int, channels: int, strides: int = 1, *,
-                 in_channels: int = 0, last_gamma: bool = True, layout: str = "NCHW", bn_epsilon: float = 1e-5,
-                 bn_momentum: float = 0.9, weight_initializer: Optional[mx.init.Initializer] = None,
-                 prefix=None, params=None):
+    def __init__(self, block: Type[_ResidualBlock], num_blocks: Optional[int] = None, channels: Optional[int] = None,
+                 strides: int = 1, *, in_channels: int = 0, last_gamma: bool = True, layout: str = "NCHW",
+                 bn_epsilon: float = 1e-5, bn_momentum: float = 0.9,
+                 weight_initializer: Optional[mx.init.Initializer] = None, prefix=None, params=None,
+                 blocks: Optional[int] = None):
         super().__init__(prefix=prefix, params=params)
-        if blocks < 1:
-            raise ValueError(f"Stage needs at least one block, got blocks={blocks}")
+        if blocks is not None:
+            deprecated("Stage(blocks=...)", "Stage(num_blocks=...) (a count of residual blocks)")
+            num_blocks = blocks if num_blocks is None else num_blocks
+        if num_blocks is None or channels is None:
+            raise TypeError("Stage needs num_blocks and channels, e.g. Stage(Bottleneck, 3, 256)")
+        if num_blocks < 1:
+            raise ValueError(f"Stage needs at least one block, got num_blocks={num_blocks}")
         options = dict(last_gamma=last_gamma, layout=layout, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
                        weight_initializer=weight_initializer)
         in_channels = in_channels or channels
         with self.name_scope():
             self.add(block(channels, strides, strides != 1 or in_channels != channels, in_channels=in_channels,
                            **options))
-            for _ in range(blocks - 1):
+            for _ in range(num_blocks - 1):
                 self.add(block(channels, 1, False, in_channels=channels, **options))
 
 

@@ -17,7 +17,8 @@ float16-AMP run holds float16 casts that only a GPU runs: on a CPU load such a c
 **Completeness.** A checkpoint is complete when its record exists and every file the record lists exists.
 Each file is written atomically, the record last, so a run killed mid-save leaves at most an incomplete
 checkpoint, which resuming, :class:`~resnet_gluon.deploy.predictor.Predictor` and ``train --mode val`` all skip.
-Records written before the ``format`` field (resnet_gluon 0.1) are read too.
+The record is a :class:`CheckpointRecord`, written by :func:`write_checkpoint_record` and read by
+:func:`read_checkpoint_record`; records of every older schema version (resnet_gluon 0.1's) are read too.
 """
 from __future__ import annotations
 
@@ -26,23 +27,30 @@ import glob
 import json
 import os
 import re
+import tempfile
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mxnet as mx
 from mxnet import gluon
 
-from .._core.files import atomic_write_json
+from .._core.deprecation import deprecated
+from .._core.files import PathLike, atomic_path, atomic_write_json
 
-__all__ = ["FORMAT", "CheckpointFiles", "checkpoint_files", "mid_epoch_checkpoints", "prune_mid_epoch_checkpoints", "saved_epochs", "complete_epochs", "latest_checkpoint",
-           "resolve_epoch", "read_record", "network_record", "export_checkpoint", "write_record", "load_network",
-           "params_keys", "weights_used"]
+__all__ = ["SCHEMA_VERSION", "CheckpointRecord", "CheckpointFiles", "checkpoint_files", "mid_epoch_checkpoints",
+           "prune_mid_epoch_checkpoints", "saved_epochs", "complete_epochs", "latest_checkpoint", "resolve_epoch",
+           "read_checkpoint_record", "write_checkpoint_record", "export_checkpoint", "load_network", "params_keys",
+           "weights_used", "read_record", "write_record", "network_record"]
 
-PathLike = Union[str, os.PathLike]
 
-#: Version of the record's layout; 1 adds ``format``, ``files``, ``layout``, ``recipe`` and the dtype fields.
-FORMAT = 1
+
+
+def __getattr__(name: str):
+    if name == "FORMAT":  # 0.1's name of the record's version
+        deprecated(f"{__name__}.FORMAT", f"{__name__}.SCHEMA_VERSION")
+        return SCHEMA_VERSION
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,50 +145,174 @@ def saved_epochs(prefix: PathLike) -> List[int]:
     return _epochs_with(os.fspath(prefix), ".params")
 
 
-def _upgrade(record: Dict[str, Any], files: CheckpointFiles) -> Dict[str, Any]:
-    """A record written before ``format`` 1: ``precision`` was the saved network's dtype (Predictor.save) and
-    ``dtype`` the training precision (Checkpoint), which also wrote ``.states`` and ``num_update``."""
-    record = dict(record)
-    training = "num_update" in record
-    record["train_dtype"] = record.get("dtype") if training else None
-    record["dtype"] = record.pop("precision", "float32")
-    names = [files.symbol, files.params] + ([files.states] if training else [])
-    record["files"] = [os.path.basename(n) for n in names]
-    record.setdefault("layout", "NCHW")
-    record["format"] = 0
-    return record
+#: The version of the record's layout this release writes (its ``schema_version``): 0, resnet_gluon 0.1 before
+#: the ``format`` field; 1, 0.1's ``format`` 1 (adds ``files``, ``layout``, ``recipe``, the dtype fields); 2, 0.2's
+#: :class:`CheckpointRecord` (``format`` renamed ``schema_version``). Every older version is read.
+SCHEMA_VERSION = 2
 
 
-def read_record(prefix: PathLike, epoch: int, step: int = 0) -> Dict[str, Any]:
-    """The record of a checkpoint, in the current layout (older records are upgraded when read).
+@dataclasses.dataclass(frozen=True)
+class CheckpointRecord:
+    """The checkpoint record ``<prefix>-NNNN.json``: what a checkpoint's files are, and how it was trained.
+
+    Written only by :func:`write_checkpoint_record` and read only by :func:`read_checkpoint_record` (through
+    :meth:`from_dict`, which upgrades every older layout), so a missing field has one default, the one given
+    here. Fields that are None are left out of the JSON file.
+    """
+
+    #: Registry name of the network (:func:`~resnet_gluon.models.registry.get_model`); None: import the symbol file
+    #: instead.
+    model: Optional[str] = None
+    #: Number of classes of the output layer (Gluon's ``classes``).
+    classes: Optional[int] = None
+    #: Input layout of the network, ``'NCHW'`` or ``'NHWC'``.
+    layout: str = "NCHW"
+    in_channels: int = 3
+    #: Data type of the saved network's weights and graph (float32 for training checkpoints).
+    dtype: str = "float32"
+    #: Training precision (``fit(dtype=)``); None for a predictor's saved network.
+    train_dtype: Optional[str] = None
+    #: The checkpoint's files (base names), the record excluded; complete when all exist.
+    files: Tuple[str, ...] = ()
+    #: Epochs completed (the ``NNNN``) and, for a mid-epoch checkpoint, batches done of the next epoch.
+    epoch: int = 0
+    step: int = 0
+    #: When the record was written (seconds since the epoch, ``time.time()``).
+    time: Optional[float] = None
+    class_names: Optional[Tuple[str, ...]] = None
+    #: :meth:`~resnet_gluon.data.preprocessing.Preprocessing.validation_settings` of the run.
+    preprocessing: Optional[Dict[str, Any]] = None
+    #: :meth:`~resnet_gluon.train.recipe.Recipe.to_dict` of the run.
+    recipe: Optional[Dict[str, Any]] = None
+    #: Per-worker batch, workers and batches per optimizer update (global batch = the product).
+    batch_size: Optional[int] = None
+    workers: Optional[int] = None
+    accumulate: Optional[int] = None
+    #: Batches per epoch and optimizer updates done (the schedule position).
+    steps_per_epoch: Optional[int] = None
+    num_update: Optional[int] = None
+    loss_scale: Optional[float] = None
+    #: The epoch's logs (``loss``, ``top1``, ``val_top1``, ...), numbers only.
+    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    #: :meth:`~resnet_gluon.train.ema.EMA.record` when ``<prefix>-NNNN-ema.params`` is saved.
+    ema: Optional[Dict[str, Any]] = None
+    #: Mid-epoch checkpoints: the epoch's metric sums so far, and why the run stopped.
+    meter: Optional[Dict[str, Any]] = None
+    reason: Optional[str] = None
+    #: A predictor's saved network: ``'openvino'`` for an ONNX model, the dtype it was asked for, and which
+    #: weights (``'ema'``/``'raw'``) it was made from.
+    backend: Optional[str] = None
+    requested_dtype: Optional[str] = None
+    weights: Optional[str] = None
+    #: Fields this release does not know (written by a newer one of the same schema version), kept as read.
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def for_network(cls, net: gluon.Block, **fields) -> "CheckpointRecord":
+        """A record of ``net``'s ``model``, ``classes``, ``layout`` and ``in_channels`` (read from the network's
+        attributes; ``model`` is the class name of a network that was not built by the registry), plus
+        ``fields``."""
+        about = dict(model=getattr(net, "model_name", type(net).__name__), classes=getattr(net, "classes", None),
+                     layout=getattr(net, "layout", "NCHW"), in_channels=getattr(net, "in_channels", 3))
+        return cls(**dict(about, **fields))
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], *, files: Optional[CheckpointFiles] = None,
+                  source: str = "checkpoint record") -> "CheckpointRecord":
+        """The record of a JSON object of any schema version up to :data:`SCHEMA_VERSION`.
+
+        Version 0 (no ``format``) listed no files: they are those of ``files`` (symbol, params and, for a
+        training checkpoint, the trainer state); its ``precision`` was the saved dtype and its ``dtype`` the
+        training dtype. Records written before gradient accumulation existed did one batch per update.
+
+        Raises
+        ------
+        ValueError
+            When ``data`` is not a JSON object, or was written by a newer schema version (names ``source`` and
+            the upgrade to make).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} is not a checkpoint record (not a JSON object)")
+        data = dict(data)
+        version = data.pop("schema_version", data.pop("format", 0))
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ValueError(f"{source} has schema_version {version!r}, newer than this resnet_gluon reads "
+                             f"({SCHEMA_VERSION}); upgrade it: pip install --upgrade resnet_gluon")
+        if version == 0:
+            data = _upgrade_version_0(data, files)
+        if "batch_size" in data:
+            data.setdefault("accumulate", 1)
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "schema_version"}
+        extra = {k: v for k, v in data.items() if k not in known}
+        fields = {k: v for k, v in data.items() if k in known}
+        for name in ("files", "class_names"):
+            if fields.get(name) is not None:
+                fields[name] = tuple(fields[name])
+        return cls(**fields, extra=extra, schema_version=version)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON object of the record in the current layout (``schema_version`` :data:`SCHEMA_VERSION`),
+        fields that are None left out; :meth:`from_dict` reads it back equal."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("extra", "schema_version")}
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if v is not None}
+        return dict(self.extra, **data, schema_version=SCHEMA_VERSION)
+
+    def __getitem__(self, key: str) -> Any:
+        deprecated(f"record[{key!r}] (records were dicts in 0.1)", f"the attribute record.{key}")
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Deprecated: records were dicts in 0.1; use the attributes."""
+        deprecated(f"record.get({key!r}) (records were dicts in 0.1)", f"the attribute record.{key}")
+        return self.to_dict().get(key, default)
+
+
+def _upgrade_version_0(data: Dict[str, Any], files: Optional[CheckpointFiles]) -> Dict[str, Any]:
+    training = "num_update" in data
+    data["train_dtype"] = data.get("dtype") if training else None
+    data["dtype"] = data.pop("precision", "float32")
+    if files is not None:
+        names = [files.symbol, files.params] + ([files.states] if training else [])
+        data["files"] = [os.path.basename(n) for n in names]
+    return data
+
+
+def read_checkpoint_record(prefix: PathLike, epoch: int, step: int = 0) -> CheckpointRecord:
+    """The record of a checkpoint (of the mid-epoch checkpoint ``step`` with ``step``), of any schema version.
 
     Raises
     ------
     FileNotFoundError
         When the record does not exist.
     ValueError
-        When it is not a JSON object.
+        When it is not a JSON object, or was written by a newer resnet_gluon (the message names the upgrade).
     """
     files = checkpoint_files(prefix, epoch, step)
     if not os.path.isfile(files.record):
         raise FileNotFoundError(f"no checkpoint record {files.record!r}")
     with open(files.record) as f:
         try:
-            record = json.load(f)
+            data = json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{files.record!r} is not a checkpoint record ({err})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{files.record!r} is not a checkpoint record (not a JSON object)")
-    return record if "format" in record else _upgrade(record, files)
+    return CheckpointRecord.from_dict(data, files=files, source=repr(files.record))
+
+
+def read_record(prefix: PathLike, epoch: int, step: int = 0) -> Dict[str, Any]:
+    """Deprecated: :func:`read_checkpoint_record` (a :class:`CheckpointRecord`); this returns its ``to_dict()``."""
+    deprecated(f"{__name__}.read_record", f"{__name__}.read_checkpoint_record (a CheckpointRecord)")
+    return read_checkpoint_record(prefix, epoch, step).to_dict()
 
 
 def _is_complete(prefix: str, epoch: int, step: int = 0) -> bool:
     try:
-        record = read_record(prefix, epoch, step)
+        record = read_checkpoint_record(prefix, epoch, step)
     except (FileNotFoundError, ValueError):
         return False
     folder = os.path.dirname(prefix)
-    return all(os.path.isfile(os.path.join(folder, name)) for name in record.get("files", ()))
+    return all(os.path.isfile(os.path.join(folder, name)) for name in record.files)
 
 
 def complete_epochs(prefix: PathLike) -> List[int]:
@@ -195,7 +327,7 @@ def latest_checkpoint(prefix: PathLike) -> Optional[int]:
     return epochs[-1] if epochs else None
 
 
-def resolve_epoch(prefix: PathLike, epoch: Optional[int] = None) -> Tuple[int, Optional[Dict[str, Any]]]:
+def resolve_epoch(prefix: PathLike, epoch: Optional[int] = None) -> Tuple[int, Optional[CheckpointRecord]]:
     """The checkpoint to load for inference or validation, and its record.
 
     ``epoch=None`` takes the newest complete checkpoint. A named epoch must be complete, except under a prefix
@@ -226,7 +358,7 @@ def resolve_epoch(prefix: PathLike, epoch: Optional[int] = None) -> Tuple[int, O
             raise FileNotFoundError(f"no checkpoint '{prefix}-NNNN.params'; train first, or check the model prefix")
     files = checkpoint_files(prefix, epoch)
     if epoch in complete:
-        return epoch, read_record(prefix, epoch)
+        return epoch, read_checkpoint_record(prefix, epoch)
     ours = bool(_epochs_with(prefix, ".json"))  # resnet_gluon wrote records here: a missing one means incomplete
     if ours or epoch not in saved or not os.path.isfile(files.symbol):
         what = f"checkpoint {files.params!r} is incomplete (a save was interrupted)" if epoch in saved else \
@@ -236,9 +368,10 @@ def resolve_epoch(prefix: PathLike, epoch: Optional[int] = None) -> Tuple[int, O
 
 
 def network_record(net: gluon.Block) -> Dict[str, Any]:
-    """What the record says about a network: ``model``, ``classes``, ``layout``, ``in_channels``."""
-    return dict(model=getattr(net, "model_name", type(net).__name__), classes=getattr(net, "classes", None),
-                layout=getattr(net, "layout", "NCHW"), in_channels=getattr(net, "in_channels", 3))
+    """Deprecated: ``CheckpointRecord.for_network(net)``; this returns those four fields as a dict."""
+    deprecated(f"{__name__}.network_record", f"{__name__}.CheckpointRecord.for_network")
+    record = CheckpointRecord.for_network(net)
+    return dict(model=record.model, classes=record.classes, layout=record.layout, in_channels=record.in_channels)
 
 
 def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, *,
@@ -247,9 +380,8 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
 
     The files load back with ``gluon.SymbolBlock.imports(symbol, ['data'], params)`` and with
     :func:`~resnet_gluon.models.weights.load_parameters`. Each file is written to a temporary name and renamed.
-    No record is written: use :func:`write_record` (or the :class:`~resnet_gluon.train.callbacks.Checkpoint`
-    callback) to make a
-    complete checkpoint.
+    No record is written: use :func:`write_checkpoint_record` (or the
+    :class:`~resnet_gluon.train.callbacks.Checkpoint` callback) to make a complete checkpoint.
 
     Parameters
     ----------
@@ -281,19 +413,19 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
         ctx = next(iter(net.collect_params().values())).list_ctx()[0]
         net(mx.nd.zeros(input_shape, ctx=ctx))
     files = checkpoint_files(prefix, epoch, step)
-    tmp = checkpoint_files(f"{files.prefix}.tmp{os.getpid()}", epoch)
-    os.makedirs(os.path.dirname(os.path.abspath(files.prefix)), exist_ok=True)
-    try:
-        net.export(tmp.prefix, epoch)
-        os.replace(tmp.params, files.params)
-        os.replace(tmp.symbol, files.symbol)
-    except RuntimeError as err:
-        raise RuntimeError(f"cannot export: {err}; run one forward pass after hybridize() or pass "
-                           "input_shape=") from err
-    finally:
-        for leftover in (tmp.params, tmp.symbol):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+    folder = os.path.dirname(os.path.abspath(files.prefix))
+    os.makedirs(folder, exist_ok=True)
+    # net.export names its files after a prefix: it writes into a private folder, then each file is moved in
+    with atomic_path(files.params) as params, atomic_path(files.symbol) as symbol, \
+            tempfile.TemporaryDirectory(dir=folder) as scratch:
+        exported = checkpoint_files(os.path.join(scratch, "net"), epoch)
+        try:
+            net.export(exported.prefix, epoch)
+        except RuntimeError as err:
+            raise RuntimeError(f"cannot export: {err}; run one forward pass after hybridize() or pass "
+                               "input_shape=") from err
+        os.replace(exported.params, params)
+        os.replace(exported.symbol, symbol)
     return files.symbol, files.params
 
 
@@ -314,32 +446,44 @@ def params_keys(net: gluon.HybridBlock) -> Dict[str, str]:
     return {name: ("aux:" if name in aux else "arg:") + name for name in net.collect_params()}
 
 
-def weights_used(record: Optional[Dict[str, Any]], ema: bool = True) -> str:
+def weights_used(record: Optional[CheckpointRecord], ema: bool = True) -> str:
     """``'ema'`` when a checkpoint's record lists averaged weights (``<prefix>-NNNN-ema.params``) and ``ema`` asks
     for them, else ``'raw'`` (the ``.params`` file)."""
-    has_ema = bool(record and record.get("ema") and any(f.endswith("-ema.params") for f in record.get("files", ())))
+    if isinstance(record, dict):  # 0.1 passed read_record's dict
+        record = CheckpointRecord.from_dict(record)
+    has_ema = bool(record and record.ema and any(f.endswith("-ema.params") for f in record.files))
     return "ema" if ema and has_ema else "raw"
+
+
+def write_checkpoint_record(prefix: PathLike, epoch: int, record: CheckpointRecord, *,
+                            files: Optional[Sequence[str]] = None, step: int = 0) -> str:
+    """Write the record of epoch ``epoch`` (with ``step``: of that mid-epoch checkpoint) last, making the
+    checkpoint complete; returns its path. The one writer of records.
+
+    ``epoch``, ``step``, ``time`` and ``files`` (the base names of ``files``; default the symbol and params) are
+    filled in here, over the record's own.
+    """
+    paths = checkpoint_files(prefix, epoch, step)
+    names = list(files) if files is not None else [paths.symbol, paths.params]
+    record = dataclasses.replace(record, epoch=int(epoch), step=int(step), time=time.time(),
+                                 files=tuple(os.path.basename(n) for n in names))
+    atomic_write_json(paths.record, record.to_dict())
+    return paths.record
 
 
 def write_record(prefix: PathLike, epoch: int, record: Dict[str, Any], *, states: bool = False,
                  files: Optional[Sequence[str]] = None, step: int = 0) -> str:
-    """Write the record of epoch ``epoch`` (with ``step``: of that mid-epoch checkpoint) last, making the
-    checkpoint complete; returns its path.
-
-    ``record`` holds the fields described in the module docstring; ``format``, ``epoch``, ``step``, ``time`` and
-    ``files`` (symbol, params and, with ``states``, the trainer state; or the paths given as ``files``) are filled
-    in here.
-    """
+    """Deprecated: :func:`write_checkpoint_record` with a :class:`CheckpointRecord`."""
+    deprecated(f"{__name__}.write_record", f"{__name__}.write_checkpoint_record (a CheckpointRecord)")
     paths = checkpoint_files(prefix, epoch, step)
-    names = list(files) if files is not None else [paths.symbol, paths.params] + ([paths.states] if states else [])
-    full = dict(record, format=FORMAT, epoch=int(epoch), step=int(step), time=time.time(),
-                files=[os.path.basename(n) for n in names])
-    atomic_write_json(paths.record, full)
-    return paths.record
+    if files is None:
+        files = [paths.symbol, paths.params] + ([paths.states] if states else [])
+    data = dict(record, schema_version=SCHEMA_VERSION)
+    return write_checkpoint_record(prefix, epoch, CheckpointRecord.from_dict(data), files=files, step=step)
 
 
 def load_network(prefix: PathLike, epoch: Optional[int] = None, *, ctx: Optional[mx.Context] = None,
-                 ema: bool = False) -> Tuple[gluon.HybridBlock, int, Optional[Dict[str, Any]]]:
+                 ema: bool = False) -> Tuple[gluon.HybridBlock, int, Optional[CheckpointRecord]]:
     """The network of a checkpoint on ``ctx``: ``(net, epoch, record)``.
 
     With ``ema``, the averaged weights (``<prefix>-NNNN-ema.params``) where the checkpoint has them
@@ -363,12 +507,12 @@ def load_network(prefix: PathLike, epoch: Optional[int] = None, *, ctx: Optional
     files = checkpoint_files(prefix, epoch)
     params = files.ema if weights_used(record, ema) == "ema" else files.params
     ctx = ctx or mx.cpu()
-    record_ = record or {}
-    if record_.get("dtype", "float32") == "float32" and record_.get("model") in list_models() and record_.get("classes"):
-        options = dict(classes=record_["classes"], layout=record_.get("layout", "NCHW"))
-        if record_.get("in_channels", 3) != 3:
-            options["in_channels"] = record_["in_channels"]
-        net = get_model(record_["model"], **options)
+    known = record or CheckpointRecord()
+    if known.dtype == "float32" and known.model in list_models() and known.classes:
+        options = dict(classes=known.classes, layout=known.layout)
+        if known.in_channels != 3:
+            options["in_channels"] = known.in_channels
+        net = get_model(known.model, **options)
         load_parameters(net, params, ctx=ctx)
         return net, epoch, record
     with warnings.catch_warnings():

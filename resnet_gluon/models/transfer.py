@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional, Union
+from typing import List, Optional
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .weights import _assign, _check, _read, _structural_params
+from .._core.files import PathLike
+from ._weight_loading import assign_named, check_named, read_named, structural_params
 
 __all__ = ["load_pretrained", "freeze_features", "features_frozen", "set_features_lr_mult", "prepare_fine_tuning",
            "CLASSES_MISMATCH"]
@@ -32,7 +33,7 @@ def _check_resnet(net: gluon.Block) -> None:
         raise ValueError(f"expected a ResNet with .features and .output, got a {type(net).__name__}")
 
 
-def load_pretrained(net: gluon.Block, filename: Union[str, os.PathLike], *, classes_mismatch: str = "reinit",
+def load_pretrained(net: gluon.Block, filename: PathLike, *, classes_mismatch: str = "reinit",
                     ctx=None, verbose: bool = True) -> gluon.Block:
     """Load pretrained weights for fine-tuning: all of them, or all but the classifier when the classes differ.
 
@@ -85,17 +86,17 @@ def load_pretrained(net: gluon.Block, filename: Union[str, os.PathLike], *, clas
         raise ValueError(f"classes_mismatch must be one of {CLASSES_MISMATCH}, got {classes_mismatch!r}")
     _check_resnet(net)
     filename = os.fspath(filename)
-    found = _read(net, filename)
-    params = _structural_params(net)
+    found = read_named(net, filename)
+    params = structural_params(net)
     head = [name for name in params if name.startswith("output.")]
     if classes_mismatch == "error" or all(
             name in found.arrays and tuple(found.arrays[name][1].shape) == params[name].shape for name in head):
-        _check(net, found, filename)
-        _assign(params, found, ctx)
+        check_named(net, found, filename)
+        assign_named(params, found, ctx)
         return net
     theirs = {name: found.arrays.pop(name) for name in list(found.arrays) if name.startswith("output.")}
-    _check(net, found, filename, skip=head)
-    _assign({name: p for name, p in params.items() if name not in head}, found, ctx)
+    check_named(net, found, filename, skip=head)
+    assign_named({name: p for name, p in params.items() if name not in head}, found, ctx)
     net.output.initialize(ctx=ctx, force_reinit=True)
     if verbose and _rank_zero():
         weight = theirs.get("output.weight")
@@ -189,7 +190,7 @@ def _set_frozen(net: gluon.Block, frozen: bool) -> gluon.Block:
     return net
 
 
-def prepare_fine_tuning(net: gluon.Block, pretrained: Optional[Union[str, os.PathLike]] = None, *,
+def prepare_fine_tuning(net: gluon.Block, pretrained: Optional[PathLike] = None, *,
                         freeze_features: bool = False, features_lr_mult: Optional[float] = None) -> gluon.Block:
     """The three steps above in one call (what ``train --pretrained/--freeze-features/--features-lr-mult`` does).
 

@@ -27,102 +27,21 @@ tests check them against torchvision's structure and published counts (torch is 
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, NamedTuple, Sequence, Tuple, Union
+from typing import Dict
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ._weight_files import read_arrays, safetensors_numpy
-from ._weight_names import name_map, to_gluoncv, to_torch
-from .._core.files import atomic_path
+from ._weight_files import safetensors_numpy
+from ._weight_loading import assign_named, check_named, read_named, structural_params
+from ._weight_names import to_gluoncv, to_torch
+from .._core.files import PathLike, atomic_path
 
 __all__ = ["load_parameters", "save_parameters", "save_gluoncv_parameters", "FORMATS"]
 
 FORMATS = ("gluon", "gluoncv", "torchvision")
-PathLike = Union[str, os.PathLike]
 
-
-# ------------------------------------------------------------------------------------------------- names
-def _structural_params(net: gluon.Block) -> Dict[str, gluon.Parameter]:
-    # The names Gluon's own save_parameters uses ("features.1.0.conv1.weight").
-    return net._collect_params_with_prefix()  # pylint: disable=protected-access
-
-
-# ---------------------------------------------------------------------------------------- reading
-class _Found(NamedTuple):
-    """A weights file's arrays named as a network's parameters."""
-
-    arrays: Dict[str, Tuple[str, object]]  # structural name -> (the file's key, NumPy or MXNet array)
-    file_name: Callable[[str], str]  # structural name -> the file's naming (for messages)
-
-
-def _read(net: gluon.Block, filename: PathLike) -> _Found:
-    """Read a weights file and name its arrays as ``net``'s parameters, without checking or loading them.
-
-    Keys the format defines as ignorable (``num_batches_tracked``) are left out; keys with no counterpart in
-    ``net`` keep a name ``net`` lacks. 4-D weights of PyTorch files are put in the layout of ``net``.
-    """
-    filename = os.fspath(filename)
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f"no parameter file {filename!r}")
-    kind, arrays = read_arrays(filename)
-    names, file_name = name_map(_structural_params(net), arrays, filename)
-    nhwc_torch = kind != "mxnet" and getattr(net, "layout", "NCHW") == "NHWC"
-    out: Dict[str, Tuple[str, object]] = {}
-    for key, name in names.items():
-        value = arrays[key]
-        if nhwc_torch and value.ndim == 4:  # PyTorch's OIHW -> Gluon's NHWC weights (O, kH, kW, I)
-            value = np.ascontiguousarray(np.transpose(value, (0, 2, 3, 1)))
-        out[name] = (key, value)
-    return _Found(out, file_name)
-
-
-# ----------------------------------------------------------------------------------------- load and save
-def _check(net: gluon.Block, found: _Found, filename: str, *, allow_missing: bool = False,
-           ignore_extra: bool = False, skip: Sequence[str] = (), hints: bool = False) -> None:
-    """Raise a one-line ValueError for the first missing, wrong-shape, non-float or unexpected array.
-
-    ``hints``: name :func:`load_parameters`' ``allow_missing``/``ignore_extra`` in the messages (only its
-    callers have them).
-    """
-    params = _structural_params(net)
-    for name, param in params.items():
-        if name in skip:
-            continue
-        if name not in found.arrays:
-            if allow_missing:
-                continue
-            theirs = found.file_name(name)
-            ours = "" if theirs == name else f", network name {name!r}"
-            hint = " (allow_missing=True skips it)" if hints else ""
-            raise ValueError(f"{filename!r} lacks parameter {theirs!r} (shape {param.shape}{ours}) of the network; "
-                             f"is it a checkpoint of another model?{hint}")
-        key, value = found.arrays[name]
-        if param.shape and 0 not in param.shape and tuple(value.shape) != tuple(param.shape):
-            raise ValueError(f"parameter {key!r} has shape {tuple(value.shape)} in {filename!r} but "
-                             f"{param.shape} in the network (another class count or depth?)")
-        if np.dtype(value.dtype).kind != "f":
-            raise ValueError(f"parameter {key!r} in {filename!r} has dtype {np.dtype(value.dtype).name}, not a "
-                             "floating-point type")
-    extra = sorted(key for name, (key, _) in found.arrays.items() if name not in params)
-    if extra and not ignore_extra:
-        hint = "; ignore_extra=True skips them" if hints else ""
-        raise ValueError(f"{filename!r} has parameter {extra[0]!r} that the network lacks "
-                         f"({len(extra)} in all{hint})")
-
-
-def _assign(params: Dict[str, gluon.Parameter], found: _Found, ctx) -> None:
-    ctx = ctx if ctx is not None else mx.context.current_context()
-    for name, param in params.items():
-        if name in found.arrays:
-            value = found.arrays[name][1]
-            dtype = param.dtype or "float32"
-            if isinstance(value, mx.nd.NDArray):
-                value = value if value.dtype == np.dtype(dtype) else value.astype(dtype)
-            else:
-                value = mx.nd.array(value, dtype=dtype)
-            param._load_init(value, ctx)  # pylint: disable=protected-access
 
 
 def load_parameters(net: gluon.Block, filename: PathLike, *, ctx=None, allow_missing: bool = False,
@@ -157,16 +76,16 @@ def load_parameters(net: gluon.Block, filename: PathLike, *, ctx=None, allow_mis
         ``config.json`` beside the file that describes another architecture; or saying why the file cannot be
         read (not a weights file; a PyTorch file without torch, with the conversion to safetensors).
     """
-    found = _read(net, filename)
-    _check(net, found, os.fspath(filename), allow_missing=allow_missing, ignore_extra=ignore_extra, hints=True)
-    _assign(_structural_params(net), found, ctx)
+    found = read_named(net, filename)
+    check_named(net, found, os.fspath(filename), allow_missing=allow_missing, ignore_extra=ignore_extra, hints=True)
+    assign_named(structural_params(net), found, ctx)
     return net
 
 
 def _arrays_to_save(net: gluon.Block, fmt: str) -> Dict[str, np.ndarray]:
     nhwc = getattr(net, "layout", "NCHW") == "NHWC"
     out: Dict[str, np.ndarray] = {}
-    for name, param in _structural_params(net).items():
+    for name, param in structural_params(net).items():
         value = param._reduce().asnumpy()  # pylint: disable=protected-access
         if fmt == "gluon":
             out[name] = value

@@ -18,17 +18,17 @@ from .._core.dist import rank_zero_only
 from .._core.files import atomic_path, atomic_write_json
 from ..models.weights import load_parameters
 from ..data.preprocessing import Preprocessing
+from ..evaluation import ACCURACY_METRICS, SPEED_METRICS
 from .recipe import Recipe
 
 __all__ = ["Callback", "Checkpoint", "ProgressBar", "Report", "TensorBoard",
            "REPORT_METRICS", "EMA_METRICS"]
 
 #: The metrics of the reference's JSON report, each prefixed by 'train.' and 'val.'.
-REPORT_METRICS = ("top1", "top5", "loss", "total_ips", "latency_avg", "latency_50", "latency_90", "latency_95",
-                  "latency_99", "latency_100")
+REPORT_METRICS = ACCURACY_METRICS + SPEED_METRICS
 
 #: The metrics of the averaged weights (``Recipe.ema_decay``) in the report, as ``val.<metric>_ema``.
-EMA_METRICS = ("top1", "top5", "loss")
+EMA_METRICS = ACCURACY_METRICS
 
 latest_checkpoint = checkpoint.latest_checkpoint
 
@@ -141,7 +141,7 @@ class Checkpoint(Callback):
         mid = checkpoint.mid_epoch_checkpoints(self.prefix)
         if mid and (newest is None or mid[-1] > newest):
             newest = mid[-1]
-        return None if newest is None else (*newest, checkpoint.read_record(self.prefix, *newest))
+        return None if newest is None else (*newest, checkpoint.read_checkpoint_record(self.prefix, *newest))
 
     def _check_folder(self) -> None:
         folder = os.path.dirname(os.path.abspath(self.prefix))
@@ -152,19 +152,19 @@ class Checkpoint(Callback):
         if not os.access(folder, os.W_OK):
             raise PermissionError(f"checkpoint folder {folder!r} is not writable; choose another model prefix")
 
-    def _load(self, epoch: int, step: int, record: Dict) -> None:
+    def _load(self, epoch: int, step: int, record: checkpoint.CheckpointRecord) -> None:
         net, trainer, state = self.state.net, self.state.trainer, self.state
         files = checkpoint.checkpoint_files(self.prefix, epoch, step)
         name = files.record[:-len(".json")]
-        mine = checkpoint.network_record(net)
+        mine = checkpoint.CheckpointRecord.for_network(net)
         for key in ("model", "classes", "layout", "in_channels"):
-            if record.get(key, mine[key] if key in ("layout", "in_channels") else None) != mine[key]:
-                raise ValueError(f"cannot resume from {name}: it was trained as {key}={record.get(key)!r} but this "
-                                 f"run has {key}={mine[key]!r}; use another --model-prefix or remove the old "
-                                 "checkpoints")
+            if getattr(record, key) != getattr(mine, key):
+                raise ValueError(f"cannot resume from {name}: it was trained as {key}={getattr(record, key)!r} but "
+                                 f"this run has {key}={getattr(mine, key)!r}; use another --model-prefix or remove "
+                                 "the old checkpoints")
         changes = self._changes(record, epoch)
-        if step and record.get("steps_per_epoch", state.steps_per_epoch) != state.steps_per_epoch:
-            changes = ", ".join(filter(None, [changes, f"steps_per_epoch {record['steps_per_epoch']} -> "
+        if step and record.steps_per_epoch not in (None, state.steps_per_epoch):
+            changes = ", ".join(filter(None, [changes, f"steps_per_epoch {record.steps_per_epoch} -> "
                                                        f"{state.steps_per_epoch}"]))
         if step and changes:  # a mid-epoch position means nothing under another batch size, worker count or data
             raise ValueError(f"cannot resume mid-epoch from {name} with changed settings ({changes}): rerun with "
@@ -176,7 +176,7 @@ class Checkpoint(Callback):
         if step:
             trainer.set_batch_position(epoch, step)
         state.initial_epoch, state.initial_step = epoch, step
-        state.resume_meter = record.get("meter") if step else None
+        state.resume_meter = record.meter if step else None
         self.resumed_from = epoch
         if dist.is_rank_zero():
             at = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
@@ -187,14 +187,14 @@ class Checkpoint(Callback):
                 print(f"resuming with changed settings: {changes}; the schedule continues from epoch {epoch} "
                       f"of {state.epochs} under the new settings", file=sys.stderr)
 
-    def _load_weights(self, files: checkpoint.CheckpointFiles, record: Dict) -> Optional[str]:
+    def _load_weights(self, files: checkpoint.CheckpointFiles, record: checkpoint.CheckpointRecord) -> Optional[str]:
         """On rank 0: the weights, the trainer state and the weight average (the averages are loaded into the
         network through the same checks, captured, then the raw weights loaded over them); a line to print about
         the average, if any."""
         state, ema = self.state, self.state.ema
         if not dist.is_rank_zero():
             return None
-        saved = record.get("ema") if checkpoint.weights_used(record) == "ema" else None
+        saved = record.ema if checkpoint.weights_used(record) == "ema" else None
         if ema is not None and saved:
             load_parameters(state.net, files.ema, ctx=state.ctx)
             ema.reset(num_updates=saved["num_updates"])
@@ -205,12 +205,11 @@ class Checkpoint(Callback):
             return "the checkpoint has no weight average: it starts from the resumed weights"
         return None
 
-    def _changes(self, record: Dict, epoch: int) -> str:
+    def _changes(self, record: checkpoint.CheckpointRecord, epoch: int) -> str:
         state = self.state
-        old = dict(Recipe.from_dict(record["recipe"]).to_dict()) if record.get("recipe") else {}
-        old.update({k: record[k] for k in ("batch_size", "workers", "accumulate") if k in record})
-        if "batch_size" in record:  # written before accumulation existed: one batch per update
-            old.setdefault("accumulate", 1)
+        old = dict(Recipe.from_dict(record.recipe).to_dict()) if record.recipe else {}
+        old.update({k: getattr(record, k) for k in ("batch_size", "workers", "accumulate")
+                    if getattr(record, k) is not None})
         new = dict(state.recipe.to_dict(), batch_size=state.batch_size, workers=state.trainer.workers,
                    accumulate=state.trainer.accumulate)
         return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in old if k in new and old[k] != new[k])
@@ -234,21 +233,17 @@ class Checkpoint(Callback):
         if state.ema is not None:
             state.ema.save(files.ema, checkpoint.params_keys(state.net))
             written.append(files.ema)
-        record = dict(checkpoint.network_record(state.net), dtype="float32", train_dtype=state.dtype,
-                      recipe=state.recipe.to_dict(), batch_size=state.batch_size, workers=trainer.workers,
-                      accumulate=trainer.accumulate, steps_per_epoch=state.steps_per_epoch,
-                      num_update=trainer.num_update,
-                      loss_scale=trainer.loss_scale,
-                      metrics={k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "meter"})
-        if state.ema is not None:
-            record["ema"] = state.ema.record()
-        if step:  # the epoch's metric sums so far, so that the resumed epoch reports the whole epoch
-            record.update(meter=logs["meter"], reason=logs.get("reason"))
-        if self.class_names is not None:
-            record["class_names"] = self.class_names
-        if self.preprocessing is not None:
-            record["preprocessing"] = self.preprocessing.validation_settings()
-        checkpoint.write_record(self.prefix, done, record, files=written, step=step)
+        record = checkpoint.CheckpointRecord.for_network(
+            state.net, dtype="float32", train_dtype=state.dtype, recipe=state.recipe.to_dict(),
+            batch_size=state.batch_size, workers=trainer.workers, accumulate=trainer.accumulate,
+            steps_per_epoch=state.steps_per_epoch, num_update=trainer.num_update, loss_scale=trainer.loss_scale,
+            metrics={k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "meter"},
+            ema=state.ema.record() if state.ema is not None else None,
+            # the epoch's metric sums so far, so that the resumed epoch reports the whole epoch
+            meter=logs["meter"] if step else None, reason=logs.get("reason") if step else None,
+            class_names=tuple(self.class_names) if self.class_names is not None else None,
+            preprocessing=self.preprocessing.validation_settings() if self.preprocessing is not None else None)
+        checkpoint.write_checkpoint_record(self.prefix, done, record, files=written, step=step)
         # a mid-epoch checkpoint is kept until a newer complete one exists, then pruned
         checkpoint.prune_mid_epoch_checkpoints(self.prefix, before=(done, step))
 

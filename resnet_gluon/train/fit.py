@@ -24,7 +24,7 @@ from .callbacks import Callback, ProgressBar
 from .ema import EMA
 from ..evaluation import MetricMeter, evaluate
 from .recipe import Recipe
-from .._core.runtime import default_context
+from .._core.runtime import default_context, place_parameters
 from .trainer import Trainer
 
 __all__ = ["fit", "FitState", "History", "RUN_AHEAD", "EMA_LOGS"]
@@ -88,17 +88,6 @@ class History:
         if not self.epochs:
             return {}
         return {"epochs": self.epochs[-1] + 1, **{k: self.history[k][-1] for k in keys if k in self.history}}
-
-
-def _ensure_initialized(net: gluon.Block, ctx: mx.Context) -> None:
-    params = net.collect_params()
-    try:
-        contexts = {c for p in params.values() for c in p.list_ctx()}
-    except RuntimeError:  # some parameter is not initialised: initialise all that are not
-        net.initialize(ctx=ctx)
-        return
-    if contexts != {ctx}:
-        params.reset_ctx(ctx)
 
 
 def _one_hot_targets(recipe: Recipe) -> bool:
@@ -248,7 +237,7 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     if epochs is not None and epochs != recipe.epochs:
         raise ValueError(f"fit(epochs={epochs}) differs from the trainer's recipe (epochs={recipe.epochs})")
     recipe.check_train_size(getattr(train_data, "preprocessing", None))
-    _ensure_initialized(net, ctx)
+    place_parameters(net, ctx, initialize=True)
     recipe.check_data(train_data)
     if recipe.drop_path_rate is not None:
         set_drop_path_rate(net, recipe.drop_path_rate)
