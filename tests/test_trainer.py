@@ -1,5 +1,4 @@
 import json
-import math
 import warnings
 
 import mxnet as mx
@@ -7,7 +6,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from conftest import horovodrun
+from helpers import horovodrun
 from optimizer_rules import check_steps
 from resnet_gluon.train.recipe import Recipe, reference_lr
 from resnet_gluon.train.trainer import Trainer, lr_scheduler

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import resnet_gluon as rg
-from conftest import REPO
-from helpers import ArrayBatches, quadrant_problem
+from helpers import REPO, ArrayBatches, quadrant_problem
 from resnet_gluon.data.preprocessing import Preprocessing
 from resnet_gluon.models.transfer import (
     features_frozen,
