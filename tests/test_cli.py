@@ -168,7 +168,7 @@ def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path):
+def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path, capsys):
     out = tmp_path / "bench.json"
     run("benchmark", "-n", "1,2", "-b", "4,8", "-i", 2, "-e", 2, "-w", 1, "--arch", "resnet18_v1_5",
         "--image-size", 32, "--dtype", "float32", "--num-classes", 10, "-o", out)
@@ -185,7 +185,7 @@ def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path):
         "--dtype", "int8", "--num-classes", 10, "-o", out)
     report = json.load(open(out))
     assert report["results"][0]["dtype"] == "int8" and report["results"][0]["total_ips"] > 0
-    _one_line_error(run("benchmark", "--dtype", "int8", check=False), 1, "add --only-inference")
+    _one_line_error(run_here(capsys, "benchmark", "--dtype", "int8"), 1, "add --only-inference")
 
 
 @pytest.fixture(scope="module")
