@@ -33,7 +33,7 @@ def test_predictor_errors(fashion_mnist_model, tmp_path):
     prefix, root, _ = fashion_mnist_model
     with pytest.raises(ValueError, match="unknown dtype 'int4'"):
         Predictor.from_checkpoint(prefix, dtype="int4")
-    with pytest.raises(FileNotFoundError, match="no checkpoint .*model-0007.params.*complete epochs.*: 1, 2, 3"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint .*model-0007.params.*complete epochs.*: 1, 2$"):
         Predictor.from_checkpoint(prefix, 7)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Predictor.from_checkpoint(tmp_path / "nothing")

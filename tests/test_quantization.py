@@ -37,7 +37,7 @@ def test_int8_accuracy_and_reload_in_a_fresh_process(fashion_mnist_model, tmp_pa
                    int8.logits(preprocess(images, int8.preprocessing)).argmax(1)).mean())
     print(f"INT8 and float32 agree on {agree:.1%} of the images")
     # ~2% of images change class, so the paired top-1 difference has a standard deviation of ~0.5 points
-    # (measured on this resnet18: float32 0.775, INT8 0.770, agreeing on 98.7%)
+    # (measured on this resnet18: float32 0.732, INT8 0.731, agreeing on 98.3%)
     assert top1_int8 >= top1_f32 - 0.015 and agree >= 0.95, (top1_f32, top1_int8, agree)
 
     batch = preprocess(images[:16], f32.preprocessing)
