@@ -10,6 +10,8 @@ import numpy as np
 from resnet_gluon.data import recordio
 from image_kinds import (IMAGE_KINDS, KIND_SIZE, huge_bilevel_png, image_kind_references, pattern,  # noqa: F401
                          strip_png, write_image_kinds)
+from weight_files import (TORCH_MAGIC, TORCHVISION, state_dict_file, torch_legacy, torch_zip,  # noqa: F401
+                          torchvision_file, torchvision_state_dict_shapes)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST_SIZE = 32  # image side of the session's briefly trained model (conftest.fashion_mnist_model)

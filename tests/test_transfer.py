@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import resnet_gluon as rg
-from helpers import REPO, ArrayBatches, quadrant_problem
+from helpers import REPO, ArrayBatches, quadrant_problem, torch_zip, torchvision_file
 from resnet_gluon.data.preprocessing import Preprocessing
 from resnet_gluon.models.transfer import (
     features_frozen,
@@ -22,7 +22,6 @@ from resnet_gluon.models.transfer import (
     set_features_lr_mult,
 )
 from resnet_gluon.models.weights import load_parameters, save_parameters
-from test_weights import torch_zip, torchvision_file
 
 
 def _features(net):
