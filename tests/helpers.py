@@ -1,5 +1,8 @@
-"""Small image data sets made on the fly for the tests."""
+"""The tests' shared helpers: small data sets made on the fly, toy networks, subprocess launchers."""
 import os
+import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -7,6 +10,11 @@ import numpy as np
 from resnet_gluon.data import recordio
 from image_kinds import (IMAGE_KINDS, KIND_SIZE, huge_bilevel_png, image_kind_references, pattern,  # noqa: F401
                          strip_png, write_image_kinds)
+from weight_files import (TORCH_MAGIC, TORCHVISION, state_dict_file, torch_legacy, torch_zip,  # noqa: F401
+                          torchvision_file, torchvision_state_dict_shapes)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION_MNIST_SIZE = 32  # image side of the session's briefly trained model (conftest.fashion_mnist_model)
 
 
 def jpeg(image: np.ndarray, quality: int = 95) -> bytes:
@@ -130,3 +138,28 @@ def peak_rss_mb(code: str, timeout: float = 300) -> float:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return int(proc.stdout.split("PEAK")[-1]) / 1024
+
+
+def horovodrun(np_: int, script: str, *args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
+    """Run ``python script args`` under ``horovodrun -np np_`` with Gloo on this host; fail loudly on error."""
+    exe = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or shutil.which("horovodrun")
+    assert exe, "horovodrun is not installed in this environment (run tools/setup_env.sh)"
+    cmd = [exe, "-np", str(np_), "-H", f"localhost:{np_}", "--gloo", sys.executable, script, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def val_images(root, n=None):
+    """The first ``n`` (all by default) encoded images of ``root``/val.rec and their labels (an int array)."""
+    items = list(recordio.read_records(os.path.join(root, "val.rec")))[:n]
+    return [bytes(b) for _, b in items], np.array([label for label, _ in items])
+
+
+def predictor_top1(predictor, images, labels) -> float:
+    """Top-1 accuracy of a Predictor on encoded images with their labels."""
+    from resnet_gluon.data.preprocessing import preprocess
+
+    logits = predictor.logits(preprocess(images, predictor.preprocessing))
+    return float((logits.argmax(1) == labels).mean())

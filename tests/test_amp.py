@@ -9,7 +9,7 @@ from resnet_gluon.models.blocks import BasicBlock, ResNet
 
 def test_bfloat16_conversion_builds_a_bfloat16_graph(monkeypatch):
     # MXNet's convert_symbol wants the name 'bfloat16', not NumPy's bfloat16 dtype (it asserted before). Building the
-    # graph needs no bfloat16 kernel, so this runs on any CPU; running it needs AVX-512 (test_inference.py, bf16).
+    # graph needs no bfloat16 kernel, so this runs on any CPU; running it needs AVX-512 (test_predictor.py, bf16).
     monkeypatch.setattr(amp, "resolve_dtype", lambda dtype, ctx=None, **kw: dtype)
     net = ResNet(BasicBlock, (1, 1), classes=4, stem_channels=16)
     net.initialize()

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import ArrayBatches, make_records, quadrant_problem
 from resnet_gluon import Checkpoint, Recipe, fit
-from resnet_gluon.data import pipelines, recordio
+from resnet_gluon.data import pipelines
 from resnet_gluon.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from resnet_gluon.data.augmentation import SWITCH_PROB, cutmix_box, mix_batch, mixing_rng, parse_auto_augment
 from resnet_gluon.models.blocks import BasicBlock, ResNet

@@ -3,10 +3,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from conftest import REPO
-from helpers import make_image_folder
+from helpers import REPO, huge_bilevel_png, jpeg, make_image_folder, smooth_image, tiny_net
+from resnet_gluon.data.preprocessing import Preprocessing
+from resnet_gluon.deploy.predictor import Predictor
 
 CLI = [sys.executable, "-m", "resnet_gluon"]
 
@@ -16,6 +18,19 @@ def run(*args, check=True, timeout=600):
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def run_here(capsys, *args):
+    """The command run by ``cli.main`` in this process (no new interpreter: ~4 s less), reported as ``run`` does."""
+    from resnet_gluon.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def _one_line_error(proc, code, pattern):
@@ -37,12 +52,12 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-def test_help_lists_every_subcommand():
-    out = run("--help").stdout
+def test_help_lists_every_subcommand(capsys):
+    out = run("--help").stdout  # python -m resnet_gluon itself; the sub-commands' help in this process
     for name in ("prepare", "train", "benchmark", "predict", "demo"):
         assert name in out
-    assert "--data-backend" in run("train", "--help").stdout
-    assert "--calibration" in run("predict", "--help").stdout
+    assert "--data-backend" in run_here(capsys, "train", "--help").stdout
+    assert "--calibration" in run_here(capsys, "predict", "--help").stdout
 
 
 def test_prepare_writes_recordio_and_classes(tiny_data):
@@ -103,6 +118,7 @@ def test_train_two_workers_through_horovodrun(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # the demo trains ResNet-50 (its model; the fast tier trains nothing bigger than resnet18)
 def test_demo_end_to_end_on_few_images_then_resumes(tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "-o", out, "--epochs", 1, "--train-images", 256, "-b", 32]
@@ -134,14 +150,16 @@ def test_train_batch_larger_than_the_data_is_refused_and_accumulate_trains(tiny_
     assert record["metrics"]["lr"] == pytest.approx(0.1 * 16 / 256 * 3 / 15)  # warmup: update 3 of 5 epochs x 3
 
 
-def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
-    _one_line_error(run("train", "--data-root", tmp_path / "missing", "--model-prefix", tmp_path / "m", check=False),
-                    1, "data root")
-    _one_line_error(run("train", "--dtype", "fp8", check=False), 2, "invalid choice: 'fp8'")
-    _one_line_error(run("train", "--data-backend", "tfrecord", check=False), 2, "invalid choice: 'tfrecord'")
+def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path, capsys):
+    # One usage error and (below) one input error in a fresh interpreter, where nothing else may reach stderr (no
+    # import-time warning either); the others in this process: main() gives the same exit status and stderr.
     _one_line_error(run("train", "-b", 0, check=False), 2, "must be >= 1")
-    _one_line_error(run("train", "--data-root", tiny_data / "data", "--mode", "val", "--model-prefix",
-                        tmp_path / "none", "--load-epoch", 3, check=False), 1, "no checkpoint")
+    _one_line_error(run_here(capsys, "train", "--data-root", tmp_path / "missing", "--model-prefix", tmp_path / "m"),
+                    1, "data root")
+    _one_line_error(run_here(capsys, "train", "--dtype", "fp8"), 2, "invalid choice: 'fp8'")
+    _one_line_error(run_here(capsys, "train", "--data-backend", "tfrecord"), 2, "invalid choice: 'tfrecord'")
+    _one_line_error(run_here(capsys, "train", "--data-root", tiny_data / "data", "--mode", "val", "--model-prefix",
+                             tmp_path / "none", "--load-epoch", 3), 1, "no checkpoint")
     (tmp_path / "imgs" / "a").mkdir(parents=True)
     (tmp_path / "imgs" / "a" / "x.jpg").write_text("not an image")
     _one_line_error(run("prepare", "--images", tmp_path / "imgs", "-o", tmp_path / "o", check=False), 1,
@@ -150,7 +168,7 @@ def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path):
+def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path, capsys):
     out = tmp_path / "bench.json"
     run("benchmark", "-n", "1,2", "-b", "4,8", "-i", 2, "-e", 2, "-w", 1, "--arch", "resnet18_v1_5",
         "--image-size", 32, "--dtype", "float32", "--num-classes", 10, "-o", out)
@@ -167,7 +185,7 @@ def test_benchmark_writes_one_entry_per_workers_and_batch_size(tmp_path):
         "--dtype", "int8", "--num-classes", 10, "-o", out)
     report = json.load(open(out))
     assert report["results"][0]["dtype"] == "int8" and report["results"][0]["total_ips"] > 0
-    _one_line_error(run("benchmark", "--dtype", "int8", check=False), 1, "add --only-inference")
+    _one_line_error(run_here(capsys, "benchmark", "--dtype", "int8"), 1, "add --only-inference")
 
 
 @pytest.fixture(scope="module")
@@ -207,26 +225,58 @@ def test_predict_on_a_validation_set_and_on_image_files(tiny_data, checkpoint, t
 
 
 def test_predict_and_evaluation_need_no_horovod(tiny_data, checkpoint):
-    """Scoring a model imports neither Horovod nor the training modules."""
-    code = ("import sys; from resnet_gluon import cli, evaluation, inference; "
+    """Scoring a model imports neither Horovod nor the training loop, Trainer or callbacks (the recipe, a plain
+    dataclass the parser reads its defaults from, may load)."""
+    code = ("import sys; from resnet_gluon import cli, evaluation; from resnet_gluon.deploy import predictor; "
             f"rc = cli.main(['predict', '--model-prefix', {str(checkpoint)!r}, '--data-root', "
             f"{str(tiny_data / 'data')!r}, '-b', '8', '--json']); "
-            "print('LOADED', sorted(m for m in sys.modules if m.startswith(('horovod', 'resnet_gluon.train'))), rc)")
+            "print('LOADED', sorted(m for m in sys.modules if m.startswith(('horovod', 'resnet_gluon.train.fit', "
+            "'resnet_gluon.train.trainer', 'resnet_gluon.train.callbacks'))), rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "LOADED [] 0" in proc.stdout, proc.stdout
 
 
-def test_predict_bad_inputs_give_one_line_errors(tiny_data, checkpoint, tmp_path):
+def test_predict_bad_inputs_give_one_line_errors(tiny_data, checkpoint, tmp_path, capsys):
     bad = tmp_path / "photo.jpg"
     bad.write_text("not an image")
-    _one_line_error(run("predict", "--model-prefix", checkpoint, bad, check=False), 1, "is not an image")
-    _one_line_error(run("predict", "--model-prefix", checkpoint, "--epoch", 9, "--data-root", tiny_data / "data",
-                        check=False), 1, "no checkpoint")
+    # The deprecated --precision in a fresh interpreter (its stderr holds the one line); the others in this process.
     _one_line_error(run("predict", "--model-prefix", checkpoint, "--precision", "int4", bad, check=False), 2,
                     "invalid choice: 'int4'")
-    _one_line_error(run("predict", "--model-prefix", checkpoint, "--dtype", "int8", "--calibration",
-                        tiny_data / "data" / "val.rec", bad, check=False), 1, "fewer than one batch of 32")
-    _one_line_error(run("predict", "--model-prefix", checkpoint, check=False), 1, "give image files")
-    _one_line_error(run("predict", "--model-prefix", checkpoint, "--dtype", "int8", "--onnx", tmp_path / "x.onnx",
-                        check=False), 1, "--onnx exports the float32 model")
+    _one_line_error(run_here(capsys, "predict", "--model-prefix", checkpoint, bad), 1, "is not an image")
+    _one_line_error(run_here(capsys, "predict", "--model-prefix", checkpoint, "--epoch", 9, "--data-root",
+                             tiny_data / "data"), 1, "no checkpoint")
+    _one_line_error(run_here(capsys, "predict", "--model-prefix", checkpoint, "--dtype", "int8", "--calibration",
+                             tiny_data / "data" / "val.rec", bad), 1, "fewer than one batch of 32")
+    _one_line_error(run_here(capsys, "predict", "--model-prefix", checkpoint), 1, "give image files")
+    _one_line_error(run_here(capsys, "predict", "--model-prefix", checkpoint, "--dtype", "int8", "--onnx",
+                             tmp_path / "x.onnx"), 1, "--onnx exports the float32 model")
+
+
+def test_predict_command_on_a_folder_and_on_bad_files(tmp_path, capsys):
+    """Items 9, 5, 8 on the command line: 'predict some_folder/' said "no image file 'some_folder'"; now it predicts
+    the images in the folder (sorted, one line each, sub-folders and other files left out, broken links named);
+    a file over OpenCV's pixel limit is a one-line error; a Latin-1 name is printed escaped, on one line."""
+    from resnet_gluon.cli import main as cli
+
+    Predictor(tiny_net(3), preprocessing=Preprocessing.for_size(32), class_names=list("xyz")).save(tmp_path / "m")
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for name in ("b.jpg", "a.png", "caf\udce9.jpg", "sub/c.jpg", ".hidden.jpg"):
+        with open(os.path.join(os.fsencode(folder), os.fsencode(name)), "wb") as f:
+            f.write(jpeg(smooth_image(rng, 40, 40)))
+    (folder / "notes.txt").write_text("not an image")
+    os.symlink(tmp_path / "nowhere.jpg", folder / "gone.jpg")
+    assert cli(["predict", "--model-prefix", str(tmp_path / "m"), str(folder), "-k", "2"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [f"{folder}/a.png", f"{folder}/b.jpg", f"{folder}/caf\\xe9.jpg"]
+    assert all(line.count("(") == 2 for line in lines)  # top-2 classes each
+    assert err.strip() == f"warning: skipped 1 broken symbolic link(s) in '{folder}': 'gone.jpg'"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "huge.png").write_bytes(huge_bilevel_png(33000))
+    for bad, why in ((tmp_path / "empty", "holds no image files"), (tmp_path / "huge.png", "CV_IO_MAX_IMAGE_PIXELS")):
+        assert cli(["predict", "--model-prefix", str(tmp_path / "m"), str(bad)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("resnet-gluon predict: error: ") and why in err[0], err

@@ -12,8 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import REPO, horovodrun
-from helpers import ArrayBatches, jpeg, quadrant_problem, smooth_image
+from helpers import REPO, ArrayBatches, horovodrun, jpeg, quadrant_problem, smooth_image
 from resnet_gluon import Callback, Checkpoint, Recipe, Report, fit, load_parameters, resnet18_v1_5
 from resnet_gluon.models import checkpoint
 from resnet_gluon.models.blocks import BasicBlock, ResNet

@@ -10,9 +10,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import REPO, horovodrun
-from helpers import ArrayBatches, make_records, quadrant_problem, tiny_net
-from resnet_gluon import Checkpoint, Report, evaluate, fit, resnet18_v1_5
+from helpers import REPO, ArrayBatches, horovodrun, make_records, quadrant_problem, tiny_net
+from resnet_gluon import Checkpoint, evaluate, fit, resnet18_v1_5
 from resnet_gluon._core.amp import bfloat16_supported
 from resnet_gluon.models.blocks import BasicBlock, ResNet
 from resnet_gluon.train.callbacks import REPORT_METRICS, latest_checkpoint

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 NOTEBOOKS = ["01_quickstart.ipynb", "02_custom_training_loop.ipynb", "03_inference.ipynb",
              "04_transfer_learning.ipynb"]

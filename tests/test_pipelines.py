@@ -198,16 +198,6 @@ def test_class_sorted_file_trains_in_a_global_order_on_every_shard(tmp_path):
     assert not np.array_equal(orders[0], orders[1])
 
 
-def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
-    """Resume: epoch e of a new pipeline object reads exactly what epoch e of a running one reads."""
-    a = pipelines.epoch_order(1000, seed=7, epoch=3)
-    assert np.array_equal(a, pipelines.epoch_order(1000, seed=7, epoch=3))
-    assert not np.array_equal(a, pipelines.epoch_order(1000, seed=7, epoch=4))
-    assert not np.array_equal(a, pipelines.epoch_order(1000, seed=8, epoch=3))
-    parts = [pipelines.shard_positions(10, k, 4, pipelines.epoch_order(10, seed=0, epoch=0)) for k in range(4)]
-    assert [len(p) for p in parts] == [3, 3, 2, 2] and sorted(np.concatenate(parts)) == list(range(10))
-
-
 def test_record_iter_pipeline_order_on_a_class_sorted_file(tmp_path):
     """Case 1 for mx.io.ImageRecordIter: one shard shuffles the whole file; several would split it into
     class-disjoint parts, so that is refused with the fix."""

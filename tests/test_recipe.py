@@ -8,8 +8,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import REPO
-from helpers import ArrayBatches, quadrant_problem, tiny_net
+from helpers import REPO, ArrayBatches, quadrant_problem, tiny_net
 from resnet_gluon import Checkpoint, Recipe, fit
 from resnet_gluon.models import checkpoint
 from resnet_gluon.models.blocks import BasicBlock, ResNet

@@ -10,8 +10,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import REPO
-from helpers import make_image_folder, make_records
+from helpers import REPO, make_image_folder, make_records
 from resnet_gluon import Checkpoint, Predictor, Recipe, fit, resnet18_v1_5
 from resnet_gluon.models import checkpoint
 from resnet_gluon.data import pipelines

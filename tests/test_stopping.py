@@ -13,8 +13,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import REPO
-from helpers import ArrayBatches, make_records, quadrant_problem
+from helpers import REPO, ArrayBatches, make_records, quadrant_problem
 from resnet_gluon import Callback, Checkpoint, fit
 from resnet_gluon.models import checkpoint
 from resnet_gluon.models.blocks import BasicBlock, ResNet
@@ -224,15 +223,25 @@ def _assert_same(a, b):
         np.testing.assert_allclose(b[name].asnumpy(), a[name].asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.fixture(scope="module")
+def two_worker_reference(tmp_path_factory):
+    """(data root, checkpoint prefix) of one uninterrupted 3-epoch run of two workers, shared by both signal targets
+    (one run is enough: the same data and seeds give the same parameters, as the tests themselves rely on)."""
+    tmp = tmp_path_factory.mktemp("stop_reference")
+    root = _data(tmp)
+    ref = _Run(2, root, tmp / "ref" / "m", 3)
+    assert ref.wait(600) == 0, ref.text()
+    return root, tmp / "ref" / "m"
+
+
 @pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.parametrize("target", ["every worker", "one worker"])
-def test_sigterm_to_the_workers_or_one_worker_then_resume_matches_uninterrupted(tmp_path, target):
+def test_sigterm_to_the_workers_or_one_worker_then_resume_matches_uninterrupted(two_worker_reference, tmp_path,
+                                                                                target):
     # To the workers, as Slurm signals a job step's tasks, not to horovodrun: horovodrun on SIGTERM may SIGSTOP a
     # worker (when its shell exec'd it) and SIGKILL it 5 s later, before any handler runs (seen in 3 of 6 tries).
-    root = _data(tmp_path)
-    ref = _Run(2, root, tmp_path / "ref" / "m", 3)
-    assert ref.wait(600) == 0, ref.text()
+    root, ref_prefix = two_worker_reference
     prefix = tmp_path / "run" / "m"
     run = _Run(2, root, prefix, 3, "--delay", 0.3)
     # 6 steps an epoch; the loop runs 2 batches ahead of the BATCH lines, so the stop lands a few steps later
@@ -260,7 +269,7 @@ def test_sigterm_to_the_workers_or_one_worker_then_resume_matches_uninterrupted(
         assert time.time() - signalled < 30, run.text()
         time.sleep(0.1)
     try:
-        code = run.wait(30)
+        code = run.wait(10)  # with its workers gone, a horovodrun still there after 10 s is hung
     except subprocess.TimeoutExpired:
         run.proc.kill()
         code = run.wait(30)
@@ -275,9 +284,9 @@ def test_sigterm_to_the_workers_or_one_worker_then_resume_matches_uninterrupted(
     resumed = [(int(b[0]), int(b[1])) for b in again.batches() if b[3] == "rank0"]
     # the next step of the interrupted epoch (or, stopped after its last step, the next epoch's first)
     assert resumed[0] == ((1, step) if step < 6 else (2, 0)), (step, resumed[:3])
-    _assert_same(_params(tmp_path / "ref" / "m"), _params(prefix))
+    _assert_same(_params(ref_prefix), _params(prefix))
     # the interrupted epoch's figures are the whole epoch's, summed over both workers
-    ref_report, report = (json.load(open(f"{p}-report.json"))["metrics"] for p in (tmp_path / "ref" / "m", prefix))
+    ref_report, report = (json.load(open(f"{p}-report.json"))["metrics"] for p in (ref_prefix, prefix))
     for key in ("train.loss", "train.top1", "val.top1"):
         np.testing.assert_allclose(report[key], ref_report[key], rtol=1e-4, err_msg=key)
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import resnet_gluon as rg
-from conftest import REPO
-from helpers import ArrayBatches, quadrant_problem
+from helpers import REPO, ArrayBatches, quadrant_problem, torch_zip, torchvision_file
 from resnet_gluon.data.preprocessing import Preprocessing
 from resnet_gluon.models.transfer import (
     features_frozen,
@@ -23,7 +22,6 @@ from resnet_gluon.models.transfer import (
     set_features_lr_mult,
 )
 from resnet_gluon.models.weights import load_parameters, save_parameters
-from test_weights import torch_zip, torchvision_file
 
 
 def _features(net):
@@ -272,21 +270,22 @@ def _fashion_mnist(classes, count, split, seed):
 
 @pytest.mark.slow
 def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
-    """Pretrain resnet18_v1_5 on Fashion-MNIST classes 0-4 (6,000 images, 1 epoch), then fine-tune on classes
-    5-9 (2,000 images, 1 epoch) from those weights and from a random start, with the same settings."""
+    """Pretrain resnet18_v1_5 on Fashion-MNIST classes 0-4 (3,000 images, 1 epoch), then fine-tune on classes
+    5-9 (2,000 images, 1 epoch) from those weights and from a random start, with the same settings; validate on
+    1,000 test images of classes 5-9. Measured: 0.878 against 0.767 (with 6,000 and 2,000 images: 0.905, 0.764)."""
     from resnet_gluon.data import recordio
 
     if not os.path.isdir(recordio.FASHION_MNIST_DIR):
         pytest.fail("the measurement needs the Debian package dataset-fashion-mnist (tools/setup_env.sh installs it)")
     batch = 64
-    x, y = _fashion_mnist([0, 1, 2, 3, 4], 6000, "train", seed=0)
+    x, y = _fashion_mnist([0, 1, 2, 3, 4], 3000, "train", seed=0)
     pre = rg.resnet18_v1_5(classes=5)
     rg.fit(pre, ArrayBatches(x, y, batch), None, epochs=1, lr=0.2, dtype="float32", progress=False,
            batch_size=batch)
     save_parameters(pre, tmp_path / "pretrained.safetensors", format="torchvision")
 
     x, y = _fashion_mnist([5, 6, 7, 8, 9], 2000, "train", seed=1)
-    xv, yv = _fashion_mnist([5, 6, 7, 8, 9], 2000, "test", seed=2)
+    xv, yv = _fashion_mnist([5, 6, 7, 8, 9], 1000, "test", seed=2)
     top1 = {}
     for start in ("random", "pretrained"):
         mx.random.seed(1)

@@ -15,7 +15,7 @@ import resnet_gluon as rg
 from resnet_gluon.models._weight_files import file_kind
 from resnet_gluon.models.transfer import load_pretrained
 from resnet_gluon.models.weights import load_parameters
-from test_weights import torch_legacy, torch_zip, torchvision_file
+from helpers import torch_legacy, torch_zip, torchvision_file
 
 
 def header_length(path) -> int:

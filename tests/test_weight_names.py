@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 import resnet_gluon as rg
 from resnet_gluon.models.transfer import load_pretrained
 from resnet_gluon.models.weights import load_parameters
-from test_weights import state_dict_file, torchvision_file, torchvision_state_dict_shapes
+from helpers import state_dict_file, torchvision_file, torchvision_state_dict_shapes
 
 # microsoft/resnet-{18,34,50,101,152}'s config.json (transformers' ResNetConfig): layer_type, depths, hidden_sizes;
 # embedding_size 64, downsample_in_first_stage and downsample_in_bottleneck false.

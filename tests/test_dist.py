@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from conftest import horovodrun
+from helpers import horovodrun
 
 
 @pytest.mark.distributed

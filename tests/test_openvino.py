@@ -1,13 +1,14 @@
 """The OpenVINO inference backend: float32 logits as MXNet's, INT8 (ONNX Runtime QDQ, run by OpenVINO) close to them,
-saved and reloaded as files, and its refusals. Accuracy on a trained model: test_inference.py."""
+saved and reloaded as files, and its refusals. Last, the accuracy of both on the
+briefly trained Fashion-MNIST model (conftest.fashion_mnist_model)."""
 import os
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-from resnet_gluon.data import recordio
-from resnet_gluon.data.preprocessing import Preprocessing
+from helpers import val_images
+from resnet_gluon.data.preprocessing import Preprocessing, preprocess
 from resnet_gluon import resnet18_v1_5
 from resnet_gluon.deploy.predictor import Predictor
 
@@ -91,3 +92,26 @@ def test_bfloat16_where_openvino_supports_it_and_a_clear_error_elsewhere():
             Predictor(net, preprocessing=PRE, backend="openvino", dtype="bfloat16")
         # 'auto' is OpenVINO's own choice: float32 on a CPU without BF16
         assert Predictor(net, preprocessing=PRE, backend="openvino", dtype="auto").dtype == "float32"
+
+
+def test_openvino_float32_and_int8_accuracy(fashion_mnist_model):
+    """OpenVINO runs the same float32 model (same top-1), and INT8 calibrated on the MXNet path's images (the same
+    .rec, the same preprocessing) stays within the MXNet INT8 test's bounds of float32."""
+    prefix, root, _ = fashion_mnist_model
+    images, labels = val_images(root)
+    f32 = Predictor.from_checkpoint(prefix)
+    ov32 = Predictor.from_checkpoint(prefix, backend="openvino")
+    ov8 = Predictor.from_checkpoint(prefix, dtype="int8", backend="openvino", calibration=os.path.join(root, "train.rec"))
+    batch = preprocess(images, f32.preprocessing)
+    reference, same, int8 = f32.logits(batch), ov32.logits(batch), ov8.logits(batch)
+    assert np.abs(same - reference).max() <= 1e-4 * max(1.0, np.abs(reference).max())
+    top1 = [float((logits.argmax(1) == labels).mean()) for logits in (reference, same, int8)]
+    agree = float((int8.argmax(1) == reference.argmax(1)).mean())
+    print(f"top-1 on {len(labels)} test images: float32 {top1[0]:.4f}, OpenVINO float32 {top1[1]:.4f}, "
+          f"OpenVINO INT8 {top1[2]:.4f} (agrees with float32 on {agree:.1%})")
+    assert top1[1] == top1[0]
+    # A briefly trained model is sensitive: measured on this resnet18 (float32 0.732) INT8 0.733 with 98.6% of the
+    # images keeping their class; the resnet50 this fixture trained before gave 0.710 and 91-92% (min-max,
+    # percentile and entropy calibration alike), hence the bound; top-1 within the MXNet INT8 test's bound.
+    assert top1[2] >= top1[0] - 0.015 and agree >= 0.88, (top1, agree)
+    assert ov8.class_names == f32.class_names and ov8.preprocessing == f32.preprocessing

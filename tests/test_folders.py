@@ -1,14 +1,13 @@
-import json
+"""Image folders to RecordIO (data/folders.py; `prepare` on the command line): labels, splits, image kinds."""
 import os
 
 import numpy as np
 import pytest
 
-from resnet_gluon.data import fashion_mnist, folders, images, recordio
-from resnet_gluon.data.preprocessing import Preprocessing
+from helpers import (IMAGE_KINDS, huge_bilevel_png, image_kind_references, jpeg, make_image_folder, pattern,
+                     write_image_kinds)
 from resnet_gluon.cli import main as cli
-from helpers import (IMAGE_KINDS, huge_bilevel_png, image_kind_references, jpeg, make_image_folder, make_records,
-                     pattern, write_image_kinds)
+from resnet_gluon.data import folders, images, recordio
 
 
 def test_image_folder_roundtrip_keeps_bytes_and_labels(tmp_path):
@@ -69,65 +68,6 @@ def test_empty_and_missing_folders(tmp_path):
     (tmp_path / "empty" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 resource fork")
     with pytest.raises(ValueError, match="holds no images"):
         folders.images_to_recordio(tmp_path / "empty", tmp_path / "x")
-
-
-def test_missing_rec_and_idx_and_rebuild(tmp_path):
-    files, _ = make_records(tmp_path / "d" / "train", 5)
-    with pytest.raises(FileNotFoundError, match="val.rec' does not exist"):
-        recordio.record_files(tmp_path / "d" / "val.rec")
-    original = open(files.idx).read()
-    os.remove(files.idx)
-    with pytest.raises(FileNotFoundError, match=r"train\.idx' .* does not exist; rebuild it with .*rebuild_index"):
-        recordio.record_files(files.rec)
-    recordio.rebuild_index(files.rec)
-    assert open(files.idx).read() == original
-    assert sorted(os.listdir(tmp_path / "d")) == ["train.idx", "train.lst", "train.rec"]  # no temporary file
-    assert len(recordio.record_files(files.rec)) == 5
-
-
-def test_index_that_does_not_match_rec(tmp_path):
-    files, _ = make_records(tmp_path / "a", 6)
-    other, _ = make_records(tmp_path / "b", 6, size=(64, 80), seed=1)
-    os.replace(other.idx, files.idx)  # an index of another file
-    with pytest.raises(ValueError, match=r"does not match .*rebuild the index"):
-        recordio.record_files(files.rec)
-
-
-def test_check_records_names_bad_label_and_corrupt_record(tmp_path):
-    files, items = make_records(tmp_path / "t", 4, classes=4)
-    with pytest.raises(ValueError, match=r"record 3 of .* has label 3.0, outside \[0, 3\)"):
-        recordio.check_records(files.rec, classes=3)
-    items[2] = (0, b"\x89PNG\r\n\x1a\n garbage", "bad.png")
-    recordio.write_records(tmp_path / "t", items, overwrite=True)
-    with pytest.raises(ValueError, match=r"record 2 of .* is not a readable image"):
-        recordio.check_records(tmp_path / "t.rec")
-
-
-def test_fashion_mnist_conversion(tmp_path):
-    if not os.path.isdir(recordio.FASHION_MNIST_DIR):
-        pytest.fail(f"{recordio.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
-    train, val = fashion_mnist.fashion_mnist_to_recordio(tmp_path, image_size=32, train_limit=50, val_limit=50)
-    assert len(train) == 50 and len(val) == 50
-    assert json.load(open(tmp_path / "classes.json"))[9] == "Ankle boot"
-    import cv2
-
-    label, jpg = next(recordio.read_records(train.rec))
-    image = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
-    assert image.shape == (32, 32, 3) and label == 9  # the first training image is an ankle boot
-    assert recordio.check_records(val.rec, classes=10) == 50
-
-
-def test_fashion_mnist_missing_names_the_package(tmp_path):
-    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        fashion_mnist.fashion_mnist_to_recordio(tmp_path, root=tmp_path / "nowhere")
-
-
-def test_preprocessing_validation():
-    assert Preprocessing.for_size(32).resize == 37
-    with pytest.raises(ValueError, match="image_size <= resize"):
-        Preprocessing(image_size=64, resize=32)
-    with pytest.raises(ValueError, match="area"):
-        Preprocessing(area=(0.0, 1.0))
 
 
 # ---------------------------------------------------------------- issue 12: real image folders
@@ -291,26 +231,6 @@ def test_check_records_reports_what_dali_fails_on_or_misreads(kinds, tmp_path):
     assert "EXIF orientation 6" in images.image_problem(items[3][1])
     assert images.image_problem(items[4][1]) is None  # CMYK: DALI reads it (prepare re-encodes it anyway)
     assert cli(["prepare", "--check", files.rec]) == 1
-
-
-def test_read_labels_reads_headers_only(tmp_path):
-    files, items = make_records(tmp_path / "r", 7, classes=7)
-    assert recordio.read_labels(files.rec).tolist() == [float(i) for i in range(7)]
-    assert recordio.read_labels(files.rec, [5, 1]).tolist() == [5.0, 1.0]
-
-
-def test_record_reader_gives_the_bytes_of_mxnet_reader_also_for_split_records(tmp_path):
-    """MXNet's writer splits a record where its payload holds the RecordIO magic number (4-byte aligned)."""
-    magic = (0xCED7230A).to_bytes(4, "little")
-    payloads = [b"\xff\xd8" + bytes(range(50)), b"\xff\xd8\xff\xe0" + magic * 3 + b"tail", b"x" * 4 + magic]
-    files = recordio.write_records(tmp_path / "m", [(i, p, f"{i}") for i, p in enumerate(payloads)])
-    reader = recordio.RecordReader(files.rec)
-    assert [(label, image.tobytes()) for label, image in (reader[i] for i in range(3))] == \
-        [(label, bytes(image)) for label, image in recordio.read_records(files.rec)] == \
-        [(float(i), p) for i, p in enumerate(payloads)]
-    raw = open(files.rec, "rb").read()
-    assert [int.from_bytes(raw[o + 4:o + 8], "little") >> 29 for o in reader.offsets] == [0, 1, 1]  # split: 1
-
 
 
 # ---------------------------------------------------------------- issue 22: images and inputs
