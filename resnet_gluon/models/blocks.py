@@ -194,18 +194,8 @@ class _ResidualBlock(HybridBlock):
         return F.Activation(body + shortcut, act_type="relu")
 
 
-class BasicBlock(_ResidualBlock):
-    """Two 3x3 convolutions with a residual connection (ResNet-18/34).
-
-    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
-
-    Parameters
-    ----------
-    channels : int
-        Output channels.
-    strides : int
-        Stride of the first 3x3 convolution (and of the shortcut when ``downsample``).
-    downsample : bool
+# The parameters both residual blocks document alike (their docstrings differ in the summary and strides).
+_RESIDUAL_BLOCK_PARAMETERS = """    downsample : bool
         Give the shortcut a 1x1 convolution + BatchNorm (needed when the shape changes).
     in_channels : int
         Input channels; 0 means ``channels``.
@@ -223,7 +213,21 @@ class BasicBlock(_ResidualBlock):
         ones by ``1 / (1 - drop_path)``); 0 (the default) leaves the block as it is.
     prefix, params
         Gluon's naming and parameter sharing arguments.
-    """
+"""
+
+
+class BasicBlock(_ResidualBlock):
+    __doc__ = f"""Two 3x3 convolutions with a residual connection (ResNet-18/34).
+
+    Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
+
+    Parameters
+    ----------
+    channels : int
+        Output channels.
+    strides : int
+        Stride of the first 3x3 convolution (and of the shortcut when ``downsample``).
+{_RESIDUAL_BLOCK_PARAMETERS}"""
 
     expansion = 1
 
@@ -239,7 +243,7 @@ class BasicBlock(_ResidualBlock):
 
 
 class Bottleneck(_ResidualBlock):
-    """The ResNet v1.5 bottleneck: 1x1 reduce to ``channels // 4``, 3x3 carrying the stride (v1.5), 1x1 expand,
+    __doc__ = f"""The ResNet v1.5 bottleneck: 1x1 reduce to ``channels // 4``, 3x3 carrying the stride (v1.5), 1x1 expand,
     with a residual connection.
 
     Input ``(N, in_channels, H, W)`` float32 (in 'NCHW') gives ``(N, channels, ceil(H/strides), ceil(W/strides))``.
@@ -250,25 +254,7 @@ class Bottleneck(_ResidualBlock):
         Output channels.
     strides : int
         Stride of the 3x3 convolution (v1.5; v1 strides the first 1x1) and of the shortcut when ``downsample``.
-    downsample : bool
-        Give the shortcut a 1x1 convolution + BatchNorm (needed when the shape changes).
-    in_channels : int
-        Input channels; 0 means ``channels``.
-    last_gamma : bool
-        Initialise the gamma of the last BatchNorm to zero, so the block starts as an identity (the reference's
-        default).
-    layout : {'NCHW', 'NHWC'}
-        Tensor layout of inputs, outputs and every layer; 'NHWC' needs a GPU.
-    bn_epsilon, bn_momentum : float
-        BatchNorm epsilon and running-statistics momentum (the reference's 1e-5 and 0.9).
-    weight_initializer : mxnet.init.Initializer, optional
-        Initializer of convolution weights; default :func:`reference_initializer`.
-    drop_path : float
-        Stochastic depth: in training, drop the residual branch of a sample with this probability (scaling kept
-        ones by ``1 / (1 - drop_path)``); 0 (the default) leaves the block as it is.
-    prefix, params
-        Gluon's naming and parameter sharing arguments.
-    """
+{_RESIDUAL_BLOCK_PARAMETERS}"""
 
     expansion = 4
 
