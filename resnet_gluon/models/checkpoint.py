@@ -36,7 +36,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from .._core.deprecation import deprecated
-from .._core.files import PathLike, atomic_path, atomic_write_json
+from .._core.files import PathLike, atomic_write_json
 
 __all__ = ["SCHEMA_VERSION", "CheckpointRecord", "CheckpointFiles", "checkpoint_files", "mid_epoch_checkpoints",
            "prune_mid_epoch_checkpoints", "saved_epochs", "complete_epochs", "latest_checkpoint", "resolve_epoch",
@@ -415,17 +415,17 @@ def export_checkpoint(net: gluon.HybridBlock, prefix: PathLike, epoch: int = 0, 
     files = checkpoint_files(prefix, epoch, step)
     folder = os.path.dirname(os.path.abspath(files.prefix))
     os.makedirs(folder, exist_ok=True)
-    # net.export names its files after a prefix: it writes into a private folder, then each file is moved in
-    with atomic_path(files.params) as params, atomic_path(files.symbol) as symbol, \
-            tempfile.TemporaryDirectory(dir=folder) as scratch:
+    # net.export names its files after a prefix: it writes into a private folder beside the checkpoint (so a
+    # failed export leaves nothing), then each file is renamed into place (atomic: the same file system)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
         exported = checkpoint_files(os.path.join(scratch, "net"), epoch)
         try:
             net.export(exported.prefix, epoch)
         except RuntimeError as err:
             raise RuntimeError(f"cannot export: {err}; run one forward pass after hybridize() or pass "
                                "input_shape=") from err
-        os.replace(exported.params, params)
-        os.replace(exported.symbol, symbol)
+        os.replace(exported.params, files.params)
+        os.replace(exported.symbol, files.symbol)
     return files.symbol, files.params
 
 
