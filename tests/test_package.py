@@ -10,10 +10,10 @@ import warnings
 
 import pytest
 
+import api_snapshot
 import resnet_gluon
-from tests import api_snapshot
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD_API = os.path.join(REPO, "tests", "data", "api_0_1.json")
 
 
