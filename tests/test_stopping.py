@@ -82,6 +82,34 @@ def test_stop_request_notes_a_signal_and_a_budget_and_restores_handlers():
     assert timed.should_stop() == "the run-time budget of 50ms is spent"
 
 
+def test_a_signal_that_comes_during_the_vote_counts_at_the_next_step_on_every_worker(monkeypatch):
+    # Two workers, seen from one: the other votes 0 and answers from the sum alone. The signal reaches this worker
+    # while the vote is in flight (its handler runs when the allreduce returns). Answering from the handler's note
+    # would stop this worker alone, while the other goes on to its next collective: the deadlock of two hung
+    # workers (one in the metrics' allreduce, one in the next vote) that CI met.
+    from resnet_gluon._core import dist as dist_module
+
+    request = StopRequest((signal.SIGUSR1,), None)
+    votes = []
+
+    def allreduce_sum(values, name):
+        votes.append(values[0])
+        if len(votes) == 1:
+            _signal_main_thread(signal.SIGUSR1)
+            time.sleep(0.01)   # the handler runs here, before this worker reads the sum
+        return [values[0] + 0.0]   # + the other worker's vote: 0
+
+    monkeypatch.setattr(dist_module, "size", lambda: 2)
+    monkeypatch.setattr(dist_module, "allreduce_sum", allreduce_sum)
+    try:
+        assert request.should_stop() is None          # the sum said go on: so does this worker
+        assert request.reason == "signal SIGUSR1"     # noted, for the next vote
+        assert request.should_stop() == "signal SIGUSR1"
+        assert votes == [0.0, 1.0]
+    finally:
+        request.close()
+
+
 def test_a_second_signal_ends_the_process_and_uncatchable_signals_are_refused():
     code = ("import os, signal, time; from resnet_gluon.train.stopping import StopRequest; r = StopRequest(); "
             "os.kill(os.getpid(), signal.SIGTERM); print(r.should_stop(), flush=True); "

@@ -167,8 +167,15 @@ class StopRequest:
             self.reason = f"the run-time budget of {self._budget_text} is spent"
         if dist.size() == 1:
             return self.reason
-        anyone = dist.allreduce_sum([1.0 if self.reason else 0.0], name="resnet_gluon_stop")[0]
-        if anyone and self.reason is None:
+        # The decision is the vote's sum alone: a signal handled while the vote is in flight (the handler runs in
+        # this thread between bytecodes, so after the allreduce returns) counts at the next step. Answering from
+        # self.reason after the vote would stop this worker while the others, which saw no vote, go on to their next
+        # collective: a deadlock (seen with SIGTERM to both workers, 1 run in 4).
+        mine = self.reason
+        anyone = dist.allreduce_sum([1.0 if mine else 0.0], name="resnet_gluon_stop")[0]
+        if not anyone:
+            return None
+        if self.reason is None:
             self.reason = "another worker was asked to stop"
         return self.reason
 
