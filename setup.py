@@ -26,7 +26,7 @@ setup(
         "horovod": ["horovod==0.28.1"],
         "plot": ["matplotlib<3.8"],
         "tensorboard": ["tensorboardX"],
-        "test": ["pytest", "gluoncv==0.10.5.post0", "Pillow", "import-linter==2.17"],
+        "test": ["pytest", "pytest-xdist", "gluoncv==0.10.5.post0", "Pillow", "import-linter==2.17"],
         "docs": ["sphinx==8.1.3"],
     },
     entry_points={"console_scripts": ["resnet-gluon=resnet_gluon.cli:main"]},

@@ -27,6 +27,20 @@ def pytest_collection_modifyitems(config, items):
         for marker, skip in skips.items():
             if marker in item.keywords:
                 item.add_marker(skip)
+    _group_for_xdist(items)
+
+
+def _group_for_xdist(items):
+    """``make test`` runs two pytest workers (pytest-xdist, ``--dist loadgroup``): each test module stays on one
+    worker, so its module-scoped fixtures are made once, and the modules that use the session's trained model
+    (:func:`fashion_mnist_model`) share a worker, so it is trained once. Without xdist the marks do nothing."""
+    def module(item):
+        return item.nodeid.split("::", 1)[0]
+
+    shared = {module(item) for item in items if "fashion_mnist_model" in getattr(item, "fixturenames", ())}
+    for item in items:
+        name = module(item)
+        item.add_marker(pytest.mark.xdist_group("fashion_mnist_model" if name in shared else name))
 
 
 @pytest.fixture(autouse=True)

@@ -140,6 +140,16 @@ def peak_rss_mb(code: str, timeout: float = 300) -> float:
     return int(proc.stdout.split("PEAK")[-1]) / 1024
 
 
+def _first_error_lines(stderr: str, lines: int = 15) -> str:
+    """Each rank's first stderr lines: the rank that failed first often says why only there, long before the
+    other ranks' tracebacks that fill the end of the output."""
+    ranks = {}
+    for line in stderr.splitlines():
+        if "]<stderr>:" in line:
+            ranks.setdefault(line.split("]<stderr>:", 1)[0], []).append(line)
+    return "".join("\n".join(found[:lines]) + "\n...\n" for _, found in sorted(ranks.items()))
+
+
 def horovodrun(np_: int, script: str, *args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     """Run ``python script args`` under ``horovodrun -np np_`` with Gloo on this host; fail loudly on error."""
     exe = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or shutil.which("horovodrun")
@@ -147,7 +157,8 @@ def horovodrun(np_: int, script: str, *args: str, timeout: float = 600, env=None
     cmd = [exe, "-np", str(np_), "-H", f"localhost:{np_}", "--gloo", sys.executable, script, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, **(env or {})})
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n" + \
+        _first_error_lines(proc.stderr) + proc.stderr[-4000:]
     return proc
 
 
