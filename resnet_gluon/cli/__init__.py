@@ -176,7 +176,7 @@ def _demo(args) -> int:
     train_images, epochs = (0, 6) if args.full else (args.train_images, args.epochs)
     result = run_demo(args.output, epochs=epochs, train_images=train_images or None, image_size=args.image_size,
                       batch_size=args.batch_size, lr=args.lr, min_area=args.min_area, dtype=args.dtype,
-                      num_threads=args.num_threads)
+                      num_threads=args.num_threads, test_images=args.test_images)
     if is_rank_zero():
         print(result)
     return 0

@@ -243,6 +243,7 @@ def _add_demo(sub):
     p.add_argument("-o", "--output", default="runs/demo", help="output folder")
     p.add_argument("--epochs", type=_positive, default=2, help="epochs")
     p.add_argument("--train-images", type=int, default=36000, help="training images used, of 60,000 (0 = all)")
+    p.add_argument("--test-images", type=_positive, help="test images used, of 10,000 (default: all)")
     p.add_argument("--image-size", type=_positive, default=28, help="image size (28 is Fashion-MNIST's own)")
     p.add_argument("-b", "--batch-size", type=_positive, default=64, help="images per worker per step")
     p.add_argument("--lr", type=float,
