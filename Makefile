@@ -11,12 +11,12 @@ setup:
 demo: setup
 	$(PY) -m resnet_gluon demo $(DEMO_ARGS)
 
-# Two parts: the tests without horovodrun on two pytest workers, then the distributed ones alone (tools/run_tests.sh).
+# On two pytest workers, the distributed tests taking turns (tools/run_tests.sh says how and why).
 test: setup
 	PY=$(PY) bash tools/run_tests.sh $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow and not distributed" $(PYTEST_ARGS)
+	PY=$(PY) bash tools/run_tests.sh -m "not slow and not distributed" $(PYTEST_ARGS)
 
 # The API reference (docs/_build/html/index.html); a Sphinx warning is an error, as in tests/test_package.py.
 docs: setup

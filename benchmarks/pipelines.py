@@ -43,7 +43,7 @@ def gluon_loader(rec: str, batch_size: int, train: bool, threads: int, prep):
 
 def file_order_dali():
     """DALIPipeline with DALI's ``fn.readers.mxnet`` as its input, as before the global order."""
-    from resnet_gluon.data import pipelines
+    from resnet_gluon.data import _dali_graph, pipelines
 
     class FileOrderDALIPipeline(pipelines.DALIPipeline):
         def _inputs(self, fn, types, positions):
@@ -52,7 +52,7 @@ def file_order_dali():
                                     pad_last_batch=True, name="Reader")
 
         def _iterator(self, epoch, positions):
-            dali_mxnet = pipelines._import_dali()[3]
+            dali_mxnet = _dali_graph.import_dali()[3]
             return dali_mxnet.DALIClassificationIterator(
                 [self._build(epoch, positions)], reader_name="Reader", data_layout=self.preprocessing.layout,
                 last_batch_policy=dali_mxnet.LastBatchPolicy.PARTIAL, auto_reset=True)

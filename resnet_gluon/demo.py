@@ -42,7 +42,8 @@ class DemoResult:
 
 def run_demo(output: str = os.path.join("runs", "demo"), *, epochs: int = 2, train_images: Optional[int] = 36000,
              image_size: int = 28, batch_size: int = 64, lr: Optional[float] = None, min_area: float = 0.75,
-             dtype: str = "auto", num_threads: Optional[int] = None) -> DemoResult:
+             dtype: str = "auto", num_threads: Optional[int] = None,
+             test_images: Optional[int] = None) -> DemoResult:
     """Run the demo into the folder ``output``; returns :func:`~resnet_gluon.train.fit.fit`'s history and timing.
 
     Parameters
@@ -67,6 +68,8 @@ def run_demo(output: str = os.path.join("runs", "demo"), *, epochs: int = 2, tra
         Training precision (see :data:`resnet_gluon._core.amp.DTYPE_TABLE`); 'auto' picks bfloat16 where supported.
     num_threads : int, optional
         DALI threads; default :func:`~resnet_gluon._core.runtime.default_data_threads`.
+    test_images : int, optional
+        Test images used, the first of Fashion-MNIST's 10,000 (None: all), e.g. for a quick check of the setup.
 
     Raises
     ------
@@ -75,7 +78,8 @@ def run_demo(output: str = os.path.join("runs", "demo"), *, epochs: int = 2, tra
     """
     data_dir = os.path.join(output, "data")
     if is_rank_zero():
-        fashion_mnist.fashion_mnist_to_recordio(data_dir, image_size=image_size, train_limit=train_images)
+        fashion_mnist.fashion_mnist_to_recordio(data_dir, image_size=image_size, train_limit=train_images,
+                                                val_limit=test_images)
     barrier("demo_data_ready")  # the other ranks wait until rank 0 has written the data
     preprocessing = Preprocessing.for_size(image_size, area=(min_area, 1.0))
     train, val = pipelines.imagenet(data_dir, batch_size=batch_size, preprocessing=preprocessing, seed=0,

@@ -27,20 +27,19 @@ def pytest_collection_modifyitems(config, items):
         for marker, skip in skips.items():
             if marker in item.keywords:
                 item.add_marker(skip)
-    _group_for_xdist(items)
 
 
-def _group_for_xdist(items):
-    """``make test`` runs two pytest workers (pytest-xdist, ``--dist loadgroup``): each test module stays on one
-    worker, so its module-scoped fixtures are made once, and the modules that use the session's trained model
-    (:func:`fashion_mnist_model`) share a worker, so it is trained once. Without xdist the marks do nothing."""
-    def module(item):
-        return item.nodeid.split("::", 1)[0]
+@pytest.fixture(autouse=True)
+def _one_horovod_job_at_a_time(request):
+    """Tests marked ``distributed`` take turns across pytest-xdist workers (helpers.one_horovod_job_at_a_time);
+    module fixtures that launch Horovod jobs take the same lock themselves."""
+    if request.node.get_closest_marker("distributed") is None:
+        yield
+        return
+    from helpers import one_horovod_job_at_a_time
 
-    shared = {module(item) for item in items if "fashion_mnist_model" in getattr(item, "fixturenames", ())}
-    for item in items:
-        name = module(item)
-        item.add_marker(pytest.mark.xdist_group("fashion_mnist_model" if name in shared else name))
+    with one_horovod_job_at_a_time():
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +55,32 @@ def _seed():
 def fashion_mnist_model(tmp_path_factory):
     """A briefly trained resnet18_v1_5 on the embedded Fashion-MNIST (3,000 training images, 2 epochs, 32 px), made
     once per session for the Predictor, quantization and OpenVINO tests, which compare low-precision copies with it
-    on 1,000 test images: (checkpoint prefix, data folder, float32 test top-1 from the DALI validation pipeline)."""
+    on 1,000 test images: (checkpoint prefix, data folder, float32 test top-1 from the DALI validation pipeline).
+    Under pytest-xdist the first worker to ask trains it into the run's shared temporary folder; the other waits for
+    it and reads it from there."""
+    import json
+    import os
+
+    from helpers import file_lock
+    from resnet_gluon.data import recordio
+
+    if not os.path.isdir(recordio.FASHION_MNIST_DIR):
+        pytest.fail(f"{recordio.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the folder of the whole run, above each worker's own
+    root = shared / "fashion_mnist_model"
+    with file_lock(str(shared / "fashion_mnist_model.lock")):
+        done = root / "made.json"
+        if not done.exists():
+            root.mkdir(exist_ok=True)
+            json.dump(_train_fashion_mnist_model(str(root)), open(f"{done}.part", "w"))
+            os.replace(f"{done}.part", done)
+        prefix, top1 = json.load(open(done))
+    return prefix, root, top1
+
+
+def _train_fashion_mnist_model(root):
     import os
 
     import mxnet as mx
@@ -69,9 +93,6 @@ def fashion_mnist_model(tmp_path_factory):
     from resnet_gluon.train.callbacks import Checkpoint
     from resnet_gluon.train.fit import fit
 
-    if not os.path.isdir(recordio.FASHION_MNIST_DIR):
-        pytest.fail(f"{recordio.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
-    root = tmp_path_factory.mktemp("fmnist")
     mx.random.seed(0)
     np.random.seed(0)
     fashion_mnist.fashion_mnist_to_recordio(root, image_size=FASHION_MNIST_SIZE, train_limit=3000, val_limit=1000)
@@ -89,4 +110,4 @@ def fashion_mnist_model(tmp_path_factory):
                   dtype="float32")
     top1 = history.history["val_top1"][-1]
     assert top1 > 0.3, f"the briefly trained model should learn something (chance: 0.1), got top-1 {top1}"
-    return prefix, root, top1
+    return prefix, top1

@@ -1,8 +1,10 @@
 """The tests' shared helpers: small data sets made on the fly, toy networks, subprocess launchers."""
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -138,6 +140,33 @@ def peak_rss_mb(code: str, timeout: float = 300) -> float:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return int(proc.stdout.split("PEAK")[-1]) / 1024
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """Hold an exclusive lock on the file ``path`` (made if missing) for the ``with`` block: the pytest-xdist
+    workers of ``make test`` use it to take turns (flock: released by the kernel if a worker dies)."""
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def one_horovod_job_at_a_time():
+    """Under pytest-xdist (``make test``'s two workers), hold a lock the workers share while a Horovod job runs, so
+    that two jobs never run at once: their workers need both cores (beside another job, a two-worker run once
+    aborted). A no-op in a plain pytest run."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        yield
+        return
+    with file_lock(os.path.join(tempfile.gettempdir(), f"resnet_gluon-tests-{run}-horovod.lock")):
+        yield
 
 
 def _first_error_lines(stderr: str, lines: int = 15) -> str:

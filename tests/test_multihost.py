@@ -15,6 +15,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from helpers import one_horovod_job_at_a_time
 from multihost import HostsFailed, python, run_hosts
 
 N_IMAGES, BATCH = 40, 4  # 4 workers x 4 images = 16 a step: 3 steps, the last one empty on host b's workers
@@ -55,7 +56,8 @@ def _train(root, epochs):
 def two_hosts(tmp_path_factory):
     """2 epochs on hosts a and b with 2 workers each, uninterrupted."""
     root = tmp_path_factory.mktemp("two_hosts")
-    workers, out = _train(root, 2)
+    with one_horovod_job_at_a_time():
+        workers, out = _train(root, 2)
     return root, workers, out
 
 

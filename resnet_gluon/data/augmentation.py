@@ -2,7 +2,7 @@
 
 Per image (in the DALI pipelines, options of :class:`~resnet_gluon.data.preprocessing.Preprocessing`): an auto-augment
 policy of DALI's own ``nvidia.dali.auto_aug`` named by a string (:func:`parse_auto_augment`), and random erasing
-(built in :mod:`resnet_gluon.data._dali_augment`).
+(built in :mod:`resnet_gluon.data._dali_graph`).
 
 Per batch (in ``fit``, on the device; options of :class:`~resnet_gluon.train.recipe.Recipe`): mixup (Zhang et al.
 2018) and CutMix (Yun et al. 2019) with timm's rules (``timm/data/mixup.py``, class ``Mixup`` in its default

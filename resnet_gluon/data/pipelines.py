@@ -17,8 +17,8 @@ batches per epoch, the same on every shard; ``num_samples`` the images of all sh
 Order: a training epoch is a permutation of the whole file, a pure function of ``(seed, epoch)``, cut into
 one contiguous part per shard; validation reads the file in order (:mod:`resnet_gluon.data.sharding`).
 
-This module (with its private helper :mod:`resnet_gluon.data._dali_augment`, the augmentation beyond the reference)
-is the one place that uses ``nvidia.dali``; it imports it when a DALI pipeline is built.
+This module (with its private helper :mod:`resnet_gluon.data._dali_graph`, the DALI operator graphs) is the one
+place that uses ``nvidia.dali``; it imports it when a DALI pipeline is built.
 :func:`resnet_gluon._core.dist.import_horovod` imports it too, only to load it before Horovod's library.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Iterator, Optional, Tuple
 import mxnet as mx
 import numpy as np
 
-from . import _dali_augment
+from . import _dali_graph
 from .._core.files import PathLike
 from .recordio import RecordReader, num_classes, record_files
 from .preprocessing import Preprocessing
@@ -41,18 +41,6 @@ from .sharding import ShardSource, check_mixed, epoch_order, record_iter_part, r
 __all__ = ["DALIPipeline", "RecordIterPipeline", "SyntheticData", "make_pipeline", "imagenet", "BACKENDS"]
 
 BACKENDS = ("dali-cpu", "dali-gpu", "mxnet", "synthetic")
-
-
-def _import_dali():
-    try:
-        from nvidia import dali
-        from nvidia.dali import fn, types
-        from nvidia.dali.plugin import mxnet as dali_mxnet
-    except ImportError as err:
-        raise ImportError(f"NVIDIA DALI with its MXNet plugin is needed for the 'dali-*' backends ({err}); "
-                          "install it with 'pip install nvidia-dali-cuda120==1.35.0', or use "
-                          "data_backend='mxnet'") from err
-    return dali, fn, types, dali_mxnet
 
 
 class _Pipeline:
@@ -207,48 +195,20 @@ class DALIPipeline(_Pipeline):
                                   dtype=[types.UINT8, types.FLOAT])
 
     def _build(self, epoch: int, positions: np.ndarray):
-        dali, fn, types, _ = _import_dali()
+        dali, fn, types, _ = _dali_graph.import_dali()
         p, train = self.preprocessing, self.train
-        size = p.crop_size(train=train)
-        decoder = "cpu" if self.device == "cpu" else "mixed"
-        ops = "cpu" if self.device == "cpu" else "gpu"
-
         seed = int(np.random.SeedSequence([self.seed, epoch, self.shard_id]).generate_state(1)[0] >> 1)
 
-        augment = train and p.augments
-
-        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=augment and
+        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=train and p.augments and
                            p.auto_augment is not None, **self._options)
         def pipeline():
             jpegs, labels = self._inputs(fn, types, positions)
-            if train:
-                images = fn.decoders.image_random_crop(jpegs, device=decoder, output_type=types.RGB,
-                                                       random_area=list(p.area), random_aspect_ratio=list(p.aspect),
-                                                       num_attempts=100)
-                images = fn.resize(images, device=ops, resize_x=size, resize_y=size)
-                mirror = fn.random.coin_flip(probability=p.flip)
-                if p.auto_augment is not None:
-                    images = _dali_augment.auto_augment(images, p)
-            else:
-                images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB)
-                roi_start, roi_end = _centre_window(fn, types, jpegs, p)
-                images = fn.resize(images, device=ops, size=[size, size], roi_start=roi_start,
-                                   roi_end=roi_end)
-                mirror = 0
-            erase = augment and p.random_erasing > 0  # DALI's CPU arithmetic has no float16: erase in float32
-            images = fn.crop_mirror_normalize(
-                images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" and not erase else types.FLOAT,
-                output_layout=p.layout[1:], crop=(size, size), mean=list(p.mean), std=list(p.std),
-                pad_output=p.pad_output,
-                mirror=mirror)
-            if erase:
-                images = _dali_augment.random_erasing(images, p, fn, types, device=ops)
-            return images, labels.gpu() if ops == "gpu" else labels
+            return _dali_graph.preprocess(jpegs, labels, p, train=train, device=self.device)
 
         return pipeline()
 
     def _iterator(self, epoch: int, positions: np.ndarray):
-        _, _, _, dali_mxnet = _import_dali()
+        _, _, _, dali_mxnet = _dali_graph.import_dali()
         return dali_mxnet.DALIClassificationIterator([self._build(epoch, positions)], size=-1,
                                                      data_layout=self.preprocessing.layout, auto_reset=True)
 
@@ -291,29 +251,6 @@ class DALIPipeline(_Pipeline):
                     break
         return (f"DALI failed reading {self.files.rec!r}{where}: {reason}; resnet_gluon.data.recordio.check_records("
                 f"{self.files.rec!r}) names every bad record: re-create the data set from intact images")
-
-
-def _centre_window(fn, types, jpegs, p: Preprocessing):
-    """``(roi_start, roi_end)`` nodes, ``(y, x)`` in source pixels: the part of each image that resizing the
-    shorter side to ``p.resize`` and centre cropping ``p.image_size`` keeps. Resized alone to the crop size, it
-    gives the same pixels (same scale, filter and sample positions: identical to within one level, measured
-    with DALI 1.35) at a cost that follows the output: resized whole, a 1 x 4000 strip is 1,024,000 x 256.
-    DALI's arithmetic: ``resize_shorter`` keeps the scale exactly, rounds each extent and centres the source
-    region (``subpixel_scale``); the crop anchor is ``round((extent - crop) / 2)``.
-    """
-    from nvidia.dali import math as dmath
-
-    shape = fn.peek_image_shape(jpegs)  # (H, W, C) from the header; DALI ignores EXIF orientation, as here
-    height, width = (fn.cast(shape[axis], dtype=types.FLOAT) for axis in (0, 1))
-    scale = p.resize / dmath.min(height, width)
-    starts, ends = [], []
-    for extent in (height, width):
-        resized = dmath.max(dmath.floor(extent * scale + 0.5), 1.0)
-        source_start = (extent - resized / scale) * 0.5
-        anchor = dmath.floor((resized - p.image_size) * 0.5 + 0.5)
-        starts.append(source_start + anchor / scale)
-        ends.append(source_start + (anchor + p.image_size) / scale)
-    return fn.stack(*starts), fn.stack(*ends)
 
 
 class RecordIterPipeline(_Pipeline):

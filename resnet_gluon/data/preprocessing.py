@@ -44,7 +44,7 @@ class Preprocessing:
     DALI's ``nvidia.dali.auto_aug`` applied to the uint8 crop after the flip ('rand-m9-n2', 'trivialaugment',
     'autoaugment': :func:`~resnet_gluon.data.augmentation.parse_auto_augment`); ``random_erasing`` is the probability
     of timm's random erasing of a box with N(0, 1) noise after normalisation
-    (:func:`resnet_gluon.data._dali_augment.random_erasing` states the rule).
+    (:func:`resnet_gluon.data._dali_graph.random_erasing` states the rule).
 
     A ``train_image_size`` below ``image_size`` trains at a lower resolution than the network is tested at
     ("FixRes", Touvron et al., "Fixing the train-test resolution discrepancy", NeurIPS 2019: random resized

@@ -1,5 +1,7 @@
-"""The DALI graph of the training augmentation beyond the reference; part of :mod:`resnet_gluon.data.pipelines`, the only
-module that imports this one (and so DALI).
+"""The DALI operator graphs of :class:`~resnet_gluon.data.pipelines.DALIPipeline`: the reference's training and
+validation preprocessing (:func:`preprocess`) and the augmentation beyond it (:func:`auto_augment`,
+:func:`random_erasing`). Part of :mod:`resnet_gluon.data.pipelines`, the only module that imports this one (and so
+DALI).
 
 Every random draw here comes from DALI operators created without a seed of their own, which DALI seeds from the
 pipeline's seed (:class:`~resnet_gluon.data.pipelines.DALIPipeline` derives it from ``(seed, epoch, shard)``): two
@@ -13,6 +15,87 @@ import numpy as np
 
 from .augmentation import parse_auto_augment
 from .preprocessing import Preprocessing
+
+
+def import_dali():
+    """``(dali, fn, types, dali_mxnet)``: NVIDIA DALI, its operators, its types and its MXNet plugin.
+
+    Raises
+    ------
+    ImportError
+        Without DALI or its MXNet plugin (the message names the install step).
+    """
+    try:
+        from nvidia import dali
+        from nvidia.dali import fn, types
+        from nvidia.dali.plugin import mxnet as dali_mxnet
+    except ImportError as err:
+        raise ImportError(f"NVIDIA DALI with its MXNet plugin is needed for the 'dali-*' backends ({err}); "
+                          "install it with 'pip install nvidia-dali-cuda120==1.35.0', or use "
+                          "data_backend='mxnet'") from err
+    return dali, fn, types, dali_mxnet
+
+
+def preprocess(jpegs, labels, p: Preprocessing, *, train: bool, device: str = "cpu"):
+    """The graph from encoded images to a batch: ``(images, labels)`` nodes.
+
+    Training: random resized crop (area ``p.area``, aspect ``p.aspect``) decoded with
+    ``decoders.image_random_crop``, resized to ``p.crop_size(train=True)``, the ``p.auto_augment`` policy, a random
+    flip and normalisation, then ``p.random_erasing``. Validation: the part of the image that resizing the shorter
+    side to ``p.resize`` and centre cropping keeps (:func:`centre_window`), resized to ``p.image_size``, normalised.
+    Output: ``p.layout`` without N, ``p.dtype``; on the GPU with ``device='gpu'`` (decoded with nvJPEG, 'mixed').
+    """
+    from nvidia.dali import fn, types
+
+    size = p.crop_size(train=train)
+    decoder = "cpu" if device == "cpu" else "mixed"
+    ops = "cpu" if device == "cpu" else "gpu"
+    augment = train and p.augments
+    if train:
+        images = fn.decoders.image_random_crop(jpegs, device=decoder, output_type=types.RGB,
+                                               random_area=list(p.area), random_aspect_ratio=list(p.aspect),
+                                               num_attempts=100)
+        images = fn.resize(images, device=ops, resize_x=size, resize_y=size)
+        mirror = fn.random.coin_flip(probability=p.flip)
+        if p.auto_augment is not None:
+            images = auto_augment(images, p)
+    else:
+        images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB)
+        roi_start, roi_end = centre_window(fn, types, jpegs, p)
+        images = fn.resize(images, device=ops, size=[size, size], roi_start=roi_start, roi_end=roi_end)
+        mirror = 0
+    erase = augment and p.random_erasing > 0  # DALI's CPU arithmetic has no float16: erase in float32
+    images = fn.crop_mirror_normalize(
+        images, device=ops, dtype=types.FLOAT16 if p.dtype == "float16" and not erase else types.FLOAT,
+        output_layout=p.layout[1:], crop=(size, size), mean=list(p.mean), std=list(p.std), pad_output=p.pad_output,
+        mirror=mirror)
+    if erase:
+        images = random_erasing(images, p, fn, types, device=ops)
+    return images, labels.gpu() if ops == "gpu" else labels
+
+
+def centre_window(fn, types, jpegs, p: Preprocessing):
+    """``(roi_start, roi_end)`` nodes, ``(y, x)`` in source pixels: the part of each image that resizing the
+    shorter side to ``p.resize`` and centre cropping ``p.image_size`` keeps. Resized alone to the crop size, it
+    gives the same pixels (same scale, filter and sample positions: identical to within one level, measured
+    with DALI 1.35) at a cost that follows the output: resized whole, a 1 x 4000 strip is 1,024,000 x 256.
+    DALI's arithmetic: ``resize_shorter`` keeps the scale exactly, rounds each extent and centres the source
+    region (``subpixel_scale``); the crop anchor is ``round((extent - crop) / 2)``.
+    """
+    from nvidia.dali import math as dmath
+
+    shape = fn.peek_image_shape(jpegs)  # (H, W, C) from the header; DALI ignores EXIF orientation, as here
+    height, width = (fn.cast(shape[axis], dtype=types.FLOAT) for axis in (0, 1))
+    scale = p.resize / dmath.min(height, width)
+    starts, ends = [], []
+    for extent in (height, width):
+        resized = dmath.max(dmath.floor(extent * scale + 0.5), 1.0)
+        source_start = (extent - resized / scale) * 0.5
+        anchor = dmath.floor((resized - p.image_size) * 0.5 + 0.5)
+        starts.append(source_start + anchor / scale)
+        ends.append(source_start + (anchor + p.image_size) / scale)
+    return fn.stack(*starts), fn.stack(*ends)
+
 
 #: Random erasing as timm's ``RandomErasing`` (``timm/data/random_erasing.py``; Zhong et al. 2020,
 #: arXiv:1708.04896) with its defaults: erased area a uniform fraction of the image, log-uniform aspect ratio,
