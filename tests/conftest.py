@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _one_horovod_job_at_a_time(request):
+def _one_horovod_job_at_a_time(request, tmp_path_factory):
     """Tests marked ``distributed`` take turns across pytest-xdist workers (helpers.one_horovod_job_at_a_time);
     module fixtures that launch Horovod jobs take the same lock themselves."""
     if request.node.get_closest_marker("distributed") is None:
@@ -38,7 +38,7 @@ def _one_horovod_job_at_a_time(request):
         return
     from helpers import one_horovod_job_at_a_time
 
-    with one_horovod_job_at_a_time():
+    with one_horovod_job_at_a_time(tmp_path_factory):
         yield
 
 
@@ -61,14 +61,12 @@ def fashion_mnist_model(tmp_path_factory):
     import json
     import os
 
-    from helpers import file_lock
+    from helpers import file_lock, run_folder
     from resnet_gluon.data import recordio
 
     if not os.path.isdir(recordio.FASHION_MNIST_DIR):
         pytest.fail(f"{recordio.FASHION_MNIST_DIR} is missing: tools/setup_env.sh installs dataset-fashion-mnist")
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the folder of the whole run, above each worker's own
+    shared = run_folder(tmp_path_factory)
     root = shared / "fashion_mnist_model"
     with file_lock(str(shared / "fashion_mnist_model.lock")):
         done = root / "made.json"

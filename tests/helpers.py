@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import cv2
 import numpy as np
@@ -156,16 +155,21 @@ def file_lock(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def run_folder(tmp_path_factory):
+    """The temporary folder of the whole test run: under pytest-xdist, the one above each worker's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @contextlib.contextmanager
-def one_horovod_job_at_a_time():
+def one_horovod_job_at_a_time(tmp_path_factory):
     """Under pytest-xdist (``make test``'s two workers), hold a lock the workers share while a Horovod job runs, so
     that two jobs never run at once: their workers need both cores (beside another job, a two-worker run once
     aborted). A no-op in a plain pytest run."""
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if not run:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
-    with file_lock(os.path.join(tempfile.gettempdir(), f"resnet_gluon-tests-{run}-horovod.lock")):
+    with file_lock(str(run_folder(tmp_path_factory) / "horovod.lock")):
         yield
 
 

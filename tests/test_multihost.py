@@ -56,7 +56,7 @@ def _train(root, epochs):
 def two_hosts(tmp_path_factory):
     """2 epochs on hosts a and b with 2 workers each, uninterrupted."""
     root = tmp_path_factory.mktemp("two_hosts")
-    with one_horovod_job_at_a_time():
+    with one_horovod_job_at_a_time(tmp_path_factory):
         workers, out = _train(root, 2)
     return root, workers, out
 

@@ -82,6 +82,24 @@ def test_stop_request_notes_a_signal_and_a_budget_and_restores_handlers():
     assert timed.should_stop() == "the run-time budget of 50ms is spent"
 
 
+def test_a_first_signal_during_a_stop_for_another_reason_is_noted_not_passed_on():
+    # A stop already under way (here the time budget; or another worker's vote) must not turn this worker's first
+    # SIGUSR1 into a "second signal" that goes to the previous handler (by default: death while saving).
+    passed_on = []
+    before = signal.signal(signal.SIGUSR1, lambda signum, frame: passed_on.append(signum))
+    try:
+        request = StopRequest((signal.SIGUSR1,), 0.01, budget_text="10ms")
+        time.sleep(0.02)
+        assert request.should_stop() == "the run-time budget of 10ms is spent"
+        _signal_main_thread(signal.SIGUSR1)
+        assert passed_on == [] and request.reason == "the run-time budget of 10ms is spent"
+        _signal_main_thread(signal.SIGUSR1)   # the second of its kind: the previous handler
+        assert passed_on == [signal.SIGUSR1]
+        request.close()
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+
+
 def test_a_signal_that_comes_during_the_vote_counts_at_the_next_step_on_every_worker(monkeypatch):
     # Two workers, seen from one: the other votes 0 and answers from the sum alone. The signal reaches this worker
     # while the vote is in flight (its handler runs when the allreduce returns). Answering from the handler's note
@@ -257,7 +275,7 @@ def two_worker_reference(tmp_path_factory):
     (one run is enough: the same data and seeds give the same parameters, as the tests themselves rely on)."""
     tmp = tmp_path_factory.mktemp("stop_reference")
     root = _data(tmp)
-    with one_horovod_job_at_a_time():
+    with one_horovod_job_at_a_time(tmp_path_factory):
         ref = _Run(2, root, tmp / "ref" / "m", 3)
         assert ref.wait(600) == 0, ref.text()
     return root, tmp / "ref" / "m"

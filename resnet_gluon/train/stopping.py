@@ -133,6 +133,7 @@ class StopRequest:
         self.reason: Optional[str] = None
         self._steps = 0
         self._previous = {}
+        self._received = set()
         if threading.current_thread() is threading.main_thread():
             if signals and sys.platform.startswith("linux"):
                 _fresh_signal_stack()
@@ -145,10 +146,14 @@ class StopRequest:
                                      "signal.SIGTERM, signal.SIGUSR1") from None
 
     def _note(self, signum, frame) -> None:
-        """The signal handler: the first signal only records the request; a second one gets the previous handler
-        (by default: the process ends), so a run stuck where it never checks can still be stopped."""
-        if self.reason is None:
-            self.reason = f"signal {signal.Signals(signum).name}"
+        """The signal handler: the first signal of a kind only records the request; a second of the same kind gets
+        the previous handler (by default: the process ends), so a run stuck where it never checks can still be
+        stopped. A stop already under way for another reason (the time budget, another worker's vote) does not
+        make this worker's first signal a second one: that would kill it while it saves its checkpoint."""
+        if signum not in self._received:
+            self._received.add(signum)
+            if self.reason is None:
+                self.reason = f"signal {signal.Signals(signum).name}"
             return
         previous = self._previous.pop(signum, signal.SIG_DFL)
         signal.signal(signum, previous)
