@@ -62,6 +62,7 @@ def fashion_mnist_model(tmp_path_factory):
     import os
 
     from helpers import file_lock, run_folder
+    from resnet_gluon._core.files import atomic_write_json
     from resnet_gluon.data import recordio
 
     if not os.path.isdir(recordio.FASHION_MNIST_DIR):
@@ -72,9 +73,9 @@ def fashion_mnist_model(tmp_path_factory):
         done = root / "made.json"
         if not done.exists():
             root.mkdir(exist_ok=True)
-            json.dump(_train_fashion_mnist_model(str(root)), open(f"{done}.part", "w"))
-            os.replace(f"{done}.part", done)
-        prefix, top1 = json.load(open(done))
+            atomic_write_json(done, _train_fashion_mnist_model(str(root)))
+        with open(done) as f:
+            prefix, top1 = json.load(f)
     return prefix, root, top1
 
 
