@@ -36,6 +36,12 @@ def import_dali():
     return dali, fn, types, dali_mxnet
 
 
+def needs_conditionals(p: Preprocessing, *, train: bool) -> bool:
+    """Whether the graph of :func:`preprocess` needs a pipeline built with ``enable_conditionals=True``: DALI's
+    auto-augment policies choose their operations per sample with conditionals."""
+    return train and p.auto_augment is not None
+
+
 def preprocess(jpegs, labels, p: Preprocessing, *, train: bool, device: str = "cpu"):
     """The graph from encoded images to a batch: ``(images, labels)`` nodes.
 

@@ -199,8 +199,8 @@ class DALIPipeline(_Pipeline):
         p, train = self.preprocessing, self.train
         seed = int(np.random.SeedSequence([self.seed, epoch, self.shard_id]).generate_state(1)[0] >> 1)
 
-        @dali.pipeline_def(batch_size=self.batch_size, seed=seed, enable_conditionals=train and p.augments and
-                           p.auto_augment is not None, **self._options)
+        @dali.pipeline_def(batch_size=self.batch_size, seed=seed,
+                           enable_conditionals=_dali_graph.needs_conditionals(p, train=train), **self._options)
         def pipeline():
             jpegs, labels = self._inputs(fn, types, positions)
             return _dali_graph.preprocess(jpegs, labels, p, train=train, device=self.device)
