@@ -283,3 +283,55 @@ def test_predict_command_on_a_folder_and_on_bad_files(tmp_path, capsys):
         assert cli(["predict", "--model-prefix", str(tmp_path / "m"), str(bad)]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("resnet-gluon predict: error: ") and why in err[0], err
+
+
+_WORKER = """
+import pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+def stop(signum, frame):
+    out.with_suffix('.signal').write_text(str(signum))
+    sys.exit(75)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGUSR1, stop)
+out.with_suffix('.ready').touch()
+time.sleep(60)
+sys.exit(1)
+"""
+
+_LAUNCHER = """
+import pathlib, signal, subprocess, sys
+out = pathlib.Path(sys.argv[1])
+def hit(signum, frame):
+    (out / 'launcher.signal').write_text(str(signum))
+signal.signal(signal.SIGTERM, hit)
+signal.signal(signal.SIGUSR1, hit)
+# 'resnet_gluon' in the workers' command lines, as in horovodrun's `python -m resnet_gluon train ...`
+workers = [subprocess.Popen([sys.executable, '-c', sys.argv[2], str(out / f'worker{i}'), 'resnet_gluon'])
+           for i in range(2)]
+sys.exit(max(w.wait() for w in workers))
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
+def test_train_with_workers_forwards_a_stop_signal_to_the_workers_not_to_horovodrun(tmp_path, signame):
+    """``train -n N`` runs horovodrun; a cluster's stop signal to it must reach the workers (which checkpoint and
+    exit 75), not horovodrun, which would freeze a worker and kill it 5 s later. A stand-in launcher with two
+    workers takes horovodrun's place."""
+    import signal
+    import time
+
+    launcher = [sys.executable, "-c", _LAUNCHER, str(tmp_path), _WORKER]
+    outer = subprocess.Popen([sys.executable, "-c", "import sys; from resnet_gluon.cli import _run_forwarding_signals;"
+                              f" sys.exit(_run_forwarding_signals({launcher!r}))"], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"worker{i}.ready").exists() for i in range(2)):
+            assert time.monotonic() < deadline and outer.poll() is None, "the stand-in workers did not start"
+            time.sleep(0.1)
+        outer.send_signal(getattr(signal, signame))
+        assert outer.wait(timeout=30) == 75
+    finally:
+        outer.kill()
+    sent = str(int(getattr(signal, signame)))
+    assert [(tmp_path / f"worker{i}.signal").read_text() for i in range(2)] == [sent, sent]
+    assert not (tmp_path / "launcher.signal").exists()
