@@ -136,6 +136,26 @@ def test_optimizer_choice_and_unknown_names():
 def test_preset_lr_for_another_batch_warns():
     with pytest.warns(UserWarning, match="sets lr 10.5 for a global batch of 3264 images; this run's is 2"):
         Trainer(_tiny().collect_params(), batch_size=2, steps_per_epoch=1, recipe=Recipe(lr=10.5, batch_size=3264))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlperf = Recipe.mlperf()
+    with pytest.warns(UserWarning, match="recipe 'mlperf' sets lr 10.5 for a global batch of 3264 images"):
+        Trainer(_tiny().collect_params(), batch_size=2, steps_per_epoch=1, recipe=mlperf)
+    with warnings.catch_warnings():  # an lr of the user's own (--recipe mlperf --lr 0.5): no word about 3264
+        warnings.simplefilter("error")
+        Trainer(_tiny().collect_params(), batch_size=2, steps_per_epoch=1, recipe=mlperf.replace(lr=0.5))
+
+
+def test_no_weight_decay_on_bn_and_bias_is_undone_by_a_trainer_whose_recipe_decays_them():
+    net = _tiny()
+    params = net.collect_params()
+    params[next(k for k in params.keys() if k.endswith("weight"))].wd_mult = 0.5  # a user's own setting stays
+    own = {name: p.wd_mult for name, p in params.items()}
+    Trainer(params, batch_size=2, steps_per_epoch=1, no_wd_bn_bias=True)
+    excluded = {name for name, p in params.items() if p.wd_mult == 0.0}
+    assert excluded == {name for name in params.keys() if name.endswith(("gamma", "beta", "bias"))} and excluded
+    Trainer(params, batch_size=2, steps_per_epoch=1)  # the reference recipe decays every parameter
+    assert {name: p.wd_mult for name, p in params.items()} == own
 
 
 def _batches(n, seed=0):

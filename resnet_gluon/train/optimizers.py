@@ -23,6 +23,7 @@ What MXNet 1.9.1's large-batch optimizers do under Gluon, and what is done about
 """
 from __future__ import annotations
 
+import weakref
 from typing import Iterable, Optional
 
 import mxnet as mx
@@ -33,6 +34,8 @@ __all__ = ["LAMB", "create", "name_parameters", "exclude_from_weight_decay", "is
 
 #: Name endings of BatchNorm parameters and biases: MXNet's LARS uses the same rule.
 _BN_BIAS = ("gamma", "beta", "bias")
+#: A parameter's own ``wd_mult`` while :func:`exclude_from_weight_decay` has set it to 0.
+_WD_MULT_BEFORE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def is_bn_or_bias(name: str) -> bool:
@@ -126,8 +129,19 @@ def name_parameters(optimizer: mx.optimizer.Optimizer, params: Iterable, recipe:
     optimizer.idx2name = {i: param.name for i, param in enumerate(params)}
 
 
-def exclude_from_weight_decay(params: Iterable) -> None:
-    """Set ``wd_mult = 0`` on the BatchNorm parameters and biases among ``params`` (Gluon ``Parameter``\\ s)."""
+def exclude_from_weight_decay(params: Iterable, *, exclude: bool = True) -> None:
+    """Set ``wd_mult = 0`` on the BatchNorm parameters and biases among ``params`` (Gluon ``Parameter``\\ s), or,
+    with ``exclude=False``, give them back the ``wd_mult`` they had before an earlier exclusion.
+
+    A ``Parameter`` keeps its ``wd_mult``: without the undo, a network trained once with ``no_wd_bn_bias`` would
+    still leave its biases without weight decay under a later Trainer whose recipe decays them (fine-tuning in the
+    same process). The :class:`~resnet_gluon.train.trainer.Trainer` calls this with its recipe's ``no_wd_bn_bias``.
+    """
     for param in params:
-        if is_bn_or_bias(param.name):
+        if not is_bn_or_bias(param.name):
+            continue
+        if exclude:
+            _WD_MULT_BEFORE.setdefault(param, param.wd_mult)
             param.wd_mult = 0.0
+        elif param in _WD_MULT_BEFORE:
+            param.wd_mult = _WD_MULT_BEFORE.pop(param)

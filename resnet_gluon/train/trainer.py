@@ -31,7 +31,7 @@ from mxnet import autograd
 from .._core import amp as _amp
 from .._core import dist
 from . import optimizers
-from .recipe import SCHEDULES, Recipe, reference_lr
+from .recipe import PRESETS, SCHEDULES, Recipe, reference_lr
 
 __all__ = ["Trainer", "lr_scheduler"]
 
@@ -74,6 +74,17 @@ def lr_scheduler(*, base_lr: float, steps_per_epoch: int, epochs: int = _DEFAULT
 
 _hvd = dist.import_horovod()
 
+
+
+def _lr_chosen(recipe: Recipe) -> bool:
+    """Whether ``recipe.lr`` replaced its preset's lr while ``batch_size`` stayed the preset's (``--recipe mlperf
+    --lr 0.5``): the batch then describes the preset's lr, not this one, and a warning about it would mislead."""
+    if recipe.name not in PRESETS:
+        return False
+    with warnings.catch_warnings():  # the preset's omitted ingredients were named when the recipe was built
+        warnings.simplefilter("ignore")
+        preset = Recipe.preset(recipe.name)
+    return preset.batch_size == recipe.batch_size and preset.lr != recipe.lr
 
 class Trainer(_hvd.DistributedTrainer):
     """Horovod's ``DistributedTrainer`` with AMP loss scaling, the reference recipe and the whole step protocol.
@@ -164,11 +175,10 @@ class Trainer(_hvd.DistributedTrainer):
         self._images = 0  # this worker's images in the current accumulation
         self._batch_warned = False
         r = self.recipe
-        if r.lr is not None and r.batch_size not in (None, self.global_batch_size):
+        if r.lr is not None and r.batch_size not in (None, self.global_batch_size) and not _lr_chosen(r):
             warnings.warn(f"recipe {r.name!r} sets lr {r.lr} for a global batch of {r.batch_size} images; this run's "
                           f"is {self.global_batch_size} (pass lr= to choose one for it)", stacklevel=2)
-        if r.no_wd_bn_bias:
-            optimizers.exclude_from_weight_decay(params.values())
+        optimizers.exclude_from_weight_decay(params.values(), exclude=r.no_wd_bn_bias)
         optimizer = optimizers.create(r, learning_rate=self.base_lr, lr_scheduler=self._scheduler(),
                                       multi_precision=self.dtype == "float16")
         for param in params.values():  # 'add': backward() adds to the gradients; step() zeroes them after updates
