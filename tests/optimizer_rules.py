@@ -1,5 +1,5 @@
 """The papers' LARS and LAMB update rules in NumPy (float64), and a few Trainer steps on a toy net checked
-against them: by test_trainer.py on one worker and by scripts/optimizer_steps.py under horovodrun."""
+against them: by test_optimizers.py on one worker and by scripts/optimizer_steps.py under horovodrun."""
 import numpy as np
 
 BN_BIAS = ("gamma", "beta", "bias")

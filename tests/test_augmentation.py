@@ -47,11 +47,13 @@ def records(tmp_path_factory):
     return files
 
 
-def _run(files, seed=3, epoch=0, **options):
+def _run(files, seed=3, epoch=0, device="cpu", **options):
     """One training epoch of 16 images at 32 px. The crop is the whole image, unflipped, so that without the
-    options every run gives the same images: what differs is the options' doing. In record order (the label)."""
+    options every run gives the same images: what differs is the options' doing. In record order (the label).
+    ``device='gpu'``: DALI's GPU pipeline, batches on ``mx.gpu(0)``."""
     prep = Preprocessing(image_size=32, resize=32, area=(1.0, 1.0), aspect=(1.0, 1.0), flip=0.0, **options)
-    pipe = pipelines.DALIPipeline(files.rec, batch_size=8, train=True, preprocessing=prep, seed=seed)
+    gpu = dict(device="gpu", ctx=mx.gpu(0)) if device == "gpu" else {}
+    pipe = pipelines.DALIPipeline(files.rec, batch_size=8, train=True, preprocessing=prep, seed=seed, **gpu)
     pipe.set_epoch(epoch)
     batches = [(x.asnumpy(), y.asnumpy()) for x, y in pipe]
     images, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
@@ -71,6 +73,20 @@ def test_auto_augment_changes_images_within_range_and_replays_by_seed(records, p
     assert not np.array_equal(augmented, _run(records, seed=4, auto_augment=policy))
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("options", [dict(auto_augment=policy) for policy in POLICIES] + [dict(random_erasing=1.0)],
+                         ids=[*POLICIES, "erasing"])
+def test_augmentation_in_the_gpu_pipeline_changes_images_within_range_and_replays_by_seed(records, options):
+    plain, augmented = _run(records, device="gpu"), _run(records, device="gpu", **options)
+    assert augmented.shape == plain.shape == (16, 3, 32, 32) and augmented.dtype == np.float32
+    if "auto_augment" in options:   # uint8 levels before normalisation
+        levels = augmented * np.array(IMAGENET_STD)[:, None, None] + np.array(IMAGENET_MEAN)[:, None, None]
+        assert np.abs(levels - np.round(levels)).max() < 1e-2 and levels.min() > -1e-2 and levels.max() < 255.01
+    assert sum(np.abs(a - b).max() > 0.05 for a, b in zip(augmented, plain)) >= 10
+    np.testing.assert_array_equal(augmented, _run(records, device="gpu", **options))   # same seed: same images
+    assert not np.array_equal(augmented, _run(records, seed=4, device="gpu", **options))
+
+
 def test_random_erasing_boxes_of_noise_at_the_stated_rate(records):
     plain, erased = _run(records), _run(records, random_erasing=1.0)
     np.testing.assert_array_equal(erased, _run(records, random_erasing=1.0))
@@ -80,8 +96,10 @@ def test_random_erasing_boxes_of_noise_at_the_stated_rate(records):
         rows, cols = np.where(box)
         assert box.sum() == (rows.ptp() + 1) * (cols.ptp() + 1)   # one rectangle, the rest untouched
         height, width = rows.ptp() + 1, cols.ptp() + 1
-        # area 0.02-1/3 of 32 x 32 (sides rounded), aspect 0.3-3.3 (sides rounded)
-        assert 0.02 * 1024 - 2 * 32 <= box.sum() <= 1024 / 3 + 2 * 32 and 0.3 * 0.5 <= height / width <= 3.34 * 2
+        # timm's rule: area a fraction 0.02-1/3 of 32 x 32, aspect (h / w) 0.3-1/0.3, each side rounded to a
+        # whole pixel, so the drawn area and aspect lie within half a pixel of each side of the box's
+        assert (height + 0.5) * (width + 0.5) >= 0.02 * 1024 and (height - 0.5) * (width - 0.5) <= 1024 / 3
+        assert (height + 0.5) / (width - 0.5) >= 0.3 and (height - 0.5) / (width + 0.5) <= 1 / 0.3
         noise.append(a[:, box].ravel())
     noise = np.concatenate(noise)
     assert abs(noise.mean()) < 0.1 and abs(noise.std() - 1) < 0.1   # N(0, 1) on the normalised scale

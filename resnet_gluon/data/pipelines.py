@@ -105,8 +105,8 @@ class DALIPipeline(_Pipeline):
     batch_size : int
         Images per batch on this worker (a shard may hold fewer: it then gives one partial batch).
     train : bool
-        Training augmentation (random resized crop + flip, then the preprocessing's ``auto_augment`` policy
-        and, after normalisation, ``random_erasing`` when set; a fresh global order each epoch) or validation
+        Training augmentation (random resized crop, the preprocessing's ``auto_augment`` policy, flip and,
+        after normalisation, ``random_erasing`` when set; a fresh global order each epoch) or validation
         (resize, centre crop, file order).
     preprocessing : Preprocessing
         Sizes (training crops ``train_image_size``, validation ``image_size``; see

@@ -41,8 +41,9 @@ class Preprocessing:
 
     Augmentation beyond the reference, training only, DALI pipelines only, off by default (the recipe's fields
     of the same names set them, :meth:`~resnet_gluon.train.recipe.Recipe.augment`): ``auto_augment`` names a policy of
-    DALI's ``nvidia.dali.auto_aug`` applied to the uint8 crop after the flip ('rand-m9-n2', 'trivialaugment',
-    'autoaugment': :func:`~resnet_gluon.data.augmentation.parse_auto_augment`); ``random_erasing`` is the probability
+    DALI's ``nvidia.dali.auto_aug`` applied to the uint8 crop before the flip (the same in distribution as after it:
+    its geometric operations take either sign) ('rand-m9-n2', 'trivialaugment', 'autoaugment':
+    :func:`~resnet_gluon.data.augmentation.parse_auto_augment`); ``random_erasing`` is the probability
     of timm's random erasing of a box with N(0, 1) noise after normalisation
     (:func:`resnet_gluon.data._dali_graph.random_erasing` states the rule).
 

@@ -60,7 +60,7 @@ class EMA:
     decay : float
         Per-update decay, in (0, 1), e.g. 0.9998.
     warmup : bool
-        timm's warm-up, ``d_t = min(decay, 1 - t ** (-2/3))`` at update ``t + 1`` (see the module docstring): a
+        timm's warm-up, ``d_t = min(decay, 1 - t ** (-2/3))`` at the ``t``-th update (see the module docstring): a
         short memory early in training (0.9 after 32 updates, 0.99 after 1,000), ``decay`` later.
     trainer : gluon.Trainer, optional
         Where float32 master copies of float16 parameters live (``multi_precision``); not needed for float32
