@@ -237,4 +237,4 @@ def test_fit_refuses_a_pipeline_without_the_recipes_augmentation(records):
         fit(_net(), ArrayBatches(x, y, 8), recipe=recipe, progress=False, dtype="float32")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        fit(_net(), ArrayBatches(x, y, 8), epochs=1, progress=False, dtype="float32")
+        fit(_net(), ArrayBatches(x, y, 8), epochs=1, warmup_epochs=0, progress=False, dtype="float32")

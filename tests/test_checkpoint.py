@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -286,3 +287,36 @@ def test_0_1_record_functions_warn_and_still_work(tmp_path):
     record = checkpoint.read_checkpoint_record(tmp_path / "m", 1)
     with pytest.warns(DeprecationWarning, match="record.num_update"):
         assert record["num_update"] == 3 and record.get("num_update") == 3
+
+
+def test_fit_records_the_pipelines_preprocessing_and_a_resume_says_what_crops_changed(tmp_path, capsys):
+    from resnet_gluon import pipelines
+    from resnet_gluon.data.preprocessing import Preprocessing
+
+    prefix = str(tmp_path / "m")
+
+    def run(epochs, **sizes):
+        train, val = pipelines.imagenet(backend="synthetic", batch_size=4, classes=4, num_batches=2,
+                                        preprocessing=Preprocessing.for_size(16, **sizes))
+        fit(_small(), train, val, epochs=epochs, dtype="float32", progress=False, lr=0.1, warmup_epochs=0,
+            callbacks=[Checkpoint(prefix)])   # given no preprocessing: it records the pipelines'
+        return capsys.readouterr().err
+
+    run(1, train_image_size=12)
+    record = checkpoint.read_checkpoint_record(prefix, 1)
+    assert (record.preprocessing["image_size"], record.preprocessing["resize"]) == (16, 18)
+    assert record.preprocessing["train_image_size"] == 12
+    assert Predictor.from_checkpoint(prefix).preprocessing.image_size == 16   # not the 224 px defaults
+    assert "train_crop 12 -> 16" in run(2)   # resumed without the training size: said, not silent
+    assert "all 2 epochs of this run are done: nothing to train" in run(2)
+
+
+def test_a_checkpoint_without_preprocessing_warns_when_a_predictor_falls_back_to_224(tmp_path):
+    prefix = str(tmp_path / "m")
+    _fit(prefix, 1)   # ArrayBatches have no preprocessing, and the Checkpoint was given none
+    assert checkpoint.read_checkpoint_record(prefix, 1).preprocessing is None
+    with pytest.warns(UserWarning, match="records no preprocessing .* predicting at the 224 px defaults"):
+        assert Predictor.from_checkpoint(prefix).preprocessing.image_size == 224
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)   # told the size: no warning
+        assert Predictor.from_checkpoint(prefix, image_size=16).preprocessing.image_size == 16

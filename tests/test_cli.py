@@ -143,7 +143,10 @@ def test_train_batch_larger_than_the_data_is_refused_and_accumulate_trains(tiny_
                     "worker(s) x accumulate 1) that the learning rate is scaled for; use a batch size of at most 36")
     assert not os.path.exists(f"{tmp_path / 'big'}-0001.params")
     proc = run("train", *common, "-b", 8, "--accumulate", 2, "--model-prefix", tmp_path / "acc")
-    assert "warn" not in proc.stderr.lower(), proc.stderr  # batches 8 x 4 + 4: only the last update is partial
+    warned = [line for line in proc.stderr.splitlines() if "warning" in line.lower()]
+    # batches 8 x 4 + 4: only the last update is partial, no word about it; the one warning is that this 1-epoch
+    # run never leaves the reference's 5-epoch warm-up (the lr checked below is a warm-up one, on purpose)
+    assert len(warned) == 1 and "the lr warm-up (5 epochs) lasts the whole run (1 epochs)" in warned[0], proc.stderr
     record = json.load(open(f"{tmp_path / 'acc'}-0001.json"))
     assert (record["batch_size"], record["accumulate"], record["steps_per_epoch"], record["num_update"]) == (8, 2, 5, 3)
     assert record["metrics"]["lr"] == pytest.approx(0.1 * 16 / 256 * 3 / 15)  # warmup: update 3 of 5 epochs x 3
@@ -335,3 +338,31 @@ def test_train_with_workers_forwards_a_stop_signal_to_the_workers_not_to_horovod
     sent = str(int(getattr(signal, signame)))
     assert [(tmp_path / f"worker{i}.signal").read_text() for i in range(2)] == [sent, sent]
     assert not (tmp_path / "launcher.signal").exists()
+
+
+def test_train_mode_val_validates_with_the_checkpoints_recorded_preprocessing(tmp_path, capsys):
+    """``--mode val`` without --image-size takes the crop and resize the record holds, as predict does (it took
+    the flags' 224 px defaults); given sizes are used, with a warning when they differ from the record."""
+    import mxnet as mx
+
+    from helpers import ArrayBatches, quadrant_problem
+    from resnet_gluon import Checkpoint, fit
+    from resnet_gluon.cli import _parser, _preprocessing, _recipe
+
+    prefix = str(tmp_path / "m")
+    x, y = quadrant_problem(16, size=16)
+    mx.random.seed(0)
+    fit(tiny_net(), ArrayBatches(x, y, 8), epochs=1, dtype="float32", progress=False, warmup_epochs=0,
+        callbacks=[Checkpoint(prefix, preprocessing=Preprocessing.for_size(16, crop_ratio=0.95))])
+    capsys.readouterr()
+
+    def val_preprocessing(*flags):
+        args = _parser().parse_args(["train", "--mode", "val", "--model-prefix", prefix, *flags])
+        return _preprocessing(args, _recipe(args)), capsys.readouterr().err
+
+    (p, err) = val_preprocessing()
+    assert (p.image_size, p.resize, err) == (16, 17, "")
+    (p, err) = val_preprocessing("--image-size", "24")
+    assert (p.image_size, p.resize) == (24, 27) and "validating at 24 px (resize 27)" in err and "records 16 px" in err
+    args = _parser().parse_args(["train", "--model-prefix", prefix])   # training: the flags (default 224)
+    assert _preprocessing(args, _recipe(args)).image_size == 224

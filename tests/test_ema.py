@@ -141,6 +141,11 @@ def test_predictor_uses_the_average_unless_told_not_to(tmp_path):
     assert "weights='ema'" in repr(predictor)
     onnx = predictor.export_onnx(str(tmp_path / "r18.onnx"))     # the export carries the averaged weights
     np.testing.assert_allclose(onnx_logits(onnx, batch), outputs["ema"], rtol=1e-4, atol=1e-4)
+    saved = str(tmp_path / "saved")
+    predictor.save(saved)   # a saved predictor of the average holds no raw weights: ema=False is refused
+    assert Predictor.from_checkpoint(saved).weights == "ema"
+    with pytest.raises(ValueError, match="is a saved predictor of the moving average .* training checkpoint"):
+        Predictor.from_checkpoint(saved, ema=False)
     image = tmp_path / "a.jpg"
     image.write_bytes(jpeg(smooth_image(np.random.RandomState(0), 16, 16)))
     for flags, line in (([], "weights: the moving average saved with the checkpoint"), (["--no-ema"], "weights: raw")):

@@ -311,4 +311,4 @@ def test_batch_larger_than_the_training_set_is_an_error():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         fit(tiny_net(), ArrayBatches(x, y, 40), ArrayBatches(x[:5], y[:5], 40), epochs=1, dtype="float32",
-            progress=False)
+            progress=False, warmup_epochs=0)

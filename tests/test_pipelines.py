@@ -119,6 +119,10 @@ def test_synthetic_data_interface():
     batches = list(synth)
     assert len(synth) == len(batches) == 3
     assert batches[0][0].shape == (8, 3, 32, 32) and batches[0][1].asnumpy().max() < 10
+    with pytest.warns(UserWarning, match="synthetic data is random tensors, made once: its batches get no "
+                                         "auto_augment or random_erasing"):
+        pipelines.imagenet(backend="synthetic", batch_size=2, classes=3, num_batches=1,
+                           preprocessing=Preprocessing(auto_augment="rand-m9-n2"))
 
 
 def test_bad_inputs(tmp_path):

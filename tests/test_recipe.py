@@ -143,8 +143,10 @@ def test_cli_recipe_flags_change_single_values():
     with pytest.warns(UserWarning, match="recipe 'rsb_a3'"):
         augmentation = _recipe(_args("--recipe", "rsb_a3", "--auto-augment", "none", "--cutmix", "0",
                                      "--random-erasing", "0.25"))
-    assert _quiet("rsb_a3").differences(augmentation) == {"auto_augment": ("rand-m6-n2-inc1", None),
-                                                          "cutmix": (1.0, 0.0), "random_erasing": (0.0, 0.25)}
+    differences = _quiet("rsb_a3").differences(augmentation)
+    assert differences.pop("omitted")[1] == [o for o in _quiet("rsb_a3").omitted if "Lamb" in o]  # RandAugment's off
+    assert differences == {"auto_augment": ("rand-m6-n2-inc1", None), "cutmix": (1.0, 0.0),
+                           "random_erasing": (0.0, 0.25)}
     assert _recipe(_args("--auto-augment", "trivialaugment")).auto_augment == "trivialaugment"
     several = _recipe(_args("--lr-schedule", "poly", "--optimizer", "lamb", "--loss", "bce", "--num-epochs", "3",
                             "--drop-path-rate", "0.1", "--warmup-epochs", "0"))
@@ -162,7 +164,9 @@ def test_cli_train_with_a_recipe_records_it(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "resnet_gluon", *map(str, argv)], capture_output=True, text=True,
                           timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "recipe 'mlperf': resnet_gluon does not build" in proc.stderr
+    # warnings as one line each, without the library's file, line and source
+    assert "resnet-gluon train: warning: recipe 'mlperf': resnet_gluon does not build" in proc.stderr
+    assert "UserWarning" not in proc.stderr and ".py:" not in proc.stderr
     assert "for a global batch" not in proc.stderr  # the lr is the user's, not the preset's for 3264 images
     recipe = json.load(open(f"{prefix}-0001.json"))["recipe"]
     assert _quiet("mlperf").differences(Recipe.from_dict(recipe)) == {"epochs": (37, 1), "lr": (10.5, 0.5)}
@@ -209,3 +213,46 @@ def test_cli_bad_recipe_values_give_one_line_errors(capsys, tmp_path):
         assert main(argv + flags) == 1
         errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
         assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_a_preset_policy_switches_off_with_none_and_its_omitted_ingredients_follow_the_values():
+    a3 = _quiet("rsb_a3", auto_augment="none")
+    assert a3.auto_augment is None and not any("RandAugment" in o for o in a3.omitted)
+    assert any("Lamb" in o for o in a3.omitted)   # LAMB is still the optimizer
+    assert not any("Lamb" in o for o in _quiet("rsb_a3", optimizer="sgd").omitted)
+    assert _quiet("mlperf", no_wd_bn_bias=False).omitted == (_quiet("mlperf").omitted[0],)
+    assert _quiet("later_release", no_wd_bn_bias=False).omitted == ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)   # nothing left to warn about
+        Recipe.later_release(no_wd_bn_bias=False)
+    from resnet_gluon.data.preprocessing import Preprocessing
+    assert Preprocessing(auto_augment="none").auto_augment is None and not Preprocessing(auto_augment="none").augments
+
+
+def test_ema_warmup_without_a_decay_is_refused():
+    with pytest.raises(ValueError, match="ema_warmup is the warm-up of a weight average, and ema_decay is 0"):
+        Recipe(ema_warmup=True)
+    assert Recipe(ema_warmup=True, ema_decay=0.99).ema_warmup
+
+
+def test_a_warmup_as_long_as_the_run_warns():
+    x, y = quadrant_problem(16, size=8)
+    with pytest.warns(UserWarning, match=r"the lr warm-up \(5 epochs\) lasts the whole run \(2 epochs\): the lr never "
+                                         r"reaches its peak"):
+        fit(_small(), ArrayBatches(x, y, 8), epochs=2, dtype="float32", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit(_small(), ArrayBatches(x, y, 8), epochs=2, dtype="float32", progress=False, warmup_epochs=1)
+
+
+def test_resuming_with_another_optimizer_is_refused_not_a_crash(tmp_path):
+    x, y = quadrant_problem(16, size=8)
+    prefix = str(tmp_path / "m")
+    options = dict(dtype="float32", progress=False, warmup_epochs=0, lr=0.01)
+    fit(_small(), ArrayBatches(x, y, 8), epochs=1, optimizer="lamb", callbacks=[Checkpoint(prefix)], **options)
+    for other in ("sgd", "lars"):   # SGD's Updater asserted on LAMB's states; LARS failed to unpack them
+        with pytest.raises(ValueError, match=f"it was trained with optimizer 'lamb' .* this run asks for '{other}'"):
+            fit(_small(), ArrayBatches(x, y, 8), epochs=2, optimizer=other, callbacks=[Checkpoint(prefix)], **options)
+    history = fit(_small(), ArrayBatches(x, y, 8), epochs=2, optimizer="lamb", callbacks=[Checkpoint(prefix)],
+                  **options)
+    assert history.epochs == [1]

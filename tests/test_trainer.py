@@ -142,7 +142,7 @@ def test_preset_lr_for_another_batch_warns():
     with pytest.warns(UserWarning, match="recipe 'mlperf' sets lr 10.5 for a global batch of 3264 images"):
         Trainer(_tiny().collect_params(), batch_size=2, steps_per_epoch=1, recipe=mlperf)
     with warnings.catch_warnings():  # an lr of the user's own (--recipe mlperf --lr 0.5): no word about 3264
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         Trainer(_tiny().collect_params(), batch_size=2, steps_per_epoch=1, recipe=mlperf.replace(lr=0.5))
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from typing import List, Optional
 
 from .. import benchmark
@@ -46,18 +47,34 @@ def _recipe(args):
     """The --recipe preset with the values of the flags given."""
     from ..train.recipe import Recipe
 
-    values = {k: getattr(args, k) for k in RECIPE_FLAGS}
-    off = values["auto_augment"] == "none"  # None means "not given" to Recipe.replace
-    recipe = Recipe.preset(args.recipe, epochs=args.num_epochs, **dict(values, auto_augment=None if off else
-                                                                          values["auto_augment"]))
-    return dataclasses.replace(recipe, auto_augment=None) if off else recipe
+    values = {k: getattr(args, k) for k in RECIPE_FLAGS}  # --auto-augment none: Recipe switches it off
+    return Recipe.preset(args.recipe, epochs=args.num_epochs, **values)
 
 
 def _preprocessing(args, recipe):
-    """train's Preprocessing: --image-size is the test crop; the training crop is --train-image-size, else the
-    recipe's scaled to --image-size (Recipe.preprocessing)."""
-    return recipe.preprocessing(args.image_size, train_image_size=args.train_image_size, area=(args.min_area, 1.0),
-                                layout=args.layout, dtype=args.data_dtype, pad_output=args.pad_output)
+    """train's Preprocessing: --image-size is the test crop (default 224); the training crop is --train-image-size,
+    else the recipe's scaled to --image-size (Recipe.preprocessing). With --mode val and neither --image-size nor
+    --test-crop-ratio given: the checkpoint's recorded validation preprocessing, as predict uses (a warning when
+    the flags ask for another)."""
+    from ..data.preprocessing import Preprocessing
+    from ..models.checkpoint import resolve_epoch
+
+    flags = args.image_size is not None or args.test_crop_ratio is not None
+    built = recipe.preprocessing(args.image_size or 224, train_image_size=args.train_image_size,
+                                 area=(args.min_area, 1.0), layout=args.layout, dtype=args.data_dtype,
+                                 pad_output=args.pad_output)
+    record = resolve_epoch(args.model_prefix, args.load_epoch)[1] if args.mode == "val" else None
+    if record is None or not record.preprocessing:
+        return built
+    recorded = Preprocessing.from_validation_settings(record.preprocessing)
+    if not flags:
+        return dataclasses.replace(recorded, dtype=args.data_dtype)
+    keys = ("image_size", "resize", "mean", "std", "layout", "pad_output")
+    if any(getattr(built, k) != getattr(recorded, k) for k in keys):
+        print(f"resnet-gluon train: warning: validating at {built.image_size} px (resize {built.resize}); {args.model_prefix!r} records "
+              f"{recorded.image_size} px (resize {recorded.resize}), what training validated at and predict uses: "
+              "leave out --image-size and --test-crop-ratio to use it", file=sys.stderr)
+    return built
 
 
 def _train(args) -> int:
@@ -224,6 +241,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    formatwarning = warnings.formatwarning
+    # a warning is one line for the user of the command, not the library's file, line and source
+    warnings.formatwarning = lambda message, *_, **__: f"resnet-gluon {args.command}: warning: {message}\n"
     try:
         if isinstance(getattr(args, "num_workers", None), int) and args.num_workers > 1 and not under_horovodrun():
             # asked for N workers outside horovodrun: run this same command under horovodrun -np N
@@ -232,3 +252,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     except _INPUT_ERRORS as err:
         print(f"resnet-gluon {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatwarning

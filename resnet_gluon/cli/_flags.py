@@ -105,9 +105,10 @@ def _add_train(sub):
                    help="model name: %(choices)s")
     p.add_argument("--dtype", default="auto", choices=amp.TRAINING_DTYPES,
                    help="precision; auto = float16 on GPUs, bfloat16 on CPUs with AMX, else float32")
-    _add_data_flags(p, backend="dali-gpu" if num_gpus() > 0 else "dali-cpu",
-                    crop="validation (test) crop; also the training crop, unless the recipe trains at another "
-                         "resolution (rsb_a3: 160/224 of it, 20 px for 28) or --train-image-size is given",
+    _add_data_flags(p, backend="dali-gpu" if num_gpus() > 0 else "dali-cpu", image_size=None,
+                    crop="validation (test) crop, default 224 (--mode val: the checkpoint's recorded one); also the "
+                         "training crop, unless the recipe trains at another resolution (rsb_a3: 160/224 of it, 20 "
+                         "px for 28) or --train-image-size is given",
                     root="folder with train.rec/.idx and val.rec/.idx")
     p.add_argument("--train-image-size", type=_positive, help="training crop in pixels (default: the recipe's "
                    "for --image-size, see Recipe.preprocessing)")

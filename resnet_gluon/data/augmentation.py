@@ -23,7 +23,7 @@ __all__ = ["parse_auto_augment", "check_augmentation", "AUTO_AUGMENT_FORMS", "SW
 
 #: The option strings :func:`parse_auto_augment` takes.
 AUTO_AUGMENT_FORMS = ("rand-m<M>[-n<N>][-inc<0|1>] (RandAugment, timm's notation)", "trivialaugment",
-                      "autoaugment")
+                      "autoaugment", "none (off)")
 
 #: Probability that a batch takes CutMix rather than mixup when both are on (timm's ``switch_prob`` default).
 SWITCH_PROB = 0.5
@@ -41,7 +41,8 @@ def _bad(spec: str, why: str) -> ValueError:
 
 
 def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int, bool]]]:
-    """The policy an ``auto_augment`` option names, as ``dict(policy=..., ...)``; ``None`` for ``None``.
+    """The policy an ``auto_augment`` option names, as ``dict(policy=..., ...)``; ``None`` for ``None`` and
+    ``'none'`` (off: the spelling that switches a recipe preset's policy off).
 
     Forms (:data:`AUTO_AUGMENT_FORMS`):
 
@@ -70,7 +71,7 @@ def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int
     ...
     ValueError: ...mstd...
     """
-    if spec is None:
+    if spec is None or spec == "none":
         return None
     if not isinstance(spec, str):
         raise _bad(spec, "not a string")
@@ -87,7 +88,7 @@ def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int
     if m > _LEVELS:
         raise _bad(spec, f"magnitude m{m} is above {_LEVELS} (timm's scale: m10 is each operation's largest)")
     if n < 1:
-        raise _bad(spec, "n0 applies no operation; leave auto_augment at None instead")
+        raise _bad(spec, "n0 applies no operation; for no auto-augment, use 'none'")
     if float(values.get("mstd", 0)) != 0:
         raise _bad(spec, f"mstd{values['mstd']} (random magnitude per image) is not available: DALI's "
                          "rand_augment applies one fixed magnitude; drop it")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from typing import Iterator, Optional, Tuple
 
 import mxnet as mx
@@ -285,7 +286,8 @@ class RecordIterPipeline(_Pipeline):
             raise ValueError("the 'mxnet' backend gives float32 'NCHW' batches only; use a DALI backend for others")
         if train and p.augments:
             raise ValueError("the 'mxnet' backend has no auto_augment or random_erasing; use a DALI backend "
-                             "('dali-cpu', 'dali-gpu') for them")
+                             "('dali-cpu', 'dali-gpu') for them, or switch them off (--auto-augment none "
+                             "--random-erasing 0; auto_augment='none', random_erasing=0)")
         files, shard_id = self._open_shard(path, batch_size, shard_id, num_shards)
         if train and self.num_shards > 1:
             check_mixed(files, self.num_shards)
@@ -351,6 +353,9 @@ class SyntheticData(_Pipeline):
                  train: bool = True):
         if batch_size < 1 or num_batches < 1:
             raise ValueError(f"batch_size and num_batches must be >= 1, got {batch_size}, {num_batches}")
+        if train and preprocessing.augments:
+            warnings.warn("synthetic data is random tensors, made once: its batches get no auto_augment or "
+                          "random_erasing (they measure the network and the step, not the pipeline)", stacklevel=3)
         super().__init__(batch_size * num_batches, batch_size)
         ctx = ctx or mx.cpu()
         self.ctx, self.preprocessing, self.train = ctx, preprocessing, train

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
@@ -290,11 +291,16 @@ class Predictor:
             No complete checkpoint, or the named epoch is missing or incomplete.
         ValueError
             A saved low-precision model asked for another dtype; unknown dtype; an OpenVINO checkpoint asked
-            for ``backend='mxnet'``.
+            for ``backend='mxnet'``; ``ema=False`` for a saved predictor of the moving average (it has no raw
+            weights).
         """
         dtype = renamed_argument("Predictor.from_checkpoint", "precision", precision, "dtype", dtype)
         ctx = options.pop("ctx", None) or mx.cpu()
         epoch, record = checkpoint.resolve_epoch(prefix, epoch)
+        if record is not None and not record.preprocessing and image_size is None:
+            warnings.warn(f"checkpoint {os.fspath(prefix)!r} records no preprocessing (its Checkpoint was given none "
+                          "and its data had none): predicting at the 224 px defaults (resize 256, ImageNet mean/std); "
+                          "pass image_size= (predict --image-size) if it was trained at another size", stacklevel=2)
         record = record or checkpoint.CheckpointRecord()  # a plain symbol + params pair: the record's defaults
         saved = record.dtype
         dtype = dtype or saved
@@ -313,6 +319,10 @@ class Predictor:
             preprocessing = Preprocessing()
         preprocessing = dataclasses.replace(preprocessing, layout=record.layout)
         names = class_names if class_names is not None else record.class_names
+        if record.weights == "ema" and not ema:
+            raise ValueError(f"{files.record!r} is a saved predictor of the moving average of the weights; the raw "
+                             "weights are only in the training checkpoint it was made from: load that one with "
+                             "ema=False (predict --no-ema)")
         if record.backend == "openvino":
             from .openvino import OpenVINONet
 

@@ -89,8 +89,8 @@ class Checkpoint(Callback):
     trainer state, so workers that cannot see the prefix resume identically; what stops rank 0 there (a folder it
     cannot write, an unreadable record) stops every rank with that reason. A run whose recipe differs
     (epochs, lr, schedule, batch size, workers, accumulate) continues from the saved epoch under the new
-    settings, its schedule rebuilt for them, saying so in one line; another model, class count or layout is
-    refused.
+    settings, its schedule rebuilt for them, saying so in one line (crop sizes included); another model, class
+    count, layout or optimizer (its state would not fit) is refused.
 
     Parameters
     ----------
@@ -105,6 +105,8 @@ class Checkpoint(Callback):
         ``resnet_gluon.data.recordio.load_classes(data_root)``).
     preprocessing : Preprocessing, optional
         The pipelines' settings; the validation part (crop, resize, mean/std) is recorded for the predictor.
+        Default: the ``preprocessing`` of ``fit``'s training pipeline (else its validation one), when it has one
+        (the pipelines of :mod:`resnet_gluon.data.pipelines` do).
     """
 
     def __init__(self, prefix: str, *, period: int = 1, resume: bool = True,
@@ -162,6 +164,7 @@ class Checkpoint(Callback):
                 raise ValueError(f"cannot resume from {name}: it was trained as {key}={getattr(record, key)!r} but "
                                  f"this run has {key}={getattr(mine, key)!r}; use another --model-prefix or remove "
                                  "the old checkpoints")
+        self._check_optimizer_state(record, name)
         changes = self._changes(record, epoch)
         if step and record.steps_per_epoch not in (None, state.steps_per_epoch):
             changes = ", ".join(filter(None, [changes, f"steps_per_epoch {record.steps_per_epoch} -> "
@@ -186,6 +189,20 @@ class Checkpoint(Callback):
             if changes:
                 print(f"resuming with changed settings: {changes}; the schedule continues from epoch {epoch} "
                       f"of {state.epochs} under the new settings", file=sys.stderr)
+            if epoch >= state.epochs and not step:
+                print(f"all {state.epochs} epochs of this run are done: nothing to train (more epochs: "
+                      "epochs= / --num-epochs)", file=sys.stderr)
+
+    def _check_optimizer_state(self, record: checkpoint.CheckpointRecord, name: str) -> None:
+        """Refuse a resume whose optimizer state cannot carry over: another optimizer (the states of LAMB are not
+        SGD's momentum), which is also what a rerun without the run's ``--recipe`` asks for."""
+        saved = Recipe.from_dict(record.recipe) if record.recipe else None
+        wanted = self.state.recipe
+        if saved is not None and saved.optimizer != wanted.optimizer:
+            raise ValueError(f"cannot resume from {name}: it was trained with optimizer {saved.optimizer!r} (recipe "
+                             f"{saved.name!r}) and this run asks for {wanted.optimizer!r} (recipe {wanted.name!r}), "
+                             "whose state it cannot continue; rerun with the recipe it was trained with (--recipe "
+                             f"{saved.name}), or start a new --model-prefix")
 
     def _load_weights(self, files: checkpoint.CheckpointFiles, record: checkpoint.CheckpointRecord) -> Optional[str]:
         """On rank 0: the weights, the trainer state and the weight average (the averages are loaded into the
@@ -212,6 +229,11 @@ class Checkpoint(Callback):
                     if getattr(record, k) is not None})
         new = dict(state.recipe.to_dict(), batch_size=state.batch_size, workers=state.trainer.workers,
                    accumulate=state.trainer.accumulate)
+        preprocessing = self.preprocessing or getattr(state, "preprocessing", None)
+        if record.preprocessing and preprocessing is not None:  # the crops: "train_crop 24 -> 32"
+            for settings, values in ((record.preprocessing, old), (preprocessing.validation_settings(), new)):
+                values.update(train_crop=settings.get("train_image_size") or settings["image_size"],
+                              val_crop=settings["image_size"], val_resize=settings["resize"])
         return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in old if k in new and old[k] != new[k])
 
     def on_epoch_end(self, epoch, logs):
@@ -226,6 +248,7 @@ class Checkpoint(Callback):
     @rank_zero_only
     def _save(self, done: int, logs: Dict, step: int = 0) -> None:
         state, trainer = self.state, self.state.trainer
+        preprocessing = self.preprocessing or getattr(state, "preprocessing", None)  # given, else the pipelines'
         files = checkpoint.checkpoint_files(self.prefix, done, step)
         checkpoint.export_checkpoint(state.net, self.prefix, done, step=step)
         trainer.save_states(files.states)
@@ -242,7 +265,7 @@ class Checkpoint(Callback):
             # the epoch's metric sums so far, so that the resumed epoch reports the whole epoch
             meter=logs["meter"] if step else None, reason=logs.get("reason") if step else None,
             class_names=tuple(self.class_names) if self.class_names is not None else None,
-            preprocessing=self.preprocessing.validation_settings() if self.preprocessing is not None else None)
+            preprocessing=preprocessing.validation_settings() if preprocessing is not None else None)
         checkpoint.write_checkpoint_record(self.prefix, done, record, files=written, step=step)
         # a mid-epoch checkpoint is kept until a newer complete one exists, then pruned
         checkpoint.prune_mid_epoch_checkpoints(self.prefix, before=(done, step))

@@ -19,6 +19,7 @@ from .._core import amp as _amp
 from .._core import dist
 from . import stopping
 from ..data.augmentation import mix_batch, mixing_rng
+from ..data.preprocessing import Preprocessing
 from ..models.blocks import set_drop_path_rate
 from .callbacks import Callback, ProgressBar
 from .ema import EMA
@@ -66,6 +67,9 @@ class FitState:
     layout: str = "NCHW"
     #: The moving average of the weights when ``recipe.ema_decay > 0`` (:mod:`resnet_gluon.train.ema`).
     ema: Optional[EMA] = None
+    #: The training pipeline's ``preprocessing`` (else the validation one's), if it has one: what
+    #: :class:`~resnet_gluon.train.callbacks.Checkpoint` records when it was given none.
+    preprocessing: Optional[Preprocessing] = None
 
 
 @dataclasses.dataclass
@@ -246,9 +250,10 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     if trainer is None:
         trainer = Trainer(net.collect_params(), batch_size=batch_size, steps_per_epoch=steps, recipe=recipe,
                           dtype=dtype, **trainer_options)
+    preprocessing = getattr(train_data, "preprocessing", None) or getattr(val_data, "preprocessing", None)
     state = FitState(net, trainer, ctx, dtype, recipe.epochs, steps, initial_epoch, recipe=recipe,
                      batch_size=batch_size, seed=int(seed if seed is not None else getattr(train_data, "seed", 0)),
-                     layout=getattr(getattr(train_data, "preprocessing", None), "layout", "NCHW"))
+                     layout=getattr(preprocessing, "layout", "NCHW"), preprocessing=preprocessing)
     if recipe.ema_decay:
         state.ema = EMA(net.collect_params(), decay=recipe.ema_decay, warmup=recipe.ema_warmup, trainer=trainer)
     callbacks = list(callbacks) + ([ProgressBar()] if progress else [])

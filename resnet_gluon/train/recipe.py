@@ -55,9 +55,21 @@ _RSB = {
     "a3": dict(epochs=100, lr=8e-3, wd=0.02, label_smoothing=0.0, mixup=0.1, drop_path_rate=0.0,
                train_image_size=160, auto_augment="rand-m6-n2-inc1", omitted=()),
 }
-_RSB_OMITTED = ("RandAugment's magnitude noise mstd0.5 (DALI's rand_augment applies one fixed magnitude)",
-                "timm RandAugment's Invert and SolarizeAdd operations (DALI's suite has Identity in their place)",
-                "timm Lamb's scaling of the gradients to a global norm <= 1 (max_grad_norm=1.0)")
+_MSTD = "RandAugment's magnitude noise mstd0.5 (DALI's rand_augment applies one fixed magnitude)"
+_RAND_OPS = "timm RandAugment's Invert and SolarizeAdd operations (DALI's suite has Identity in their place)"
+_LAMB_CLIP = "timm Lamb's scaling of the gradients to a global norm <= 1 (max_grad_norm=1.0)"
+_LARS_MOMENTUM = "LARS momentum scaled by lr_t / lr_(t-1) as NVIDIA's SGDwLARS does"
+_BIAS_WD = "weight decay on the classifier bias (NVIDIA keeps it; no_wd_bn_bias drops it)"
+_RSB_OMITTED = (_MSTD, _RAND_OPS, _LAMB_CLIP)
+#: When an omitted ingredient still matters: a preset whose overrides switch off what it belongs to (RandAugment,
+#: the optimizer, the bias exclusion) no longer lists it. Others always do.
+_OMITTED_IF = {
+    _MSTD: lambda r: (r.auto_augment or "").startswith("rand"),
+    _RAND_OPS: lambda r: (r.auto_augment or "").startswith("rand"),
+    _LAMB_CLIP: lambda r: r.optimizer == "lamb",
+    _LARS_MOMENTUM: lambda r: r.optimizer == "lars",
+    _BIAS_WD: lambda r: r.no_wd_bn_bias,
+}
 
 
 def reference_lr(global_batch_size: int, *, lr_per_256: float = 0.1) -> float:
@@ -66,6 +78,10 @@ def reference_lr(global_batch_size: int, *, lr_per_256: float = 0.1) -> float:
 
 
 def _warn_omitted(recipe: "Recipe") -> "Recipe":
+    """``recipe`` without the omitted ingredients its values made irrelevant; warns about those left."""
+    omitted = tuple(o for o in recipe.omitted if _OMITTED_IF.get(o, lambda r: True)(recipe))
+    if omitted != recipe.omitted:
+        recipe = dataclasses.replace(recipe, omitted=omitted)
     if recipe.omitted:
         warnings.warn(f"recipe {recipe.name!r}: resnet_gluon does not build {'; '.join(recipe.omitted)}. Training "
                       "goes without them (listed in Recipe.omitted and in checkpoint records)", stacklevel=3)
@@ -206,6 +222,8 @@ class Recipe:
 
     def __post_init__(self):
         object.__setattr__(self, "lr_steps", tuple(int(e) for e in self.lr_steps))
+        if self.auto_augment == "none":  # 'none' switches a preset's policy off (None means "not given" to replace)
+            object.__setattr__(self, "auto_augment", None)
         object.__setattr__(self, "omitted", tuple(str(o) for o in self.omitted))
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
@@ -234,6 +252,9 @@ class Recipe:
                              f"{self.test_crop_ratio}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay}")
+        if self.ema_warmup and not self.ema_decay:
+            raise ValueError("ema_warmup is the warm-up of a weight average, and ema_decay is 0 (no average): set "
+                             "ema_decay (--ema-decay, e.g. 0.9998) too, or leave ema_warmup off")
 
     # ------------------------------------------------------------------------------------------ presets
     @classmethod
@@ -282,7 +303,7 @@ class Recipe:
         """
         values = dict(name="later_release", schedule="cosine", lr_per_256=0.256, momentum=0.875, wd=1 / 32768,
                       no_wd_bn_bias=True, label_smoothing=0.1,
-                      omitted=("weight decay on the classifier bias (NVIDIA keeps it; no_wd_bn_bias drops it)",))
+                      omitted=(_BIAS_WD,))
         return _warn_omitted(cls(**values).replace(**overrides))
 
     @classmethod
@@ -303,8 +324,7 @@ class Recipe:
         values = dict(name="mlperf", optimizer="lars", lr=10.5, batch_size=3264, epochs=37, warmup_epochs=2,
                       schedule="poly", poly_power=2.0, final_lr=1e-4, momentum=0.9, wd=5e-5, lars_eta=0.001,
                       label_smoothing=0.1, no_wd_bn_bias=True, drop_path_rate=0.0,
-                      omitted=("LARS momentum scaled by lr_t / lr_(t-1) as NVIDIA's SGDwLARS does",
-                               "weight decay on the classifier bias (NVIDIA keeps it; no_wd_bn_bias drops it)"))
+                      omitted=(_LARS_MOMENTUM, _BIAS_WD))
         return _warn_omitted(cls(**values).replace(**overrides))
 
     @classmethod
@@ -354,6 +374,9 @@ class Recipe:
     # ------------------------------------------------------------------------------------------ values
     def replace(self, **overrides) -> "Recipe":
         """A copy with some fields changed; ``None`` means "not given" and leaves a field as it is.
+
+        To switch a preset's auto-augment policy off, pass ``auto_augment='none'``; to set another field to
+        ``None`` (``lr``: the linear rule again, ``train_image_size``), ``dataclasses.replace(recipe, lr=None)``.
 
         Raises
         ------
