@@ -216,8 +216,8 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     >>> from resnet_gluon import fit, resnet18_v1_5
     >>> net = resnet18_v1_5(classes=4)
     >>> batches = [(mx.nd.random.uniform(-1, 1, shape=(4, 3, 32, 32)), mx.nd.array([0, 1, 2, 3]))] * 2
-    >>> history = fit(net, batches, batches, epochs=1, lr=0.01, batch_size=4, dtype="float32", progress=False,
-    ...               stop_signals=())
+    >>> history = fit(net, batches, batches, epochs=1, lr=0.01, warmup_epochs=0, batch_size=4, dtype="float32",
+    ...               progress=False, stop_signals=())
     >>> history.epochs, {"loss", "top1", "val_loss", "val_top1", "val_top5"} <= set(history.history)
     ([0], True)
     >>> 0 <= history.summary()["val_top1"] <= 1
