@@ -320,3 +320,19 @@ def test_a_checkpoint_without_preprocessing_warns_when_a_predictor_falls_back_to
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)   # told the size: no warning
         assert Predictor.from_checkpoint(prefix, image_size=16).preprocessing.image_size == 16
+
+
+def test_records_of_older_releases_resume_without_false_changes(tmp_path, capsys):
+    """A record whose ``omitted`` list differs (a release that names more ingredients) or that holds 0.2's
+    ``ema_warmup`` without ``ema_decay`` resumes; neither is a changed setting."""
+    prefix = str(tmp_path / "m")
+    _fit(prefix, 1)
+    path = checkpoint.checkpoint_files(prefix, 1).record
+    record = json.load(open(path))
+    record["recipe"].update(omitted=["an ingredient an older release named"], ema_warmup=True, ema_decay=0.0)
+    json.dump(record, open(path, "w"))
+    assert Recipe.from_dict(record["recipe"]).ema_warmup is False
+    capsys.readouterr()
+    assert _fit(prefix, 2).epochs == [1]
+    err = capsys.readouterr().err
+    assert "epochs 1 -> 2" in err and "omitted" not in err and "ema_warmup" not in err

@@ -146,7 +146,7 @@ def test_train_batch_larger_than_the_data_is_refused_and_accumulate_trains(tiny_
     warned = [line for line in proc.stderr.splitlines() if "warning" in line.lower()]
     # batches 8 x 4 + 4: only the last update is partial, no word about it; the one warning is that this 1-epoch
     # run never leaves the reference's 5-epoch warm-up (the lr checked below is a warm-up one, on purpose)
-    assert len(warned) == 1 and "the lr warm-up (5 epochs) lasts the whole run (1 epochs)" in warned[0], proc.stderr
+    assert len(warned) == 1 and "the lr warm-up (5 epochs) is longer than the run (1 epochs)" in warned[0], proc.stderr
     record = json.load(open(f"{tmp_path / 'acc'}-0001.json"))
     assert (record["batch_size"], record["accumulate"], record["steps_per_epoch"], record["num_update"]) == (8, 2, 5, 3)
     assert record["metrics"]["lr"] == pytest.approx(0.1 * 16 / 256 * 3 / 15)  # warmup: update 3 of 5 epochs x 3
@@ -340,6 +340,20 @@ def test_train_with_workers_forwards_a_stop_signal_to_the_workers_not_to_horovod
     assert not (tmp_path / "launcher.signal").exists()
 
 
+def test_main_makes_warnings_one_line_and_restores_the_format_after(capsys):
+    import warnings
+
+    from resnet_gluon.cli import main
+
+    before = warnings.formatwarning
+    assert main(["train", "--data-backend", "synthetic", "--num-classes", "3", "--arch", "resnet18_v1_5",
+                 "--image-size", "16", "-b", "2", "--synthetic-batches", "1", "--num-epochs", "1", "--no-progress",
+                 "--dtype", "float32", "--auto-augment", "rand-m9-n2", "--mode", "val", "--model-prefix",
+                 "/nonexistent/m"]) == 1   # an input error after the swap
+    assert warnings.formatwarning is before
+    assert warnings.formatwarning("x", UserWarning, "f.py", 1) != "resnet-gluon train: warning: x\n"
+
+
 def test_train_mode_val_validates_with_the_checkpoints_recorded_preprocessing(tmp_path, capsys):
     """``--mode val`` without --image-size takes the crop and resize the record holds, as predict does (it took
     the flags' 224 px defaults); given sizes are used, with a warning when they differ from the record."""
@@ -363,6 +377,11 @@ def test_train_mode_val_validates_with_the_checkpoints_recorded_preprocessing(tm
     (p, err) = val_preprocessing()
     assert (p.image_size, p.resize, err) == (16, 17, "")
     (p, err) = val_preprocessing("--image-size", "24")
-    assert (p.image_size, p.resize) == (24, 27) and "validating at 24 px (resize 27)" in err and "records 16 px" in err
+    assert (p.image_size, p.resize) == (24, 27)
+    assert "validating with image_size 24, resize 27; " in err and "records image_size 16, resize 17" in err
+    (p, err) = val_preprocessing("--test-crop-ratio", "0.5")   # the recorded size, another resize
+    assert (p.image_size, p.resize) == (16, 32) and "records resize 17" in err
+    (p, err) = val_preprocessing("--layout", "NHWC")   # not a size: the record's, as without flags
+    assert (p.image_size, p.layout) == (16, "NCHW") and err == ""
     args = _parser().parse_args(["train", "--model-prefix", prefix])   # training: the flags (default 224)
     assert _preprocessing(args, _recipe(args)).image_size == 224

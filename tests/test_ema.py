@@ -146,6 +146,10 @@ def test_predictor_uses_the_average_unless_told_not_to(tmp_path):
     assert Predictor.from_checkpoint(saved).weights == "ema"
     with pytest.raises(ValueError, match="is a saved predictor of the moving average .* training checkpoint"):
         Predictor.from_checkpoint(saved, ema=False)
+    openvino = Predictor.from_checkpoint(prefix, image_size=16, backend="openvino")
+    assert openvino.weights == "ema"
+    openvino.save(str(tmp_path / "saved_ov"))   # reloaded as saved: still the average, and said so
+    assert Predictor.from_checkpoint(str(tmp_path / "saved_ov")).weights == "ema"
     image = tmp_path / "a.jpg"
     image.write_bytes(jpeg(smooth_image(np.random.RandomState(0), 16, 16)))
     for flags, line in (([], "weights: the moving average saved with the checkpoint"), (["--no-ema"], "weights: raw")):

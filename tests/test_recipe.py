@@ -235,9 +235,9 @@ def test_ema_warmup_without_a_decay_is_refused():
     assert Recipe(ema_warmup=True, ema_decay=0.99).ema_warmup
 
 
-def test_a_warmup_as_long_as_the_run_warns():
+def test_a_warmup_longer_than_the_run_warns():
     x, y = quadrant_problem(16, size=8)
-    with pytest.warns(UserWarning, match=r"the lr warm-up \(5 epochs\) lasts the whole run \(2 epochs\): the lr never "
+    with pytest.warns(UserWarning, match=r"the lr warm-up \(5 epochs\) is longer than the run \(2 epochs\): the lr never "
                                          r"reaches its peak"):
         fit(_small(), ArrayBatches(x, y, 8), epochs=2, dtype="float32", progress=False)
     with warnings.catch_warnings():

@@ -270,9 +270,10 @@ def _fashion_mnist(classes, count, split, seed):
 
 @pytest.mark.slow
 def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
-    """Pretrain resnet18_v1_5 on Fashion-MNIST classes 0-4 (3,000 images, 1 epoch), then fine-tune on classes
-    5-9 (2,000 images, 1 epoch) from those weights and from a random start, with the same settings; validate on
-    1,000 test images of classes 5-9. Measured: 0.878 against 0.767 (with 6,000 and 2,000 images: 0.905, 0.764)."""
+    """Pretrain resnet18_v1_5 on Fashion-MNIST classes 0-4 (3,000 images, 1 epoch, lr rising linearly to 0.04),
+    then fine-tune on classes 5-9 (2,000 images, 1 epoch, lr rising to 0.01) from those weights and from a random
+    start, with the same settings; validate on 1,000 test images of classes 5-9. Measured: 0.894 against 0.782
+    (pretrained on 6,000 images: 0.898, 0.782). The README says how much the gap depends on the lr."""
     from resnet_gluon.data import recordio
 
     if not os.path.isdir(recordio.FASHION_MNIST_DIR):
@@ -280,8 +281,8 @@ def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
     batch = 64
     x, y = _fashion_mnist([0, 1, 2, 3, 4], 3000, "train", seed=0)
     pre = rg.resnet18_v1_5(classes=5)
-    rg.fit(pre, ArrayBatches(x, y, batch), None, epochs=1, lr=0.2, dtype="float32", progress=False,
-           batch_size=batch)
+    rg.fit(pre, ArrayBatches(x, y, batch), None, epochs=1, lr=0.04, warmup_epochs=1, dtype="float32",
+           progress=False, batch_size=batch)
     save_parameters(pre, tmp_path / "pretrained.safetensors", format="torchvision")
 
     x, y = _fashion_mnist([5, 6, 7, 8, 9], 2000, "train", seed=1)
@@ -292,8 +293,8 @@ def test_pretrained_features_beat_a_random_start_on_new_classes(tmp_path):
         net = rg.resnet18_v1_5(classes=5)
         if start == "pretrained":
             load_pretrained(net, tmp_path / "pretrained.safetensors")
-        history = rg.fit(net, ArrayBatches(x, y, batch), ArrayBatches(xv, yv, 250), epochs=1, lr=0.05,
-                         dtype="float32", progress=False, batch_size=batch)
+        history = rg.fit(net, ArrayBatches(x, y, batch), ArrayBatches(xv, yv, 250), epochs=1, lr=0.01,
+                         warmup_epochs=1, dtype="float32", progress=False, batch_size=batch)
         top1[start] = history.history["val_top1"][-1]
     print(f"Fashion-MNIST 5-9 after one epoch on 2,000 images: validation top-1 {top1}")
     assert top1["pretrained"] >= top1["random"] + 0.05, top1

@@ -59,22 +59,27 @@ def _preprocessing(args, recipe):
     from ..data.preprocessing import Preprocessing
     from ..models.checkpoint import resolve_epoch
 
-    flags = args.image_size is not None or args.test_crop_ratio is not None
-    built = recipe.preprocessing(args.image_size or 224, train_image_size=args.train_image_size,
-                                 area=(args.min_area, 1.0), layout=args.layout, dtype=args.data_dtype,
-                                 pad_output=args.pad_output)
     record = resolve_epoch(args.model_prefix, args.load_epoch)[1] if args.mode == "val" else None
-    if record is None or not record.preprocessing:
-        return built
-    recorded = Preprocessing.from_validation_settings(record.preprocessing)
-    if not flags:
+    recorded = Preprocessing.from_validation_settings(record.preprocessing) if record and record.preprocessing \
+        else None
+    if recorded is not None and args.image_size is None and args.test_crop_ratio is None:
         return dataclasses.replace(recorded, dtype=args.data_dtype)
+    built = recipe.preprocessing(args.image_size or (recorded.image_size if recorded else 224),
+                                 train_image_size=args.train_image_size, area=(args.min_area, 1.0),
+                                 layout=args.layout, dtype=args.data_dtype, pad_output=args.pad_output)
+    if args.mode == "val":  # validation only: the recipe's training augmentation plays no part
+        built = dataclasses.replace(built, auto_augment=None, random_erasing=0.0)
     keys = ("image_size", "resize", "mean", "std", "layout", "pad_output")
-    if any(getattr(built, k) != getattr(recorded, k) for k in keys):
-        print(f"resnet-gluon train: warning: validating at {built.image_size} px (resize {built.resize}); {args.model_prefix!r} records "
-              f"{recorded.image_size} px (resize {recorded.resize}), what training validated at and predict uses: "
-              "leave out --image-size and --test-crop-ratio to use it", file=sys.stderr)
+    differ = [k for k in keys if recorded is not None and getattr(built, k) != getattr(recorded, k)]
+    if differ:
+        print(f"resnet-gluon train: warning: validating with {_settings(built, differ)}; {args.model_prefix!r} "
+              f"records {_settings(recorded, differ)}, what training validated with and predict uses: leave out "
+              "--image-size and --test-crop-ratio to use it", file=sys.stderr)
     return built
+
+
+def _settings(preprocessing, keys) -> str:
+    return ", ".join(f"{k} {getattr(preprocessing, k)}" for k in keys)
 
 
 def _train(args) -> int:

@@ -334,8 +334,10 @@ class Predictor:
                                  f"load the float32 checkpoint it was made from with backend='openvino', "
                                  f"dtype={dtype!r}")
             net = OpenVINONet.from_onnx_file(files.onnx, dtype=record.requested_dtype or saved)
-            return cls(net, preprocessing=preprocessing, class_names=names, dtype=saved, ctx=ctx, converted=True,
-                       **options)
+            predictor = cls(net, preprocessing=preprocessing, class_names=names, dtype=saved, ctx=ctx,
+                            converted=True, **options)
+            predictor.weights = record.weights or "raw"  # the weights it was made from, as recorded
+            return predictor
         net, _, _ = checkpoint.load_network(prefix, epoch, ctx=ctx, ema=ema)
         predictor = cls(net, preprocessing=preprocessing, class_names=names, dtype=dtype, ctx=ctx,
                         converted=saved != "float32", **options)

@@ -199,10 +199,12 @@ class Checkpoint(Callback):
         saved = Recipe.from_dict(record.recipe) if record.recipe else None
         wanted = self.state.recipe
         if saved is not None and saved.optimizer != wanted.optimizer:
+            same = (f"--optimizer {saved.optimizer} / optimizer={saved.optimizer!r}" if saved.name == wanted.name
+                    else f"--recipe {saved.name} / recipe=Recipe.preset({saved.name!r})")
             raise ValueError(f"cannot resume from {name}: it was trained with optimizer {saved.optimizer!r} (recipe "
                              f"{saved.name!r}) and this run asks for {wanted.optimizer!r} (recipe {wanted.name!r}), "
-                             "whose state it cannot continue; rerun with the recipe it was trained with (--recipe "
-                             f"{saved.name}), or start a new --model-prefix")
+                             f"whose state it cannot continue; resume with {same}, or start a new checkpoint "
+                             "prefix")
 
     def _load_weights(self, files: checkpoint.CheckpointFiles, record: checkpoint.CheckpointRecord) -> Optional[str]:
         """On rank 0: the weights, the trainer state and the weight average (the averages are loaded into the
@@ -234,7 +236,9 @@ class Checkpoint(Callback):
             for settings, values in ((record.preprocessing, old), (preprocessing.validation_settings(), new)):
                 values.update(train_crop=settings.get("train_image_size") or settings["image_size"],
                               val_crop=settings["image_size"], val_resize=settings["resize"])
-        return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in old if k in new and old[k] != new[k])
+        # omitted describes the recipe (its list can grow with a release), it is not a setting of the run
+        return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in old
+                         if k in new and k != "omitted" and old[k] != new[k])
 
     def on_epoch_end(self, epoch, logs):
         done = epoch + 1

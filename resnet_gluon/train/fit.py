@@ -67,8 +67,8 @@ class FitState:
     layout: str = "NCHW"
     #: The moving average of the weights when ``recipe.ema_decay > 0`` (:mod:`resnet_gluon.train.ema`).
     ema: Optional[EMA] = None
-    #: The training pipeline's ``preprocessing`` (else the validation one's), if it has one: what
-    #: :class:`~resnet_gluon.train.callbacks.Checkpoint` records when it was given none.
+    #: The pipelines' preprocessing, what :class:`~resnet_gluon.train.callbacks.Checkpoint` records when given
+    #: none: the validation pipeline's (what prediction repeats) with the training crop of the training one's.
     preprocessing: Optional[Preprocessing] = None
 
 
@@ -117,6 +117,15 @@ def _targets(label: mx.nd.NDArray, classes: int, smoothing: float) -> mx.nd.NDAr
     return mx.nd.one_hot(label, classes, on_value=1 - smoothing + smoothing / classes,
                          off_value=smoothing / classes)
 
+
+
+def _recorded(train: Optional[Preprocessing], val: Optional[Preprocessing]) -> Optional[Preprocessing]:
+    """What a Checkpoint records from the pipelines' ``preprocessing`` attributes (objects that are no
+    :class:`Preprocessing` are ignored): the validation one's with the training one's training crop."""
+    train, val = (p if isinstance(p, Preprocessing) else None for p in (train, val))
+    if val is None or train is None:
+        return val or train
+    return dataclasses.replace(val, train_image_size=train.crop_size(train=True))
 
 def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterable] = None, *,
         epochs: Optional[int] = None, recipe: Optional[Recipe] = None, dtype: str = "auto",
@@ -250,10 +259,10 @@ def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterabl
     if trainer is None:
         trainer = Trainer(net.collect_params(), batch_size=batch_size, steps_per_epoch=steps, recipe=recipe,
                           dtype=dtype, **trainer_options)
-    preprocessing = getattr(train_data, "preprocessing", None) or getattr(val_data, "preprocessing", None)
+    train_prep, val_prep = (getattr(data, "preprocessing", None) for data in (train_data, val_data))
     state = FitState(net, trainer, ctx, dtype, recipe.epochs, steps, initial_epoch, recipe=recipe,
                      batch_size=batch_size, seed=int(seed if seed is not None else getattr(train_data, "seed", 0)),
-                     layout=getattr(preprocessing, "layout", "NCHW"), preprocessing=preprocessing)
+                     layout=getattr(train_prep, "layout", "NCHW"), preprocessing=_recorded(train_prep, val_prep))
     if recipe.ema_decay:
         state.ema = EMA(net.collect_params(), decay=recipe.ema_decay, warmup=recipe.ema_warmup, trainer=trainer)
     callbacks = list(callbacks) + ([ProgressBar()] if progress else [])

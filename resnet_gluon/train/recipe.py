@@ -78,10 +78,8 @@ def reference_lr(global_batch_size: int, *, lr_per_256: float = 0.1) -> float:
 
 
 def _warn_omitted(recipe: "Recipe") -> "Recipe":
-    """``recipe`` without the omitted ingredients its values made irrelevant; warns about those left."""
-    omitted = tuple(o for o in recipe.omitted if _OMITTED_IF.get(o, lambda r: True)(recipe))
-    if omitted != recipe.omitted:
-        recipe = dataclasses.replace(recipe, omitted=omitted)
+    """Warn about the ingredients ``recipe`` names as not built (those its values made irrelevant are already
+    gone: ``Recipe.__post_init__``)."""
     if recipe.omitted:
         warnings.warn(f"recipe {recipe.name!r}: resnet_gluon does not build {'; '.join(recipe.omitted)}. Training "
                       "goes without them (listed in Recipe.omitted and in checkpoint records)", stacklevel=3)
@@ -224,7 +222,9 @@ class Recipe:
         object.__setattr__(self, "lr_steps", tuple(int(e) for e in self.lr_steps))
         if self.auto_augment == "none":  # 'none' switches a preset's policy off (None means "not given" to replace)
             object.__setattr__(self, "auto_augment", None)
-        object.__setattr__(self, "omitted", tuple(str(o) for o in self.omitted))
+        # an ingredient that the values switched off (RandAugment, the optimizer it belongs to) is not missing
+        object.__setattr__(self, "omitted", tuple(str(o) for o in self.omitted
+                                                  if _OMITTED_IF.get(str(o), lambda r: True)(self)))
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         for field, choices in (("schedule", SCHEDULES), ("loss", LOSSES)):
@@ -472,9 +472,13 @@ class Recipe:
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "Recipe":
         """The inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored. No warning about
-        ``omitted``: a record describes a run that happened."""
+        ``omitted``: a record describes a run that happened. An ``ema_warmup`` without ``ema_decay`` (0.2's
+        command line took ``--ema-warmup`` alone, which did nothing) reads as off."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        values = {k: v for k, v in values.items() if k in names}
+        if values.get("ema_warmup") and not values.get("ema_decay"):
+            values["ema_warmup"] = False
+        return cls(**values)
 
     def differences(self, other: "Recipe") -> Dict[str, Tuple[Any, Any]]:
         """``{field: (self's value, other's value)}`` for the fields that differ."""

@@ -178,9 +178,9 @@ class Trainer(_hvd.DistributedTrainer):
         if r.lr is not None and r.batch_size not in (None, self.global_batch_size) and not _lr_chosen(r):
             warnings.warn(f"recipe {r.name!r} sets lr {r.lr} for a global batch of {r.batch_size} images; this run's "
                           f"is {self.global_batch_size} (set lr= / --lr to choose one for it)", stacklevel=2)
-        if r.warmup_epochs >= r.epochs:
-            warnings.warn(f"the lr warm-up ({r.warmup_epochs:g} epochs) lasts the whole run ({r.epochs} epochs): the "
-                          f"lr never reaches its peak of {self.base_lr:g}; shorten it (warmup_epochs= / "
+        if r.warmup_epochs > r.epochs:
+            warnings.warn(f"the lr warm-up ({r.warmup_epochs:g} epochs) is longer than the run ({r.epochs} epochs): "
+                          f"the lr never reaches its peak of {self.base_lr:g}; shorten it (warmup_epochs= / "
                           "--warmup-epochs)", stacklevel=2)
         optimizers.exclude_from_weight_decay(params.values(), exclude=r.no_wd_bn_bias)
         optimizer = optimizers.create(r, learning_rate=self.base_lr, lr_scheduler=self._scheduler(),
