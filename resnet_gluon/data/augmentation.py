@@ -95,9 +95,10 @@ def parse_auto_augment(spec: Optional[str]) -> Optional[Dict[str, Union[str, int
     return dict(policy="rand", n=n, m=m, increasing=values.get("inc", "0") == "1")
 
 
-def check_augmentation(auto_augment: Optional[str], random_erasing: float) -> None:
+def check_augmentation(auto_augment: Optional[str], random_erasing: float) -> Optional[str]:
     """Check the per-image augmentation options (of :class:`~resnet_gluon.data.preprocessing.Preprocessing` and
-    :class:`~resnet_gluon.train.recipe.Recipe`).
+    :class:`~resnet_gluon.train.recipe.Recipe`); returns ``auto_augment`` as those classes keep it: ``None`` for
+    ``'none'`` (the spelling that switches a preset's policy off, where ``None`` means "not given").
 
     Raises
     ------
@@ -108,6 +109,7 @@ def check_augmentation(auto_augment: Optional[str], random_erasing: float) -> No
     parse_auto_augment(auto_augment)
     if not 0 <= random_erasing <= 1:
         raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
+    return None if auto_augment == "none" else auto_augment
 
 
 def mixing_rng(seed: int, epoch: int, step: int, rank: int = 0) -> np.random.Generator:

@@ -90,9 +90,7 @@ class Preprocessing:
     train_image_size: Optional[int] = None
 
     def __post_init__(self):
-        if self.auto_augment == "none":  # as Recipe takes it
-            object.__setattr__(self, "auto_augment", None)
-        check_augmentation(self.auto_augment, self.random_erasing)
+        object.__setattr__(self, "auto_augment", check_augmentation(self.auto_augment, self.random_erasing))
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
         if self.train_image_size is not None and self.train_image_size < 1:

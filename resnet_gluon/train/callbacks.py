@@ -105,8 +105,8 @@ class Checkpoint(Callback):
         ``resnet_gluon.data.recordio.load_classes(data_root)``).
     preprocessing : Preprocessing, optional
         The pipelines' settings; the validation part (crop, resize, mean/std) is recorded for the predictor.
-        Default: the ``preprocessing`` of ``fit``'s training pipeline (else its validation one), when it has one
-        (the pipelines of :mod:`resnet_gluon.data.pipelines` do).
+        Default: that of ``fit``'s pipelines when they carry one (those of :mod:`resnet_gluon.data.pipelines` do):
+        the validation pipeline's, with the training pipeline's training crop.
     """
 
     def __init__(self, prefix: str, *, period: int = 1, resume: bool = True,
@@ -193,6 +193,11 @@ class Checkpoint(Callback):
                 print(f"all {state.epochs} epochs of this run are done: nothing to train (more epochs: "
                       "epochs= / --num-epochs)", file=sys.stderr)
 
+    @property
+    def _recorded_preprocessing(self) -> Optional[Preprocessing]:
+        """What the records hold: the ``preprocessing`` given, else that of ``fit``'s pipelines (``FitState``)."""
+        return self.preprocessing or getattr(self.state, "preprocessing", None)
+
     def _check_optimizer_state(self, record: checkpoint.CheckpointRecord, name: str) -> None:
         """Refuse a resume whose optimizer state cannot carry over: another optimizer (the states of LAMB are not
         SGD's momentum), which is also what a rerun without the run's ``--recipe`` asks for."""
@@ -231,7 +236,7 @@ class Checkpoint(Callback):
                     if getattr(record, k) is not None})
         new = dict(state.recipe.to_dict(), batch_size=state.batch_size, workers=state.trainer.workers,
                    accumulate=state.trainer.accumulate)
-        preprocessing = self.preprocessing or getattr(state, "preprocessing", None)
+        preprocessing = self._recorded_preprocessing
         if record.preprocessing and preprocessing is not None:  # the crops: "train_crop 24 -> 32"
             for settings, values in ((record.preprocessing, old), (preprocessing.validation_settings(), new)):
                 values.update(train_crop=settings.get("train_image_size") or settings["image_size"],
@@ -252,7 +257,7 @@ class Checkpoint(Callback):
     @rank_zero_only
     def _save(self, done: int, logs: Dict, step: int = 0) -> None:
         state, trainer = self.state, self.state.trainer
-        preprocessing = self.preprocessing or getattr(state, "preprocessing", None)  # given, else the pipelines'
+        preprocessing = self._recorded_preprocessing
         files = checkpoint.checkpoint_files(self.prefix, done, step)
         checkpoint.export_checkpoint(state.net, self.prefix, done, step=step)
         trainer.save_states(files.states)

@@ -118,7 +118,6 @@ def _targets(label: mx.nd.NDArray, classes: int, smoothing: float) -> mx.nd.NDAr
                          off_value=smoothing / classes)
 
 
-
 def _recorded(train: Optional[Preprocessing], val: Optional[Preprocessing]) -> Optional[Preprocessing]:
     """What a Checkpoint records from the pipelines' ``preprocessing`` attributes (objects that are no
     :class:`Preprocessing` are ignored): the validation one's with the training one's training crop."""
@@ -126,6 +125,7 @@ def _recorded(train: Optional[Preprocessing], val: Optional[Preprocessing]) -> O
     if val is None or train is None:
         return val or train
     return dataclasses.replace(val, train_image_size=train.crop_size(train=True))
+
 
 def fit(net: gluon.HybridBlock, train_data: Iterable, val_data: Optional[Iterable] = None, *,
         epochs: Optional[int] = None, recipe: Optional[Recipe] = None, dtype: str = "auto",

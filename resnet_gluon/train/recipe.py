@@ -220,8 +220,6 @@ class Recipe:
 
     def __post_init__(self):
         object.__setattr__(self, "lr_steps", tuple(int(e) for e in self.lr_steps))
-        if self.auto_augment == "none":  # 'none' switches a preset's policy off (None means "not given" to replace)
-            object.__setattr__(self, "auto_augment", None)
         # an ingredient that the values switched off (RandAugment, the optimizer it belongs to) is not missing
         object.__setattr__(self, "omitted", tuple(str(o) for o in self.omitted
                                                   if _OMITTED_IF.get(str(o), lambda r: True)(self)))
@@ -244,7 +242,7 @@ class Recipe:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
-        check_augmentation(self.auto_augment, self.random_erasing)
+        object.__setattr__(self, "auto_augment", check_augmentation(self.auto_augment, self.random_erasing))
         if self.train_image_size is not None and self.train_image_size < 1:
             raise ValueError(f"train_image_size must be >= 1 (or None: the test size), got {self.train_image_size}")
         if not 0 < self.test_crop_ratio <= 1:

@@ -75,7 +75,6 @@ def lr_scheduler(*, base_lr: float, steps_per_epoch: int, epochs: int = _DEFAULT
 _hvd = dist.import_horovod()
 
 
-
 def _lr_chosen(recipe: Recipe) -> bool:
     """Whether ``recipe.lr`` replaced its preset's lr while ``batch_size`` stayed the preset's (``--recipe mlperf
     --lr 0.5``): the batch then describes the preset's lr, not this one, and a warning about it would mislead."""
@@ -85,6 +84,7 @@ def _lr_chosen(recipe: Recipe) -> bool:
         warnings.simplefilter("ignore")
         preset = Recipe.preset(recipe.name)
     return preset.batch_size == recipe.batch_size and preset.lr != recipe.lr
+
 
 class Trainer(_hvd.DistributedTrainer):
     """Horovod's ``DistributedTrainer`` with AMP loss scaling, the reference recipe and the whole step protocol.
